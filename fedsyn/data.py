@@ -1,0 +1,110 @@
+"""The expression-matrix value object passed between fedsyn's modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from .errors import InputError
+
+ValueKind = Literal["counts", "normalized"]
+
+
+@dataclass(frozen=True)
+class ExpressionData:
+    """Samples x genes expression values with one class label per sample.
+
+    Attributes
+    ----------
+    values : ndarray of float64, shape (n, d)
+        Expression values, samples in rows.
+    gene_names : tuple of str
+        The ``d`` gene identifiers, unique.
+    sample_ids : tuple of str
+        The ``n`` sample identifiers, unique.
+    labels : ndarray of int64, shape (n,)
+        Integer labels in ``0..L-1``.
+    label_names : tuple of str
+        The public label domain: label ``l`` means ``label_names[l]``.
+    kind : {"counts", "normalized"}
+        Whether ``values`` are raw counts or already normalized.
+    source : str
+        Where the data came from (file path or "simulated"), for messages.
+    """
+
+    values: np.ndarray
+    gene_names: tuple[str, ...]
+    sample_ids: tuple[str, ...]
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+    kind: ValueKind = "normalized"
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        n, d = np.shape(self.values) if np.ndim(self.values) == 2 else (-1, -1)
+        if n < 0:
+            raise InputError(f"{self.source}: expression values must be a 2-D matrix.")
+        if len(self.gene_names) != d:
+            raise InputError(f"{self.source}: {d} value columns but {len(self.gene_names)} gene names.")
+        if len(self.sample_ids) != n:
+            raise InputError(f"{self.source}: {n} rows but {len(self.sample_ids)} sample ids.")
+        if np.shape(self.labels) != (n,):
+            raise InputError(f"{self.source}: {n} rows but {np.size(self.labels)} labels.")
+        if n and (np.min(self.labels) < 0 or np.max(self.labels) >= len(self.label_names)):
+            raise InputError(f"{self.source}: labels outside 0..{len(self.label_names) - 1}.")
+
+    @property
+    def n_samples(self) -> int:
+        return int(np.shape(self.values)[0])
+
+    @property
+    def n_genes(self) -> int:
+        return int(np.shape(self.values)[1])
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.label_names)
+
+    def subset(self, rows=None, genes=None) -> "ExpressionData":
+        """A copy restricted to the given row indices and/or gene indices."""
+        values, sample_ids, labels, gene_names = self.values, self.sample_ids, self.labels, self.gene_names
+        if rows is not None:
+            rows = np.asarray(rows)
+            values, labels = values[rows], labels[rows]
+            sample_ids = tuple(np.asarray(sample_ids, dtype=object)[rows])
+        if genes is not None:
+            genes = np.asarray(genes)
+            values = values[:, genes]
+            gene_names = tuple(np.asarray(gene_names, dtype=object)[genes])
+        return replace(self, values=values, sample_ids=sample_ids, labels=labels, gene_names=gene_names)
+
+
+def stratified_split(
+    data: ExpressionData, *, test_fraction: float = 0.2, seed: int | None = None
+) -> tuple[ExpressionData, ExpressionData]:
+    """Split into a training and a held-out test set, stratified by label.
+
+    Parameters
+    ----------
+    data : ExpressionData
+    test_fraction : float, default 0.2
+        Fraction of samples held out (the paper's 80/20 split).
+    seed : int or None, default None
+        Seed of the split; ``None`` draws one from the OS.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_fraction < 1.0:
+        raise InputError(f"test_fraction must lie in (0, 1), got {test_fraction}.")
+    idx = np.arange(data.n_samples)
+    counts = np.bincount(data.labels, minlength=data.n_labels)
+    stratify = data.labels if np.all(counts[counts > 0] >= 2) else None
+    try:
+        train, test = train_test_split(
+            idx, test_size=test_fraction, random_state=seed, stratify=stratify
+        )
+    except ValueError as exc:
+        raise InputError(f"{data.source}: cannot split {data.n_samples} samples: {exc}") from exc
+    return data.subset(rows=np.sort(train)), data.subset(rows=np.sort(test))

@@ -1,0 +1,123 @@
+"""What the computing servers reveal to the release server.
+
+:class:`NoisyMeasurements` is the whole interface between the MPC phase (any
+engine) and the release phase (Private-PGM, sampling, de-binning). It holds only
+DP-noised marginals, the bin means (exact in ``paper`` mode, derived from noisy
+sums in ``dp`` mode) and public metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .errors import InputError
+
+MeanMode = Literal["paper", "dp"]
+
+
+@dataclass(frozen=True)
+class NoisyMeasurements:
+    """Noisy marginals and bin representatives for ``d`` genes and ``L`` labels.
+
+    Attributes
+    ----------
+    gene_names : tuple of str
+        The ``d`` genes, in column order.
+    label_names : tuple of str
+        The ``L`` class labels; label ``l`` is ``label_names[l]``.
+    n_records : int
+        Total number of training records (public: holders' sample counts are
+        not protected, see ``docs/security.md``).
+    one_way : ndarray of float, shape (d, 4)
+        Noisy gene 1-way marginals.
+    label : ndarray of float, shape (L,)
+        Noisy label 1-way marginal.
+    two_way : ndarray of float, shape (d, 4, L)
+        Noisy (gene, label) 2-way marginals.
+    bin_means : ndarray of float, shape (d, 4)
+        Value that bin ``k`` of gene ``g`` maps back to.
+    sigma : float
+        Standard deviation of the noise added to each count (0 = no noise, only
+        for tests and debugging; not private).
+    mean_mode : {"paper", "dp"}
+        ``paper``: bin means revealed exactly (not DP). ``dp``: from noisy sums.
+    engine : str
+        Engine that produced the measurements.
+    meta : dict
+        Extra public metadata (epsilon, delta, frac_bits, ...).
+    """
+
+    gene_names: tuple[str, ...]
+    label_names: tuple[str, ...]
+    n_records: int
+    one_way: np.ndarray
+    label: np.ndarray
+    two_way: np.ndarray
+    bin_means: np.ndarray
+    sigma: float
+    mean_mode: MeanMode = "paper"
+    engine: str = "plaintext"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        d, n_labels = len(self.gene_names), len(self.label_names)
+        for name, arr, shape in (
+            ("one_way", self.one_way, (d, 4)),
+            ("label", self.label, (n_labels,)),
+            ("two_way", self.two_way, (d, 4, n_labels)),
+            ("bin_means", self.bin_means, (d, 4)),
+        ):
+            if np.shape(arr) != shape:
+                raise InputError(f"{name} has shape {np.shape(arr)}, expected {shape}.")
+        if self.n_records < 1:
+            raise InputError("n_records must be positive.")
+        if not self.sigma >= 0:
+            raise InputError("sigma must be non-negative.")
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.gene_names)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.label_names)
+
+    def to_npz_dict(self) -> dict:
+        """Arrays and a JSON header, for :func:`numpy.savez`."""
+        header = {
+            "gene_names": list(self.gene_names),
+            "label_names": list(self.label_names),
+            "n_records": int(self.n_records),
+            "sigma": float(self.sigma),
+            "mean_mode": self.mean_mode,
+            "engine": self.engine,
+            "meta": self.meta,
+        }
+        return {
+            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            "one_way": np.asarray(self.one_way, dtype=np.float64),
+            "label": np.asarray(self.label, dtype=np.float64),
+            "two_way": np.asarray(self.two_way, dtype=np.float64),
+            "bin_means": np.asarray(self.bin_means, dtype=np.float64),
+        }
+
+    @classmethod
+    def from_npz_dict(cls, data) -> "NoisyMeasurements":
+        header = json.loads(bytes(np.asarray(data["header"], dtype=np.uint8)).decode())
+        return cls(
+            gene_names=tuple(header["gene_names"]),
+            label_names=tuple(header["label_names"]),
+            n_records=int(header["n_records"]),
+            one_way=np.asarray(data["one_way"]),
+            label=np.asarray(data["label"]),
+            two_way=np.asarray(data["two_way"]),
+            bin_means=np.asarray(data["bin_means"]),
+            sigma=float(header["sigma"]),
+            mean_mode=header["mean_mode"],
+            engine=header["engine"],
+            meta=header.get("meta", {}),
+        )
