@@ -121,3 +121,18 @@ class NoisyMeasurements:
             engine=header["engine"],
             meta=header.get("meta", {}),
         )
+
+
+def means_from_noisy_sums(
+    noisy_sums: np.ndarray, noisy_counts: np.ndarray, clip: tuple[float, float]
+) -> np.ndarray:
+    """Bin means of ``dp`` mode, computed by the release server (post-processing).
+
+    ``noisy_sum / max(noisy_count, 1)`` clipped to the public range; an empty or
+    noise-dominated bin thus falls back to a value inside ``clip``.
+    """
+    lo, hi = clip
+    means = np.asarray(noisy_sums, dtype=np.float64) / np.maximum(
+        np.asarray(noisy_counts, dtype=np.float64), 1.0
+    )
+    return np.clip(means, lo, hi)
