@@ -1,9 +1,35 @@
-"""`fedsyn evaluate` (being written)."""
+"""``fedsyn evaluate``: score a synthetic dataset against real data."""
+
+from __future__ import annotations
 
 import click
 
+from ._options import add_options, echo, input_options
+
 
 @click.command(name="evaluate")
-def command() -> None:
-    """Not available yet."""
-    raise click.ClickException("'fedsyn evaluate' is not implemented yet.")
+@click.option("--real-train", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Real records the synthesizer saw.")
+@click.option("--real-test", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Held-out real records.")
+@click.option("--synthetic", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Synthetic records (e.g. synthetic.csv of fedsyn run).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for metrics.json, report.md and plots.")
+@click.option("--de-alpha", type=float, default=0.05, show_default=True, help="Significance level of DE tests.")
+@add_options(input_options)
+@click.pass_context
+def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, label_column, sample_column):
+    """Compute TSTR accuracy, Wasserstein, DE-TPR and DCR, as the paper defines them."""
+    from ..evaluation import evaluate
+    from ..io import load_expression
+    from ..report import write_report
+
+    train = load_expression(real_train, label_column=label_column, sample_column=sample_column)
+    names = train.label_names
+    test = load_expression(real_test, label_column=label_column, sample_column=sample_column, label_names=names)
+    synth = load_expression(synthetic, label_column=None, label_names=names)
+    result = evaluate(train, test, synth, de_alpha=de_alpha)
+    write_report(result, out_dir, real_train=train, synthetic=synth)
+    echo(ctx, (f"TSTR accuracy {result.tstr_accuracy:.3f} (majority {result.majority_rate:.3f}), "
+               f"Wasserstein {result.wasserstein_mean:.3f}, DE-TPR {result.de_tpr:.3f}, DCR {result.dcr_mean:.2f}"))

@@ -1,0 +1,33 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import click
+
+input_options = [
+    click.option(
+        "--label-column",
+        default=None,
+        help="Column holding the class label [default: 'label', else the only text column].",
+    ),
+    click.option(
+        "--sample-column",
+        default=None,
+        help="Column holding the sample ids [default: 'sample_id', else the first column].",
+    ),
+]
+
+
+def add_options(options):
+    def decorator(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorator
+
+
+def echo(ctx: click.Context, message: str) -> None:
+    """Print a result line unless --quiet."""
+    if not (ctx.obj or {}).get("quiet"):
+        click.echo(message)
