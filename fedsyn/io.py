@@ -1,0 +1,668 @@
+"""Reading and validating expression matrices; atomic output helpers.
+
+A data holder's input is a samples x genes matrix with one sample-id column and
+one class-label column, as CSV/TSV (optionally gzip-compressed) or AnnData
+``.h5ad``. :func:`load_expression` turns it into a validated
+:class:`fedsyn.data.ExpressionData`; every problem is reported as an
+:class:`fedsyn.errors.InputError` naming the file and the row (sample id and
+1-based line), column or gene, so that a holder can fix the file before anything
+is secret-shared. ``docs/input.md`` states the rules.
+
+The second half of the module holds the atomic writers every fedsyn output goes
+through: a temporary file in the target's directory that replaces the target
+only when writing succeeded, so an interrupted run never leaves a truncated
+file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import io
+import json
+import logging
+import math
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .data import ExpressionData
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "load_expression",
+    "write_expression",
+    "atomic_path",
+    "write_text_atomic",
+    "write_json_atomic",
+    "write_bytes_atomic",
+    "save_npz_atomic",
+]
+
+KindOption = Literal["auto", "counts", "normalized"]
+
+#: Cell texts read as a missing value (reported as such, never silently kept).
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-"})
+_SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".tab": "\t"}
+_SEP_NAMES = {",": "comma", "\t": "tab", ";": "semicolon"}
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def load_expression(
+    path: str | os.PathLike,
+    *,
+    label_column: str | None = None,
+    sample_column: str | None = None,
+    kind: KindOption = "auto",
+    sep: str | None = None,
+    label_names: Sequence[str] | None = None,
+) -> ExpressionData:
+    """Load and validate a samples x genes expression matrix with class labels.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A delimited text file (``.csv``, ``.tsv``, ``.txt``, ``.tab``, each
+        optionally ``.gz``; other names are sniffed) or an AnnData ``.h5ad``.
+    label_column : str or None, default None
+        Column (text) or ``obs`` column (h5ad) holding the class labels.
+        ``None``: ``"label"`` if present, else the single non-numeric column
+        besides the sample ids (an ambiguity is an error listing candidates).
+    sample_column : str or None, default None
+        Column holding unique sample ids (text files only; h5ad uses
+        ``obs_names``). ``None``: ``"sample_id"`` if present, else the first
+        column when it is non-numeric and unique, else ids ``line<N>`` are made
+        up from the line numbers.
+    kind : {"auto", "counts", "normalized"}, default "auto"
+        ``"counts"`` requires non-negative integers; ``"normalized"`` accepts any
+        finite value; ``"auto"`` picks ``"counts"`` when every value is a
+        non-negative integer and ``"normalized"`` otherwise. For h5ad, the layer
+        ``"counts"`` is used instead of ``X`` when it exists and ``kind`` is not
+        ``"normalized"``.
+    sep : str or None, default None
+        Field separator of a text file; ``None`` infers it from the extension
+        (``.csv`` comma, ``.tsv``/``.txt``/``.tab`` tab) or sniffs the header.
+    label_names : sequence of str or None, default None
+        The public label domain agreed by all data holders; label ``l`` becomes
+        ``label_names[l]``, and a label outside it is an error naming the row.
+        ``None``: the sorted distinct labels of this file (numerically sorted
+        when all are integers).
+
+    Returns
+    -------
+    ExpressionData
+        Values as float64, labels as int64 codes, ``source`` the path.
+
+    Raises
+    ------
+    fedsyn.errors.InputError
+        For an unreadable, empty or malformed file and every violated rule of
+        ``docs/input.md``; the message names the file and row/column/gene.
+    """
+    path = Path(path)
+    if kind not in ("auto", "counts", "normalized"):
+        raise InputError(f"kind must be 'auto', 'counts' or 'normalized', got {kind!r}.")
+    if not path.exists():
+        raise InputError(f"{path}: file not found.")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected an expression matrix file.")
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".h5ad":
+        table = _read_h5ad(path, label_column=label_column, kind=kind)
+    else:
+        table = _read_delimited(path, label_column=label_column, sample_column=sample_column, sep=sep)
+    return _finish(table, path=path, kind=kind, label_names=label_names)
+
+
+class _Table:
+    """Raw parsed content before label encoding and value checks."""
+
+    def __init__(self, *, values, gene_names, sample_ids, lines, raw_labels, label_column, what):
+        self.values: np.ndarray = values
+        self.gene_names: list[str] = gene_names
+        self.sample_ids: list[str] = sample_ids
+        self.lines: list[int] = lines  # 1-based line (text) or row (h5ad) of each sample
+        self.raw_labels: list[str | None] = raw_labels
+        self.label_column: str = label_column
+        self.what: str = what  # "line" or "row", for messages
+
+
+def _where(table: _Table, i: int) -> str:
+    return f"sample {table.sample_ids[i]!r} ({table.what} {table.lines[i]})"
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8-sig")
+
+
+def _guess_sep(path: Path, header_line: str) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in _SEP_BY_SUFFIX:
+        guess = _SEP_BY_SUFFIX[suffixes[-1]]
+        # A ".txt" file may well be comma separated: trust the header over the name.
+        if suffixes[-1] != ".txt" or header_line.count("\t") >= header_line.count(","):
+            return guess
+    counts = {s: header_line.count(s) for s in ("\t", ",", ";")}
+    best = max(counts, key=lambda s: counts[s])
+    if counts[best] == 0:
+        raise InputError(
+            f"{path}: cannot tell the field separator from the header line "
+            "(no tab, comma or semicolon); pass sep=."
+        )
+    return best
+
+
+def _read_rows(path: Path, sep: str | None) -> tuple[list[str], list[list[str]], list[int], str]:
+    """Header, data rows and their 1-based line numbers; checks raggedness."""
+    try:
+        text = _read_text(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"{path}: cannot read the file: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}); expected CSV/TSV or .h5ad."
+        ) from exc
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty.")
+    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    if sep is None:
+        sep = _guess_sep(path, first_line)
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            if header is None:
+                header = [h.strip() for h in row]
+                header_line = reader.line_num
+                continue
+            if len(row) != len(header):
+                ident = row[0].strip() if row else ""
+                raise InputError(
+                    f"{path}: line {reader.line_num} (first field {ident!r}) has {len(row)} fields, "
+                    f"the header (line {header_line}) has {len(header)} "
+                    f"(separator: {_SEP_NAMES.get(sep, repr(sep))})."
+                )
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise InputError(f"{path}: line {reader.line_num}: malformed field: {exc}") from exc
+    assert header is not None
+    if len(header) < 2:
+        raise InputError(
+            f"{path}: the header has a single column {header[0]!r} "
+            f"(separator used: {_SEP_NAMES.get(sep, repr(sep))}); pass sep= if it is wrong."
+        )
+    return header, rows, lines, sep
+
+
+def _to_float(cells: Sequence[str]) -> np.ndarray | None:
+    """Parse a column of cells, or ``None`` if some cell is not a number."""
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:
+        return None
+
+
+def _is_missing(cell: str) -> bool:
+    return cell.strip().lower() in MISSING_TOKENS
+
+
+def _numeric_column(cells: list[str]) -> bool:
+    """True when every non-missing cell parses as a number."""
+    present = [c for c in cells if not _is_missing(c)]
+    return bool(present) and _to_float(present) is not None
+
+
+def _read_delimited(
+    path: Path, *, label_column: str | None, sample_column: str | None, sep: str | None
+) -> _Table:
+    header, rows, lines, sep = _read_rows(path, sep)
+    n_cols = len(header)
+    seen: dict[str, int] = {}
+    for j, name in enumerate(header):
+        if name in seen and name:
+            raise InputError(
+                f"{path}: duplicate column name {name!r} (columns {seen[name] + 1} and {j + 1})."
+            )
+        seen.setdefault(name, j)
+    columns = [[row[j].strip() for row in rows] for j in range(n_cols)] if rows else [[] for _ in header]
+
+    # --- sample-id column -------------------------------------------------
+    if sample_column is not None:
+        if sample_column not in seen:
+            raise InputError(
+                f"{path}: no sample-id column {sample_column!r}; columns start with "
+                f"{', '.join(repr(h) for h in header[:5])}."
+            )
+        sid_idx: int | None = seen[sample_column]
+    elif "sample_id" in seen:
+        sid_idx = seen["sample_id"]
+    else:
+        first = columns[0]
+        sid_idx = None
+        if label_column != header[0] and first and not _numeric_column(first):
+            if len(set(first)) == len(first) and not any(_is_missing(c) for c in first):
+                sid_idx = 0
+        if header[0] == "" and sid_idx is None and rows:
+            sid_idx = 0  # an unnamed first column (a written data-frame index) is the ids
+    if sid_idx is not None:
+        sample_ids = columns[sid_idx]
+        for i, sid in enumerate(sample_ids):
+            if _is_missing(sid):
+                raise InputError(
+                    f"{path}: line {lines[i]}: missing sample id in column {header[sid_idx]!r}."
+                )
+    else:
+        sample_ids = [f"line{ln}" for ln in lines]
+        logger.info("%s: no sample-id column; using line numbers as sample ids.", path)
+
+    # --- label column -----------------------------------------------------
+    if label_column is not None:
+        if label_column not in seen:
+            raise InputError(
+                f"{path}: no label column {label_column!r}; "
+                f"the header has {n_cols} columns: {_preview(header)}."
+            )
+        lab_idx = seen[label_column]
+    elif "label" in seen:
+        lab_idx = seen["label"]
+    else:
+        candidates = [
+            j for j in range(n_cols) if j != sid_idx and rows and not _numeric_column(columns[j])
+        ]
+        if not candidates:
+            raise InputError(
+                f"{path}: missing label column: no column named 'label' and no non-numeric column "
+                f"besides the sample ids; pass label_column= (columns: {_preview(header)})."
+            )
+        if len(candidates) > 1:
+            names = ", ".join(repr(header[j]) for j in candidates[:10])
+            more = f" and {len(candidates) - 10} more" if len(candidates) > 10 else ""
+            raise InputError(
+                f"{path}: cannot tell which column holds the labels; non-numeric columns: "
+                f"{names}{more}. Pass label_column= (a gene column with a non-numeric value "
+                "also shows up here)."
+            )
+        lab_idx = candidates[0]
+    if sid_idx is not None and lab_idx == sid_idx:
+        raise InputError(f"{path}: column {header[lab_idx]!r} cannot be both sample ids and labels.")
+    raw_labels = [None if _is_missing(c) else c for c in columns[lab_idx]]
+
+    # --- gene columns ------------------------------------------------------
+    gene_idx = [j for j in range(n_cols) if j != sid_idx and j != lab_idx]
+    gene_names = [header[j] for j in gene_idx]
+    for k, j in enumerate(gene_idx):
+        if not gene_names[k]:
+            raise InputError(f"{path}: column {j + 1} has an empty name (expected a gene name).")
+    n = len(rows)
+    values = np.empty((n, len(gene_idx)), dtype=np.float64)
+    table = _Table(
+        values=values,
+        gene_names=gene_names,
+        sample_ids=sample_ids,
+        lines=lines,
+        raw_labels=raw_labels,
+        label_column=header[lab_idx],
+        what="line",
+    )
+    for k, j in enumerate(gene_idx):
+        col = _to_float(columns[j])
+        if col is None:
+            for i, cell in enumerate(columns[j]):
+                if _is_missing(cell):
+                    raise InputError(
+                        f"{path}: missing value (empty/NA) for gene {gene_names[k]!r} "
+                        f"at {_where(table, i)}."
+                    )
+                if _to_float([cell]) is None:
+                    raise InputError(
+                        f"{path}: non-numeric value {cell[:40]!r} for gene {gene_names[k]!r} "
+                        f"at {_where(table, i)}."
+                    )
+        values[:, k] = col
+    return table
+
+
+def _preview(names: Sequence[str], k: int = 6) -> str:
+    shown = ", ".join(repr(x) for x in names[:k])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > k else "")
+
+
+def _read_h5ad(path: Path, *, label_column: str | None, kind: KindOption) -> _Table:
+    try:
+        import anndata
+    except ImportError as exc:  # pragma: no cover - anndata is a dependency
+        raise InputError(f"{path}: reading .h5ad needs the 'anndata' package.") from exc
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for a bad file
+        raise InputError(f"{path}: cannot read as AnnData .h5ad: {exc}") from exc
+    if kind != "normalized" and "counts" in adata.layers:
+        matrix, where = adata.layers["counts"], "layer 'counts'"
+    else:
+        matrix, where = adata.X, "X"
+    if matrix is None:
+        raise InputError(f"{path}: the AnnData object has no X matrix.")
+    if hasattr(matrix, "toarray"):
+        matrix = matrix.toarray()
+    try:
+        values = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: {where} is not numeric: {exc}") from exc
+    logger.info("%s: reading values from %s.", path, where)
+    obs = adata.obs
+    if label_column is not None:
+        if label_column not in obs.columns:
+            raise InputError(
+                f"{path}: no label column {label_column!r} in obs; obs columns: "
+                f"{_preview(list(map(str, obs.columns)))}."
+            )
+        col = label_column
+    elif "label" in obs.columns:
+        col = "label"
+    else:
+        cands = [
+            str(c)
+            for c in obs.columns
+            if obs[c].dtype == object or str(obs[c].dtype) in ("category", "string", "str")
+        ]
+        if len(cands) != 1:
+            what = "no non-numeric obs column" if not cands else f"obs columns {_preview(cands)}"
+            raise InputError(
+                f"{path}: missing label column: no obs column 'label' and {what} "
+                "could be the labels; pass label_column=."
+            )
+        col = cands[0]
+    raw = obs[col].tolist()
+    raw_labels = [None if (x is None or (isinstance(x, float) and math.isnan(x)) or _is_missing(str(x))) else str(x) for x in raw]
+    gene_names = [str(g) for g in adata.var_names]
+    sample_ids = [str(s) for s in adata.obs_names]
+    return _Table(
+        values=values,
+        gene_names=gene_names,
+        sample_ids=sample_ids,
+        lines=list(range(1, len(sample_ids) + 1)),
+        raw_labels=raw_labels,
+        label_column=col,
+        what="row",
+    )
+
+
+def _label_sort_key(labels: Sequence[str]):
+    try:
+        ints = {lab: int(lab) for lab in labels}
+    except ValueError:
+        return sorted(labels)
+    return sorted(labels, key=lambda lab: ints[lab])
+
+
+def _finish(
+    table: _Table, *, path: Path, kind: KindOption, label_names: Sequence[str] | None
+) -> ExpressionData:
+    values = table.values
+    n, d = values.shape if values.ndim == 2 else (0, 0)
+    if n == 0:
+        raise InputError(f"{path}: no samples (the file has a header but no data rows).")
+    if n < 2:
+        raise InputError(f"{path}: only {n} sample; at least 2 are needed.")
+    if d == 0:
+        raise InputError(
+            f"{path}: zero gene columns (only the sample-id and label columns were found)."
+        )
+    # sample ids and genes unique
+    first_seen: dict[str, int] = {}
+    for i, sid in enumerate(table.sample_ids):
+        if sid in first_seen:
+            raise InputError(
+                f"{path}: duplicate sample id {sid!r} at {table.what} {table.lines[i]} "
+                f"(first at {table.what} {table.lines[first_seen[sid]]})."
+            )
+        first_seen[sid] = i
+    gseen: dict[str, int] = {}
+    for k, g in enumerate(table.gene_names):
+        if g in gseen:
+            raise InputError(
+                f"{path}: duplicate gene name {g!r} (gene columns {gseen[g] + 1} and {k + 1})."
+            )
+        gseen[g] = k
+    # values finite
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i, k = map(int, np.argwhere(bad)[0])
+        what = "missing value (NaN)" if np.isnan(values[i, k]) else "infinite value"
+        raise InputError(
+            f"{path}: {what} for gene {table.gene_names[k]!r} at {_where(table, i)} "
+            f"({int(bad.sum())} such cells in all)."
+        )
+    negative = values < 0
+    fractional = values != np.round(values)
+    is_counts = not negative.any() and not fractional.any()
+    if kind == "counts":
+        for mask, what in ((negative, "negative"), (fractional, "non-integer")):
+            if mask.any():
+                i, k = map(int, np.argwhere(mask)[0])
+                raise InputError(
+                    f"{path}: {what} value {values[i, k]!r} for gene {table.gene_names[k]!r} at "
+                    f"{_where(table, i)}; kind='counts' needs non-negative integer counts "
+                    f"({int(mask.sum())} such cells; use kind='normalized' for normalized data)."
+                )
+        resolved = "counts"
+    elif kind == "normalized":
+        resolved = "normalized"
+    else:
+        resolved = "counts" if is_counts else "normalized"
+    # labels
+    for i, lab in enumerate(table.raw_labels):
+        if lab is None:
+            raise InputError(
+                f"{path}: missing label in column {table.label_column!r} at {_where(table, i)}."
+            )
+    labels_str = [str(lab) for lab in table.raw_labels]
+    if label_names is not None:
+        domain = tuple(str(x) for x in label_names)
+        if len(set(domain)) != len(domain):
+            raise InputError(f"label_names has duplicates: {list(domain)}.")
+        if len(domain) < 2:
+            raise InputError(f"label_names must name at least 2 classes, got {list(domain)}.")
+        index = {lab: c for c, lab in enumerate(domain)}
+        for i, lab in enumerate(labels_str):
+            if lab not in index:
+                raise InputError(
+                    f"{path}: label {lab!r} at {_where(table, i)} is not in the agreed label "
+                    f"domain {list(domain)}."
+                )
+        present = len(set(labels_str))
+        if present < 2:
+            logger.warning(
+                "%s: only %d of the %d agreed classes occur in this file.", path, present, len(domain)
+            )
+    else:
+        domain = tuple(_label_sort_key(sorted(set(labels_str))))
+        if len(domain) < 2:
+            raise InputError(
+                f"{path}: fewer than 2 classes in label column {table.label_column!r} "
+                f"(only {list(domain)}); a classifier needs at least 2."
+            )
+        index = {lab: c for c, lab in enumerate(domain)}
+    codes = np.fromiter((index[lab] for lab in labels_str), dtype=np.int64, count=n)
+    logger.info(
+        "%s: %d samples x %d genes, %d classes, kind=%s.", path, n, d, len(domain), resolved
+    )
+    return ExpressionData(
+        values=np.ascontiguousarray(values, dtype=np.float64),
+        gene_names=tuple(table.gene_names),
+        sample_ids=tuple(table.sample_ids),
+        labels=codes,
+        label_names=domain,
+        kind=resolved,  # type: ignore[arg-type]
+        source=str(path),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+
+
+def write_expression(
+    data: ExpressionData,
+    path: str | os.PathLike,
+    *,
+    sep: str | None = None,
+    label_column: str = "label",
+) -> Path:
+    """Write ``data`` as a delimited text file that :func:`load_expression` reads back.
+
+    Columns: ``sample_id``, the genes, then the label column holding label
+    *names* (not integer codes). Integral count matrices are written as
+    integers, other values with the shortest round-trip representation.
+
+    Parameters
+    ----------
+    data : ExpressionData
+    path : str or path-like
+        Target file; a ``.gz`` suffix writes gzip. Written atomically.
+    sep : str or None, default None
+        Field separator; ``None``: tab for ``.tsv``/``.txt``/``.tab``, else comma.
+    label_column : str, default "label"
+        Name of the label column.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    path = Path(path)
+    if sep is None:
+        suffixes = [s.lower() for s in path.suffixes]
+        if suffixes and suffixes[-1] == ".gz":
+            suffixes = suffixes[:-1]
+        sep = _SEP_BY_SUFFIX.get(suffixes[-1] if suffixes else "", ",")
+    if label_column in data.gene_names or label_column == "sample_id":
+        raise InputError(f"label column name {label_column!r} clashes with a gene or 'sample_id'.")
+    values = np.asarray(data.values)
+    integral = data.kind == "counts" and bool(np.all(values == np.round(values)))
+    names = np.asarray(data.label_names, dtype=object)[np.asarray(data.labels)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=sep, lineterminator="\n")
+    writer.writerow(["sample_id", *data.gene_names, label_column])
+    for i in range(data.n_samples):
+        row = values[i]
+        cells = [str(int(v)) for v in row] if integral else [repr(float(v)) for v in row]
+        writer.writerow([data.sample_ids[i], *cells, names[i]])
+    payload = buf.getvalue().encode("utf-8")
+    if path.suffix.lower() == ".gz":
+        payload = gzip.compress(payload, compresslevel=1, mtime=0)
+    write_bytes_atomic(path, payload)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, mode: int = 0o666) -> Iterator[Path]:
+    """Yield a temporary path that replaces ``path`` only if the block succeeds.
+
+    The temporary file lives in the target's directory (created if missing) and
+    keeps the target's suffixes, so writers that infer a format from the name
+    behave the same. On normal exit it is flushed to disk and ``os.replace``-d
+    onto ``path``; on any exception, ``KeyboardInterrupt`` included, it is
+    removed and the old ``path`` (if any) is left untouched.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The final file.
+    mode : int, default 0o666
+        Permission bits of the new file before the umask (use ``0o600`` for
+        files that must stay private, such as share bundles).
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary path to write to (it already exists, empty).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{secrets.token_hex(6)}-{target.name}"
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+    os.close(fd)
+    try:
+        yield tmp
+        with contextlib.suppress(OSError):
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, mode: int = 0o666) -> Path:
+    """Atomically write ``data`` to ``path`` (see :func:`atomic_path`)."""
+    with atomic_path(path, mode=mode) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, mode: int = 0o666) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``path`` (see :func:`atomic_path`)."""
+    return write_bytes_atomic(path, text.encode("utf-8"), mode=mode)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def write_json_atomic(
+    path: str | os.PathLike, obj: Any, *, indent: int | None = 2, mode: int = 0o666
+) -> Path:
+    """Atomically write ``obj`` as JSON (numpy scalars/arrays and paths converted).
+
+    Non-finite floats are refused (strict JSON), with a ``ValueError``.
+    """
+    text = json.dumps(obj, indent=indent, default=_json_default, allow_nan=False, sort_keys=False)
+    return write_text_atomic(path, text + "\n", mode=mode)
+
+
+def save_npz_atomic(path: str | os.PathLike, /, **arrays: Any) -> Path:
+    """Atomically save ``arrays`` with :func:`numpy.savez` to exactly ``path``.
+
+    Unlike ``np.savez(name)``, no ``.npz`` suffix is appended to ``path``.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return Path(path)
