@@ -415,7 +415,9 @@ class TLSTransport:
     index : int
         This server's index (0, 1 or 2).
     bytes_sent : int
-        Bytes of frames queued for sending (headers included, TLS overhead not).
+        Array payload bytes queued for sending (as the in-process transport counts).
+    wire_bytes_sent : int
+        Frame bytes including headers (TLS record overhead not counted).
     messages_sent : int
         Number of frames queued.
     """
@@ -425,6 +427,7 @@ class TLSTransport:
         self._links = links
         self.timeout = float(timeout)
         self.bytes_sent = 0
+        self.wire_bytes_sent = 0
         self.messages_sent = 0
         self.bytes_received = 0
         self._closed = False
@@ -440,7 +443,8 @@ class TLSTransport:
         link = self._link(to)
         frame = _array_frame(array)
         link.enqueue(frame)
-        self.bytes_sent += len(frame[0]) + len(frame[1])
+        self.bytes_sent += len(frame[1])
+        self.wire_bytes_sent += len(frame[0]) + len(frame[1])
         self.messages_sent += 1
 
     def recv(self, frm: int, *, timeout: float | None = None) -> np.ndarray:
