@@ -299,7 +299,7 @@ def _fit_trend(disp: np.ndarray, means: np.ndarray) -> tuple[float, float] | Non
 
 
 def vst(
-    counts: np.ndarray, sf: np.ndarray
+    counts: np.ndarray, sf: np.ndarray, *, n_trend_genes: int | None = 1000
 ) -> tuple[np.ndarray, Literal["parametric", "mean"], tuple[float, ...]]:
     """DESeq2 variance-stabilizing transformation (blind, parametric trend).
 
@@ -309,6 +309,11 @@ def vst(
         Raw counts, samples in rows.
     sf : ndarray, shape (n,)
         Size factors (see :func:`size_factors`).
+    n_trend_genes : int or None, default 1000
+        When more genes than this have a mean normalized count > 5, the
+        dispersion trend is fitted on this many of them, evenly spaced in mean
+        rank (DESeq2's ``vst(nsub=1000)``; the transform still applies to all
+        genes). ``None`` fits on all genes (``varianceStabilizingTransformation``).
 
     Returns
     -------
@@ -321,7 +326,15 @@ def vst(
     """
     counts = np.asarray(counts, dtype=np.float64)
     normed = counts / sf[:, None]
-    disp, means = _fit_dispersions(counts, sf)
+    base_mean = normed.mean(axis=0)
+    fit_idx = np.arange(counts.shape[1])
+    candidates = np.flatnonzero(base_mean > 5)
+    if n_trend_genes is not None and candidates.size > n_trend_genes:
+        # DESeq2's vst(): fit the trend on nsub=1000 genes with baseMean > 5. DESeq2
+        # draws them at random; here they are evenly spaced in mean rank (deterministic).
+        by_mean = candidates[np.argsort(base_mean[candidates], kind="stable")]
+        fit_idx = by_mean[np.linspace(0, by_mean.size - 1, n_trend_genes).round().astype(int)]
+    disp, means = _fit_dispersions(counts[:, fit_idx], sf)
     coeffs = _fit_trend(disp, means)
     if coeffs is not None:
         a0, a1 = coeffs
