@@ -1,0 +1,280 @@
+"""Protocol 1 of the paper on the embedded three-party engine.
+
+One server runs :func:`run_protocol1` on its shares of every holder's input:
+
+``Pi_bin`` (:mod:`~fedsyn.engines.rep3.binning`)
+    concatenate the holders, select the quartile order statistics (or sort),
+    compare every value with the three thresholds;
+``Pi_marg`` (:mod:`~fedsyn.engines.rep3.marginals`)
+    gene 1-way, label 1-way and (gene, label) 2-way counts;
+bin statistics (phase ``means``)
+    bin sums by dot products; in ``paper`` mode exact bin means by secure
+    division with the empty-bin rule; in ``dp`` mode the sums themselves;
+``Pi_noise`` (:mod:`~fedsyn.engines.rep3.noise`)
+    Irwin-Hall noise on every released count (and, in ``dp`` mode, on the sums).
+
+The outputs stay secret-shared; the caller opens them to the release server
+only (``Party.reveal_to``) or, in tests, reconstructs them with
+:func:`open_outputs`. Semantics are those of :mod:`fedsyn.reference`: with
+``noise=False`` the opened counts equal ``bin_statistics(...).counts * 2^f`` and
+the means equal ``bin_statistics(...).means`` bit for bit.
+
+Security: passive adversary corrupting at most one of the three servers. Each
+server sees its own pairs of shares, uniformly masked messages, and the
+comparison bits of the selection, which are a function of uniformly random
+permutations only (see :mod:`~fedsyn.engines.rep3.binning`). Public: ``n``
+(the holders' sample counts), ``d``, ``L`` and the parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ...errors import InputError, ProtocolError
+from ...fixedpoint import MAX_VALUE_BITS, encode
+from ...params import ProtocolParams
+from ...reference import label_onehot  # noqa: F401  (re-exported for holders)
+from . import binning, marginals, noise
+from .runtime import Party
+from .sharing import AShare, concatenate, reconstruct, share_array
+from .transport import InProcessNetwork, run_parties
+
+log = logging.getLogger(__name__)
+
+#: Names of the phases recorded in :attr:`Protocol1Shares.stats`.
+PHASES = ("binning", "marginals", "means", "noise")
+
+
+@dataclass
+class HolderInput:
+    """One holder's input as seen by one server.
+
+    Attributes
+    ----------
+    values : AShare, shape (n_k, d)
+        Fixed-point expression values (``|x| < 2^40``).
+    labels : AShare, shape (n_k, L)
+        One-hot labels (the holder encodes its integer labels before sharing).
+    """
+
+    values: AShare
+    labels: AShare
+
+
+@dataclass
+class Protocol1Shares:
+    """One server's shares of the outputs of Protocol 1.
+
+    Attributes
+    ----------
+    party_index : int
+    one_way : AShare, shape (d, 4)
+        ``count 2^f + noise``.
+    label : AShare, shape (L,)
+    two_way : AShare, shape (d, 4, L)
+    means : AShare or None, shape (d, 4)
+        Exact fixed-point bin means (``paper`` mode).
+    sums : AShare or None, shape (d, 4)
+        Noisy fixed-point bin sums (``dp`` mode).
+    stats : dict
+        Per phase: ``seconds``, ``bytes_sent``, ``rounds``, ``messages``; plus
+        ``selection_rounds`` and ``selection_comparisons``.
+    """
+
+    party_index: int
+    one_way: AShare
+    label: AShare
+    two_way: AShare
+    means: AShare | None = None
+    sums: AShare | None = None
+    stats: dict = field(default_factory=dict)
+
+    def outputs(self) -> dict[str, AShare]:
+        """The released arrays by name (``means`` or ``sums`` by mode)."""
+        out = {"one_way": self.one_way, "label": self.label, "two_way": self.two_way}
+        if self.means is not None:
+            out["means"] = self.means
+        if self.sums is not None:
+            out["sums"] = self.sums
+        return out
+
+
+def _check_inputs(inputs: Sequence[HolderInput], params: ProtocolParams) -> tuple[int, int]:
+    if not inputs:
+        raise InputError("Protocol 1 needs at least one holder's input.")
+    d = inputs[0].values.shape[1] if inputs[0].values.ndim == 2 else -1
+    for k, h in enumerate(inputs):
+        if h.values.ndim != 2 or h.values.shape[1] != d:
+            raise InputError(f"Holder {k}: values must have shape (n_k, {d}), got {h.values.shape}.")
+        if h.labels.shape != (h.values.shape[0], params.n_labels):
+            raise InputError(
+                f"Holder {k}: labels must be one-hot of shape ({h.values.shape[0]}, {params.n_labels}), "
+                f"got {h.labels.shape}."
+            )
+    n = sum(h.values.shape[0] for h in inputs)
+    if n < 1 or d < 1:
+        raise InputError(f"Protocol 1 needs at least one sample and one gene (got n={n}, d={d}).")
+    if binning.index_bits(n) + MAX_VALUE_BITS + 2 > 63:
+        raise InputError(f"{n} samples are too many for 64-bit keys.")
+    return n, d
+
+
+def run_protocol1(party: Party, inputs: Sequence[HolderInput], params: ProtocolParams) -> Protocol1Shares:
+    """Run Protocol 1 (``Pi_bin``, ``Pi_marg``, bin statistics, ``Pi_noise``) as one server.
+
+    Parameters
+    ----------
+    party : Party
+        This server's runtime (the three servers call this with the same
+        public arguments and holder order).
+    inputs : sequence of HolderInput
+        This server's shares of every holder's input, in the agreed holder order.
+    params : ProtocolParams
+        Public parameters.
+
+    Returns
+    -------
+    Protocol1Shares
+        Shares of the outputs; nothing has been opened.
+    """
+    n, d = _check_inputs(inputs, params)
+    f = params.frac_bits
+    values = concatenate([h.values for h in inputs], axis=0)
+    labels = concatenate([h.labels for h in inputs], axis=0)
+    with party.phase("binning"):
+        br = binning.bin(party, values, binning=params.binning)
+    with party.phase("marginals"):
+        marg = marginals.marginals(party, br.bits, labels, frac_bits=f)
+    means = sums = None
+    with party.phase("means"):
+        s = binning.bin_sums(party, br.bits, values)
+        if params.mean_mode == "paper":
+            means = binning.bin_means(party, s, marg.counts, n=n)
+        else:
+            sums = s
+    one_way, label, two_way = marg.one_way, marg.label, marg.two_way
+    with party.phase("noise"):
+        if params.noise:
+            one_way, label, two_way = noise.add_noise(party, [one_way, label, two_way], params.sigma, frac_bits=f)
+            if sums is not None and params.sum_sigma > 0:
+                (sums,) = noise.add_noise(party, [sums], params.sum_sigma, frac_bits=f)
+    stats = {k: vars(v).copy() for k, v in party.stats.phases.items() if k in PHASES}
+    stats["selection_rounds"] = br.selection_rounds
+    stats["selection_comparisons"] = br.selection_comparisons
+    log.info(
+        "party %d: protocol 1 on n=%d, d=%d done (%s)",
+        party.index,
+        n,
+        d,
+        ", ".join(f"{k} {stats[k]['seconds']:.2f} s" for k in PHASES if k in stats),
+    )
+    return Protocol1Shares(
+        party_index=party.index, one_way=one_way, label=label, two_way=two_way, means=means, sums=sums, stats=stats
+    )
+
+
+def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> dict[str, np.ndarray]:
+    """Reconstruct the outputs from the three servers' shares (release side).
+
+    Parameters
+    ----------
+    shares : sequence of three Protocol1Shares
+        Indexed by party.
+    params : ProtocolParams
+
+    Returns
+    -------
+    dict of str to ndarray of int64
+        ``one_way`` (d, 4), ``label`` (L,), ``two_way`` (d, 4, L) and ``means``
+        (paper mode) or ``sums`` (dp mode), all fixed point with
+        ``params.frac_bits``.
+
+    Raises
+    ------
+    ProtocolError
+        If the replicated shares are inconsistent (a server's copy of a share
+        differs from its neighbour's) or a server's output is missing.
+    """
+    shares = list(shares)
+    if len(shares) != 3 or sorted(s.party_index for s in shares) != [0, 1, 2]:
+        raise ProtocolError("Opening the outputs needs the shares of the three servers 0, 1, 2.")
+    shares.sort(key=lambda s: s.party_index)
+    names = list(shares[0].outputs())
+    want = "means" if params.mean_mode == "paper" else "sums"
+    if want not in names:
+        raise ProtocolError(f"The servers' outputs lack {want!r} (mean_mode={params.mean_mode!r}).")
+    out = {}
+    for name in names:
+        pairs = [s.outputs().get(name) for s in shares]
+        if any(p is None for p in pairs):
+            raise ProtocolError(f"A server did not return {name!r}.")
+        out[name] = reconstruct(pairs).view(np.int64)
+    return out
+
+
+def clip_values_fp(values_fp: np.ndarray, clip: tuple[float, float], *, frac_bits: int) -> np.ndarray:
+    """Holder-side clipping to the public range of ``mean_mode="dp"`` (in fixed point)."""
+    lo, hi = (int(v) for v in encode(np.asarray(clip, dtype=np.float64), frac_bits, what="clip range"))
+    return np.clip(np.asarray(values_fp, dtype=np.int64), lo, hi)
+
+
+def run_in_process(
+    values_fp_list: Sequence[np.ndarray],
+    onehot_list: Sequence[np.ndarray],
+    params: ProtocolParams,
+    *,
+    seed: int | None = None,
+    timeout: float = 600.0,
+) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """Share plaintext holders' arrays and run the three servers in threads.
+
+    For tests and for plaintext-vs-rep3 comparisons on one machine: the
+    in-process network offers no secrecy between the threads.
+
+    Parameters
+    ----------
+    values_fp_list : sequence of ndarray of int64, shape (n_k, d)
+        Each holder's fixed-point values. In ``dp`` mode they are clipped to
+        ``params.clip`` first, as holders do.
+    onehot_list : sequence of ndarray, shape (n_k, L)
+        Each holder's one-hot labels.
+    params : ProtocolParams
+    seed : int or None, default None
+        Seed for the share randomness and the servers' PRF keys (reproducible
+        tests only); fresh CSPRNG randomness by default.
+    timeout : float, default 600.0
+        Seconds a server waits for a message before failing.
+
+    Returns
+    -------
+    outputs : dict of str to ndarray of int64
+        As :func:`open_outputs`.
+    stats : list of dict
+        Per server: ``phases`` (as :attr:`Protocol1Shares.stats`), ``bytes_sent``,
+        ``rounds``.
+    """
+    if len(values_fp_list) != len(onehot_list):
+        raise InputError(f"{len(values_fp_list)} value matrices but {len(onehot_list)} label matrices.")
+    rng = None if seed is None else np.random.default_rng(seed)
+    shared = []
+    for k, (x, y) in enumerate(zip(values_fp_list, onehot_list)):
+        x = np.asarray(x)
+        if x.dtype != np.int64:
+            raise InputError(f"Holder {k}: values must be fixed-point int64 (fedsyn.fixedpoint.encode).")
+        if params.mean_mode == "dp":
+            x = clip_values_fp(x, params.clip, frac_bits=params.frac_bits)
+        shared.append((share_array(x, rng=rng), share_array(np.asarray(y, dtype=np.int64), rng=rng)))
+
+    def server(i: int, transport) -> tuple[Protocol1Shares, dict]:
+        party = Party.setup(i, transport, seed=seed)
+        inputs = [HolderInput(values=xs[i], labels=ys[i]) for xs, ys in shared]
+        res = run_protocol1(party, inputs, params)
+        return res, {"phases": res.stats, "bytes_sent": party.stats.bytes_sent, "rounds": party.stats.rounds}
+
+    results = run_parties(server, network=InProcessNetwork(timeout=timeout))
+    outputs = open_outputs([r for r, _ in results], params)
+    return outputs, [s for _, s in results]
