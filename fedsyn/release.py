@@ -47,11 +47,12 @@ logger = logging.getLogger(__name__)
 
 Estimator = Literal["star", "mbi"]
 
-#: Default number of mirror-descent steps. At epsilon 10 and 1,000 genes,
-#: stopping early fits the true distribution better than running to convergence
-#: (the iteration count acts as a regularizer towards the uniform start); see
-#: ``benchmarks/results/release.md`` and ``docs/release.md``.
-DEFAULT_ITERATIONS = 250
+#: Default number of mirror-descent steps (also mbi's default). The iteration
+#: count acts as a regularizer towards the uniform start: at epsilon 10 and
+#: ~1,000 genes the fitted P(bin | label) is closest to the truth around 1,000
+#: steps, closer than after 250 or 3,000 (``benchmarks/results/release.md``,
+#: ``docs/release.md``).
+DEFAULT_ITERATIONS = 1000
 
 #: Name of the label attribute in the mbi domain (a suffix is added if a gene
 #: has this name).
@@ -193,7 +194,7 @@ class ReleaseModel:
         joint = self.joint
         pot, marg = {}, {}
         for i, cl in enumerate(cliques):
-            dom = domain.project(cl)
+            dom = mbi.Domain(cl, (N_BINS, len(self.label_names)))
             pot[cl] = mbi.Factor(dom, jnp.asarray(theta[i]))
             marg[cl] = mbi.Factor(dom, jnp.asarray(joint[i]))
         return mbi.MarkovRandomField(
@@ -323,7 +324,7 @@ def star_measurements(domain, measurements: list, known_total: float) -> tuple[S
         w = 1.0 / max(float(m.stddev), 1e-12) ** 2
         if len(m.clique) == 2:
             i = index[m.clique[0] if m.clique[1] == lab else m.clique[1]]
-            y = y.reshape(domain.project(m.clique).shape)
+            y = y.reshape(domain[m.clique[0]], domain[m.clique[1]])
             y2[i] = y if m.clique[1] == lab else y.T
             w2[i] = w
         elif m.clique == (lab,):
@@ -372,7 +373,7 @@ def fit(
         oracle (:mod:`fedsyn.star_model`). ``"mbi"``:
         ``mbi.estimation.MirrorDescent`` with mbi's junction-tree oracle (slow:
         minutes at 100 genes; it rounds ``iterations`` up to a multiple of 50).
-    iterations : int, default 250
+    iterations : int, default 1000
         Mirror-descent steps (:data:`DEFAULT_ITERATIONS`); fewer steps keep the
         fit closer to uniform, which regularizes against the noise.
     callback : callable, optional
@@ -599,7 +600,7 @@ def synthesize(
         Records to generate; default ``measurements.n_records``.
     estimator : {"star", "mbi"}, default "star"
         See :func:`fit`.
-    iterations : int, default 250
+    iterations : int, default 1000
         See :func:`fit`.
     rng : numpy.random.Generator, optional
         Sampling randomness; default: seeded from the OS CSPRNG.

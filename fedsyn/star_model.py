@@ -220,7 +220,7 @@ def _loss_and_grad(
 def mirror_descent(
     meas: StarMeasurements,
     *,
-    iterations: int = 250,
+    iterations: int = 1000,
     callback: Callable[[int, float], None] | None = None,
 ) -> StarFit:
     """Fit a star model to noisy marginals by mbi's mirror descent.
@@ -237,7 +237,7 @@ def mirror_descent(
     ----------
     meas : StarMeasurements
         Measured tables and weights.
-    iterations : int, default 250
+    iterations : int, default 1000
         Number of steps (mbi rounds up to a multiple of 50; this does not).
     callback : callable, optional
         Called as ``callback(step, loss)`` every 50 steps and after the last.
