@@ -1,9 +1,107 @@
-"""`fedsyn share` (being written)."""
+"""``fedsyn share``: a data holder secret-shares its matrix into three server bundles."""
+
+from __future__ import annotations
 
 import click
 
+from ._options import add_options, echo, input_options
+
+
+def _read_list(path: str | None, what: str) -> tuple[str, ...] | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    try:
+        names = tuple(line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc}).") from exc
+    if not names:
+        raise InputError(f"{path}: the {what} is empty.")
+    return names
+
 
 @click.command(name="share")
-def command() -> None:
-    """Not available yet."""
-    raise click.ClickException("'fedsyn share' is not implemented yet.")
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="This holder's preprocessed expression matrix (CSV/TSV/h5ad; samples x genes + label).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for the three bundles (<holder>.server{0,1,2}.fsb).")
+@click.option("--holder-id", required=True, help="Identifier of this data holder (letters, digits, _.-).")
+@click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File with the public label domain, one name a line, agreed by all holders "
+                   "[default: this holder's labels, sorted].")
+@click.option("--genes", "genes_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File with the agreed gene list, one a line, in column order [default: the input's genes].")
+@click.option("--frac-bits", type=int, default=16, show_default=True, help="Fixed-point fractional bits.")
+@click.option("--clip", type=(float, float), default=None, metavar="LO HI",
+              help="Clip values to this public range (needed for --mean-mode dp runs).")
+@click.option("--run-id", default=None, help="Session tag binding the bundles to one run.")
+@click.option("--format", "fmt", type=click.Choice(["fedsyn", "mp-spdz"]), default="fedsyn", show_default=True,
+              help="fedsyn: engine-neutral bundles (rep3 servers); mp-spdz: Persistence files for MP-SPDZ parties.")
+@add_options(input_options)
+@click.pass_context
+def command(ctx, input_path, out_dir, holder_id, labels_file, genes_file, frac_bits, clip, run_id, fmt,
+            label_column, sample_column):
+    """Secret-share INPUT into one bundle per computing server.
+
+    Each server's bundle holds two of three additive shares of the
+    fixed-point values and one-hot labels: alone it reveals nothing. Send
+    bundle i to server i only, over a confidential channel.
+    """
+    from ..io import load_expression
+
+    label_names = _read_list(labels_file, "label list")
+    gene_names = _read_list(genes_file, "gene list")
+    data = load_expression(input_path, label_column=label_column, sample_column=sample_column,
+                           label_names=label_names)
+    if fmt == "mp-spdz":
+        paths = _share_mpspdz(data, out_dir=out_dir, holder_id=holder_id, label_names=label_names,
+                              gene_names=gene_names, frac_bits=frac_bits, clip=clip)
+    else:
+        from ..bundle import share_holder
+
+        paths = share_holder(data, holder_id=holder_id, out_dir=out_dir, frac_bits=frac_bits,
+                             label_names=label_names, gene_names=gene_names, run_id=run_id,
+                             clip=tuple(clip) if clip else None)
+    for p in paths:
+        echo(ctx, str(p))
+
+
+def _share_mpspdz(data, *, out_dir, holder_id, label_names, gene_names, frac_bits, clip):
+    """MP-SPDZ Persistence files, written by the MP-SPDZ engine's module."""
+    import numpy as np
+
+    from ..bundle import encode_holder, gene_digest, split_shares
+    from ..errors import EngineUnavailableError
+    from ..fixedpoint import to_ring
+
+    try:
+        from ..engines.mpspdz.persistence import write_persistence_shares
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            "--format mp-spdz needs fedsyn.engines.mpspdz.persistence, which this installation "
+            f"lacks ({exc}); use the default --format fedsyn."
+        ) from exc
+    from pathlib import Path
+
+    from ..io import write_json_atomic
+
+    values_fp, onehot, genes, domain = encode_holder(
+        data, label_names=label_names, gene_names=gene_names, frac_bits=frac_bits,
+        clip=tuple(clip) if clip else None,
+    )
+    # protocol1.mpc's layout: per sample the d values, then the L one-hot indicators.
+    rows = np.concatenate([values_fp, onehot], axis=1)
+    s = split_shares(to_ring(rows))
+    target = Path(out_dir) / holder_id
+    paths = write_persistence_shares([(s[i], s[(i - 1) % 3]) for i in range(3)], target)
+    # Persistence files carry no metadata: the public facts go beside them.
+    info = {
+        "holder_id": holder_id, "shape": [data.n_samples, len(genes)], "n_labels": len(domain),
+        "frac_bits": frac_bits, "label_names": list(domain), "gene_names": list(genes),
+        "gene_digest": gene_digest(genes), "row_layout": "d values then L one-hot labels",
+    }
+    paths.append(write_json_atomic(target / "manifest.json", info))
+    return paths

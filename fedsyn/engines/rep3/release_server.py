@@ -1,0 +1,223 @@
+"""The release server of a rep3 deployment: output shares in, noisy measurements and synthetic data out.
+
+The release server accepts the three computing servers' output shares over TLS
+(each server must present its ``fedsyn-server-<i>`` certificate of the
+deployment CA), checks that the three agree on the public metadata and that the
+replicated shares are consistent (share ``s_i`` arrives from both server ``i``
+and server ``i+1`` and must be identical: a server that alters its copy is
+detected), opens only the protocol's outputs -- noisy counts, and bin means
+(``paper`` mode) or noisy bin sums (``dp`` mode) -- and builds
+:class:`fedsyn.measurements.NoisyMeasurements`. It never receives an input share
+or an intermediate value.
+
+In ``dp`` mode the bin means are post-processing of DP outputs:
+``mean = noisy_sum / max(noisy_count, 1)``, clipped to the public range.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...errors import ProtocolError
+from ...fixedpoint import decode
+from ...measurements import NoisyMeasurements
+from ...params import ProtocolParams
+from .config import DeploymentConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ReleaseResult",
+    "check_metadata",
+    "measurements_from_shares",
+    "measurements_from_opened",
+    "collect_measurements",
+    "run_release",
+]
+
+_AGREE = ("gene_digest", "gene_names", "label_names", "holders", "n_records", "frac_bits", "run_id", "params")
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """Files the release command wrote.
+
+    Attributes
+    ----------
+    measurements : NoisyMeasurements
+    files : dict of str to pathlib.Path
+        ``measurements`` (npz) and, if synthesized, ``synthetic`` (csv).
+    """
+
+    measurements: NoisyMeasurements
+    files: dict[str, Path]
+
+
+def check_metadata(metas: Mapping[int, dict]) -> dict:
+    """The public metadata of servers 0, 1, 2, which must be identical; returns server 0's."""
+    if sorted(metas) != [0, 1, 2]:
+        raise ProtocolError(f"release server: output shares from servers {sorted(metas)}, need 0, 1, 2.")
+    ref = metas[0]
+    for i in (1, 2):
+        for key in _AGREE:
+            if metas[i].get(key) != ref.get(key):
+                raise ProtocolError(
+                    f"release server: servers 0 and {i} disagree on {key.replace('_', ' ')}: "
+                    "they computed on different bundles or parameters."
+                )
+    return ref
+
+
+def measurements_from_opened(opened: Any, meta: dict, params: ProtocolParams, *, engine: str = "rep3",
+                             extra_meta: dict | None = None) -> NoisyMeasurements:
+    """Build :class:`NoisyMeasurements` from opened fixed-point outputs.
+
+    ``opened`` is :func:`fedsyn.engines.rep3.protocol1.open_outputs`'s dict
+    (or an object with the same attributes).
+
+    Counts (``one_way``, ``label``, ``two_way``) arrive as fixed-point integers
+    ``count * 2**f + noise``; bin means (paper) or bin sums (dp) as fixed-point
+    values.
+    """
+    f = params.frac_bits
+    if not isinstance(opened, Mapping):
+        opened = {k: getattr(opened, k) for k in ("one_way", "label", "two_way", "means", "sums") if hasattr(opened, k)}
+    one_way = decode(np.asarray(opened["one_way"]), f)
+    label = decode(np.asarray(opened["label"]), f)
+    two_way = decode(np.asarray(opened["two_way"]), f)
+    if params.mean_mode == "dp":
+        sums = decode(np.asarray(opened["sums"]), f)
+        lo, hi = params.clip  # type: ignore[misc]
+        means = np.clip(sums / np.maximum(one_way, 1.0), lo, hi)
+    else:
+        means = decode(np.asarray(opened["means"]), f)
+    info = {
+        "frac_bits": f,
+        "binning": params.binning,
+        "noise": params.noise,
+        "holders": meta.get("holders"),
+        "run_id": meta.get("run_id"),
+    }
+    if params.mean_mode == "dp":
+        info["sum_sigma"] = params.sum_sigma
+        info["clip"] = list(params.clip)  # type: ignore[arg-type]
+    info.update(extra_meta or {})
+    return NoisyMeasurements(
+        gene_names=tuple(meta["gene_names"]),
+        label_names=tuple(meta["label_names"]),
+        n_records=int(meta["n_records"]),
+        one_way=one_way,
+        label=label,
+        two_way=two_way,
+        bin_means=means.astype(np.float64),
+        sigma=float(params.sigma) if params.noise else 0.0,
+        mean_mode=params.mean_mode,
+        engine=engine,
+        meta=info,
+    )
+
+
+def measurements_from_shares(
+    shares: Mapping[int, Any], meta: dict, params: ProtocolParams, *, engine: str = "rep3",
+    extra_meta: dict | None = None,
+) -> NoisyMeasurements:
+    """Open three servers' ``Protocol1Shares`` (with the replicated consistency check)."""
+    from .protocol1 import open_outputs
+
+    opened = open_outputs([shares[0], shares[1], shares[2]], params)
+    return measurements_from_opened(opened, meta, params, engine=engine, extra_meta=extra_meta)
+
+
+def measurements_from_deliveries(deliveries: Mapping[int, tuple[dict, dict[str, np.ndarray]]]) -> NoisyMeasurements:
+    """:class:`NoisyMeasurements` from what :class:`~fedsyn.engines.rep3.net.ReleaseListener` collected."""
+    from .server import unpack_outputs
+
+    meta = check_metadata({i: m for i, (m, _) in deliveries.items()})
+    params = ProtocolParams.from_dict(meta["params"])
+    shares = {i: unpack_outputs(arrays, m.get("outputs", {})) for i, (m, arrays) in deliveries.items()}
+    stats = {f"server{i}": m.get("stats") for i, (m, _) in deliveries.items() if m.get("stats")}
+    return measurements_from_shares(shares, meta, params, extra_meta={"servers": stats} if stats else None)
+
+
+def collect_measurements(
+    config: DeploymentConfig, *, timeout: float | None = None, abort: threading.Event | None = None,
+    ready: threading.Event | None = None,
+) -> NoisyMeasurements:
+    """Listen at the release address of ``config`` until all three servers delivered; open.
+
+    Parameters
+    ----------
+    timeout : float or None, default None
+        Seconds to wait for all three; ``None``: ``connect_timeout + timeout`` of
+        the config plus the protocol's generous allowance (an hour).
+    abort : threading.Event or None
+        Stop waiting when set (local orchestration sets it when a server fails).
+    ready : threading.Event or None
+        Set once listening.
+    """
+    from .net import ReleaseListener
+
+    r = config.release
+    listener = ReleaseListener((r.bind or r.host, r.port), config.release_tls(), session=config.session)
+    if ready is not None:
+        ready.set()
+    wait = timeout if timeout is not None else config.connect_timeout + config.timeout + 3600.0
+    t0 = time.perf_counter()
+    deliveries = listener.collect(timeout=wait, abort=abort)
+    logger.info("release server: all output shares received after %.1f s", time.perf_counter() - t0)
+    return measurements_from_deliveries(deliveries)
+
+
+def save_measurements(m: NoisyMeasurements, path: str | os.PathLike) -> Path:
+    """Write ``measurements.npz`` atomically."""
+    from ...io import save_npz_atomic
+
+    return save_npz_atomic(path, **m.to_npz_dict())
+
+
+def run_release(
+    config: DeploymentConfig,
+    *,
+    out_dir: str | os.PathLike,
+    synthesize: bool = True,
+    n_records: int | None = None,
+    seed: int | None = None,
+    timeout: float | None = None,
+) -> ReleaseResult:
+    """The release server's whole job: collect, open, save, synthesize.
+
+    Parameters
+    ----------
+    config : DeploymentConfig
+    out_dir : path-like
+        Receives ``measurements.npz`` and ``synthetic.csv`` (each atomically).
+    synthesize : bool, default True
+        Fit Private-PGM, sample and de-bin (:func:`fedsyn.release.synthesize`).
+    n_records : int or None, default None
+        Synthetic records to sample; default the number of training records.
+    seed : int or None, default None
+        Seed of the sampling (post-processing; reproducible experiments only).
+    timeout : float or None, default None
+        See :func:`collect_measurements`.
+    """
+    out = Path(out_dir)
+    m = collect_measurements(config, timeout=timeout)
+    files = {"measurements": save_measurements(m, out / "measurements.npz")}
+    if synthesize:
+        from ...io import write_expression
+        from ...pipeline import synthetic_to_expression
+        from ...randomness import sampling_rng
+        from ...release import synthesize as _synthesize
+
+        synth = _synthesize(m, n_records=n_records, rng=sampling_rng(seed))
+        files["synthetic"] = write_expression(synthetic_to_expression(synth), out / "synthetic.csv")
+    logger.info("release server: wrote %s", ", ".join(str(p) for p in files.values()))
+    return ReleaseResult(measurements=m, files=files)
