@@ -610,6 +610,8 @@ def synthesize(
     SyntheticData
     """
     n = measurements.n_records if n_records is None else n_records
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise InputError(f"n_records must be a non-negative integer, got {n!r}.")
     model = fit(measurements, estimator=estimator, iterations=iterations)
     t0 = time.perf_counter()
     bins, labels = sample(model, n, rng=rng)
