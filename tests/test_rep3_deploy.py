@@ -1,0 +1,225 @@
+"""rep3 deployment end to end: engine (in-process and three TLS processes), CLI, failures, logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fedsyn.bundle import load_bundle, share_holder
+from fedsyn.cli import cli
+from fedsyn.data import ExpressionData
+from fedsyn.engines.rep3.config import load_config
+from fedsyn.engines.rep3.engine import Rep3Engine
+from fedsyn.engines.rep3.local import run_local_deployment
+from fedsyn.errors import BundleError, ConfigError, ProtocolError
+from fedsyn.fixedpoint import decode, encode
+from fedsyn.params import ProtocolParams
+from fedsyn.reference import bin_statistics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def simulated(n=36, d=5, L=3, seed=0) -> ExpressionData:
+    rng = np.random.default_rng(seed)
+    x = rng.gamma(2.0, 2.0, size=(n, d))
+    x[:, 0] = np.round(x[:, 0])  # ties
+    x[: n // 2, 1] = 0.0  # a sparse gene
+    return ExpressionData(
+        values=x,
+        gene_names=tuple(f"G{j}" for j in range(d)),
+        sample_ids=tuple(f"S{i}" for i in range(n)),
+        labels=np.arange(n) % L,
+        label_names=tuple("abcdefgh"[:L]),
+    )
+
+
+def holders_of(data, cuts=(10, 23)):
+    edges = [0, *cuts, data.n_samples]
+    return [data.subset(rows=np.arange(a, b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def assert_matches_reference(m, data, params):
+    ref = bin_statistics(encode(data.values, params.frac_bits), data.labels, data.n_labels)
+    assert m.engine == "rep3" and m.n_records == data.n_samples
+    assert np.array_equal(m.one_way, ref.counts)
+    assert np.array_equal(m.label, ref.label_counts)
+    assert np.array_equal(m.two_way, ref.two_way)
+    assert np.array_equal(m.bin_means, decode(ref.means, params.frac_bits))
+    assert m.gene_names == data.gene_names and m.label_names == data.label_names
+
+
+def test_inprocess_equals_reference():
+    data = simulated()
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    m = Rep3Engine("inprocess", timeout=30).measure(holders_of(data), params)
+    assert_matches_reference(m, data, params)
+
+
+def test_inprocess_dp_mode_means_from_sums():
+    data = simulated(seed=1)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, mean_mode="dp", clip=(0.0, 6.0))
+    m = Rep3Engine("inprocess", timeout=30).measure(holders_of(data), params)
+    clipped = np.clip(data.values, 0.0, 6.0)
+    ref = bin_statistics(encode(clipped), data.labels, 3)
+    assert np.array_equal(m.one_way, ref.counts)
+    expect = np.clip(decode(ref.sums) / np.maximum(ref.counts, 1), 0.0, 6.0)
+    assert np.allclose(m.bin_means, expect)
+    assert m.mean_mode == "dp"
+
+
+def test_tcp_three_processes_equal_reference(tmp_path):
+    data = simulated(seed=2)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    t0 = time.monotonic()
+    m = Rep3Engine("tcp", workdir=tmp_path, timeout=60).measure(holders_of(data), params)
+    assert_matches_reference(m, data, params)
+    assert time.monotonic() - t0 < 60
+    for i in range(3):
+        log = (tmp_path / f"server{i}.log").read_text()
+        assert "output shares delivered" in log
+        assert not re.search(r"\d{11,}", log)  # no share or value in the server logs
+        assert (tmp_path / f"server{i}.stats.json").exists()
+    # the certificates and deployment file that were used parse back
+    assert load_config(tmp_path / "deployment.toml").session.startswith("run-")
+
+
+def test_refused_bundle_stops_the_run_with_log_tails(tmp_path):
+    data = simulated(seed=3)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    paths = share_holder(data, holder_id="h", out_dir=tmp_path / "b")
+    raw = bytearray(paths[2].read_bytes())
+    raw[-40] ^= 0xFF
+    paths[2].write_bytes(bytes(raw))
+    t0 = time.monotonic()
+    with pytest.raises(ProtocolError) as err:
+        run_local_deployment([[p] for p in paths], params, workdir=tmp_path / "w", timeout=20)
+    msg = str(err.value)
+    assert "server 2 exited with code 4" in msg
+    assert "checksum" in msg  # the tail of server 2's log
+    assert "server 0 (" in msg and "server 1 (" in msg
+    assert time.monotonic() - t0 < 20
+
+
+def test_bad_params_refused_before_computation(tmp_path):
+    data = simulated()
+    share_holder(data, holder_id="h", out_dir=tmp_path)
+    with pytest.raises(BundleError, match="3 labels.*say 4"):
+        from fedsyn.engines.rep3.server import load_bundles_for
+
+        load_bundles_for(0, [tmp_path / "h.server0.fsb"], ProtocolParams(n_labels=4, sigma=0, noise=False))
+
+
+def test_share_cli_round_trip(tmp_path):
+    from fedsyn.io import write_expression
+
+    data = simulated(n=9)
+    src = write_expression(data, tmp_path / "in.csv")
+    (tmp_path / "labels.txt").write_text("a\nb\nc\nd\n")
+    runner = CliRunner()
+    res = runner.invoke(
+        cli,
+        ["-q", "share", "-i", str(src), "-o", str(tmp_path / "out"), "--holder-id", "H1",
+         "--labels", str(tmp_path / "labels.txt"), "--run-id", "r9"],
+    )
+    assert res.exit_code == 0, res.output
+    bs = [load_bundle(tmp_path / "out" / f"H1.server{i}.fsb", expected_party=i, expected_run_id="r9",
+                      expected_labels=("a", "b", "c", "d")) for i in range(3)]
+    values = (bs[0].values[0] + bs[1].values[0] + bs[2].values[0]).view(np.int64)
+    assert np.array_equal(values, encode(data.values))
+    onehot = (bs[0].labels[0] + bs[1].labels[0] + bs[2].labels[0]).view(np.int64)
+    assert onehot.shape == (9, 4) and np.array_equal(np.argmax(onehot, axis=1), data.labels)
+
+
+def test_share_cli_mpspdz_format(tmp_path):
+    pytest.importorskip("fedsyn.engines.mpspdz.persistence")
+    from fedsyn.io import write_expression
+
+    data = simulated(n=4, d=2)
+    src = write_expression(data, tmp_path / "in.csv")
+    res = CliRunner().invoke(cli, ["-q", "share", "-i", str(src), "-o", str(tmp_path / "o"),
+                                   "--holder-id", "H", "--format", "mp-spdz"])
+    assert res.exit_code == 0, res.output
+    files = sorted(p.name for p in (tmp_path / "o" / "H").iterdir())
+    assert files == ["Transactions-P0.data", "Transactions-P1.data", "Transactions-P2.data", "manifest.json"]
+    body = [np.frombuffer((tmp_path / "o" / "H" / f"Transactions-P{i}.data").read_bytes()[28:], "<u8").reshape(-1, 2)
+            for i in range(3)]
+    rows = (body[0][:, 0] + body[1][:, 0] + body[2][:, 0]).view(np.int64).reshape(4, 2 + 3)
+    assert np.array_equal(rows[:, :2], encode(data.values))
+
+
+def test_certs_cli_and_config_errors(tmp_path):
+    res = CliRunner().invoke(cli, ["-q", "certs", "--out", str(tmp_path / "certs"), "--hosts", "10.0.0.1", "h1", "h2"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "certs" / "server2.key").exists()
+    cfg = load_config(REPO / "parties" / "local.toml")
+    assert cfg.servers[1].port == 47101 and cfg.release.port == 47110
+    assert cfg.server_tls(0).key.name == "server0.key"
+    assert load_config(REPO / "parties" / "three-hosts.toml").servers[0].bind == "0.0.0.0"
+    bad = tmp_path / "bad.toml"
+    bad.write_text((REPO / "parties" / "local.toml").read_text().replace("id = 2", "id = 1"))
+    with pytest.raises(ConfigError, match="distinct id"):
+        load_config(bad)
+    bad.write_text("[deployment]\nca = 'x'\n")
+    with pytest.raises(ConfigError, match="three"):
+        load_config(bad)
+    bad.write_text("not toml [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_no_plaintext_or_shares_in_debug_logs(tmp_path, caplog):
+    data = simulated(n=12, d=3, seed=7)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    holders = holders_of(data, cuts=(5,))
+    caplog.set_level(logging.DEBUG)
+    engine = Rep3Engine("inprocess", workdir=tmp_path / "ip", timeout=30, seed=11)
+    engine.measure(holders, params)
+    text = caplog.text
+    # the engine is seeded, so the bundles it wrote are the shares it used
+    secrets_ = set()
+    for i in range(3):
+        for p in sorted((tmp_path / "ip" / "bundles").glob(f"*server{i}.fsb")):
+            b = load_bundle(p, expected_party=i)
+            for arr in (*b.values, *b.labels):
+                secrets_ |= {str(v) for v in arr.ravel()[:50] if v > 10**6}
+                secrets_ |= {hex(v)[2:] for v in arr.ravel()[:50] if v > 10**6}
+    enc = encode(data.values)
+    secrets_ |= {str(v) for v in enc.ravel() if abs(v) > 999}
+    frac = [v for v in data.values.ravel() if v != round(v)]  # skip 0.0, 3.0, ... (too generic)
+    secrets_ |= {f"{v:.4f}" for v in frac} | {repr(float(v)) for v in frac}
+    leaked = [s for s in secrets_ if s in text]
+    assert not leaked, leaked[:5]
+    assert "protocol 1" in text  # logging was on
+    # and no long digit runs at all (values or shares) in the log
+    assert not re.search(r"\d{11,}", text)
+
+
+def test_serve_exits_nonzero_when_a_peer_never_comes(tmp_path):
+    import subprocess
+    import sys
+
+    from fedsyn.engines.rep3.config import write_config
+    from fedsyn.engines.rep3.local import make_local_config
+    from fedsyn.io import write_json_atomic
+
+    cfg = make_local_config(tmp_path, timeout=2.0)
+    from dataclasses import replace
+
+    write_config(replace(cfg, connect_timeout=2.0), tmp_path / "d.toml")
+    paths = share_holder(simulated(n=8), holder_id="h", out_dir=tmp_path / "b")
+    params = write_json_atomic(tmp_path / "p.json", ProtocolParams(n_labels=3, sigma=0, noise=False).to_dict())
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedsyn", "serve", "--id", "1", "--config", str(tmp_path / "d.toml"),
+         "--bundles", str(paths[1]), "--params", str(params)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 5, proc.stderr
+    assert "server 0" in proc.stderr and "fedsyn: error:" in proc.stderr
+    assert time.monotonic() - t0 < 20
