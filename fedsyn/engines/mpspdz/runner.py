@@ -1,0 +1,369 @@
+"""Finding, compiling and running MP-SPDZ (the paper's MPC framework).
+
+MP-SPDZ is never part of fedsyn: it is built from its own sources (see
+``docs/mp-spdz-engine.md``) and found through ``MP_SPDZ_HOME``. This module
+
+* locates the installation and its party binaries (:func:`find_installation`),
+* compiles ``mpc_programs/*.mpc`` into a cache outside the repository, keyed by
+  the program source, its arguments and the compiler flags (:func:`compile_program`),
+* prepares a run directory (``Programs`` link, ``Player-Data`` with TLS keys
+  made by MP-SPDZ's own ``Scripts/setup-ssl.sh``, ``Persistence``), and
+* runs the three party processes with per-party logs and a timeout, turning any
+  failure into :class:`~fedsyn.errors.ProtocolError` with the tail of every log
+  (:func:`run_parties`).
+
+Only this package knows MP-SPDZ paths, ports and command lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+from ...errors import EngineUnavailableError, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+Security = Literal["passive", "active"]
+
+BINARIES = {
+    "passive": "replicated-ring-party.x",   # Araki et al. 2016, semi-honest, honest majority
+    "active": "malicious-rep-ring-party.x",  # Dalskov et al. 2020, malicious, honest majority
+}
+#: ``-R 64``: computation modulo 2^64. ``-Z 3``: local share conversion for
+#: three-party replicated secret sharing (faster comparisons; both binaries support it).
+COMPILE_FLAGS = ("-R", "64", "-Z", "3")
+
+
+def programs_dir() -> Path:
+    """Directory of fedsyn's ``.mpc`` sources (the ``fedsyn.mpc_programs`` package data)."""
+    try:
+        import fedsyn.mpc_programs as pkg
+
+        return Path(pkg.__file__).resolve().parent
+    except ImportError:  # pragma: no cover - source checkout without the package mapping
+        return Path(__file__).resolve().parents[3] / "mpc_programs"
+
+INSTALL_HINT = (
+    "Build MP-SPDZ (https://github.com/data61/MP-SPDZ, v0.4.2) outside the project by "
+    "following its README -- `make replicated-ring-party.x malicious-rep-ring-party.x` -- "
+    "and set MP_SPDZ_HOME to its directory (the one holding compile.py). "
+    "See docs/mp-spdz-engine.md."
+)
+
+
+@dataclass(frozen=True)
+class Installation:
+    """An MP-SPDZ directory with ``compile.py`` and party binaries."""
+
+    home: Path
+
+    @property
+    def compiler(self) -> Path:
+        return self.home / "compile.py"
+
+    def binary(self, security: Security) -> Path:
+        """Path of the party binary for ``security``; raises if it is not built."""
+        if security not in BINARIES:
+            raise EngineUnavailableError(f"Unknown security {security!r}; use 'passive' or 'active'.")
+        path = self.home / BINARIES[security]
+        if not os.access(path, os.X_OK):
+            raise EngineUnavailableError(
+                f"{path} is missing or not executable. Build it in {self.home} with "
+                f"`make {BINARIES[security]}` (see MP-SPDZ's README)."
+            )
+        return path
+
+
+def find_installation(home: str | os.PathLike | None = None) -> Installation:
+    """Locate MP-SPDZ from ``home`` or ``$MP_SPDZ_HOME``.
+
+    Raises
+    ------
+    EngineUnavailableError
+        If neither is set or the directory holds no ``compile.py``.
+    """
+    raw = home if home is not None else os.environ.get("MP_SPDZ_HOME")
+    if not raw:
+        raise EngineUnavailableError("MP_SPDZ_HOME is not set. " + INSTALL_HINT)
+    path = Path(raw).expanduser().resolve()
+    if not (path / "compile.py").is_file():
+        raise EngineUnavailableError(f"{path} holds no compile.py, so it is not an MP-SPDZ directory. " + INSTALL_HINT)
+    return Installation(path)
+
+
+def default_cache_dir() -> Path:
+    """``$FEDSYN_CACHE_DIR`` or ``$XDG_CACHE_HOME/fedsyn`` (``~/.cache/fedsyn``), plus ``mp-spdz``."""
+    base = os.environ.get("FEDSYN_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    sub = "mp-spdz" if os.environ.get("FEDSYN_CACHE_DIR") else "fedsyn/mp-spdz"
+    return Path(base) / sub
+
+
+@dataclass(frozen=True)
+class CompiledProgram:
+    """A compiled program: ``directory/Programs/{Bytecode,Schedules}/<name>...``."""
+
+    name: str
+    directory: Path
+    compile_seconds: float
+    cached: bool
+
+
+def program_name(program: str, args: Sequence[object]) -> str:
+    """MP-SPDZ's name of a compiled program: ``<program>-<arg1>-<arg2>...``."""
+    return "-".join([program, *map(str, args)])
+
+
+def compile_program(
+    installation: Installation,
+    program: str,
+    args: Sequence[object],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    source_dir: str | os.PathLike | None = None,
+    timeout: float = 600.0,
+) -> CompiledProgram:
+    """Compile ``<source_dir>/<program>.mpc`` with ``compile.py -R 64 -Z 3``, cached.
+
+    The cache key is the SHA-256 of the program source, the arguments, the flags
+    and the MP-SPDZ ``compile.py`` path, so an edited program is recompiled.
+
+    Raises
+    ------
+    EngineUnavailableError
+        If the program source is missing or the compiler fails.
+    """
+    src = Path(source_dir or programs_dir()) / f"{program}.mpc"
+    if not src.is_file():
+        raise EngineUnavailableError(f"MPC program {src} not found (is fedsyn installed from a full checkout?).")
+    text = src.read_bytes()
+    key = hashlib.sha256(
+        b"\0".join([text, " ".join(map(str, args)).encode(), " ".join(COMPILE_FLAGS).encode(),
+                    str(installation.home).encode()])
+    ).hexdigest()[:24]
+    name = program_name(program, args)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = root / f"{program}-{key}"
+    done = target / "COMPILED"
+    if done.is_file():
+        return CompiledProgram(name, target, 0.0, True)
+    staging = root / f".{program}-{key}-{os.getpid()}-{time.time_ns()}"
+    (staging / "Programs" / "Source").mkdir(parents=True, exist_ok=True)
+    (staging / "Programs" / "Source" / src.name).write_bytes(text)
+    cmd = [sys.executable, str(installation.compiler), *COMPILE_FLAGS, program, *map(str, args)]
+    logger.info("compiling %s", name)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=staging, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EngineUnavailableError(f"Compiling {name} took longer than {timeout:g} s.") from exc
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EngineUnavailableError(f"MP-SPDZ could not compile {name} (exit {proc.returncode}):\n{tail}")
+    (staging / "COMPILED").write_text(f"{name}\n{seconds:.3f}\n")
+    try:
+        os.replace(staging, target)
+    except OSError:  # another process finished first: use its copy
+        shutil.rmtree(staging, ignore_errors=True)
+    return CompiledProgram(name, target, seconds, False)
+
+
+def ensure_tls(installation: Installation, player_data: Path, n_parties: int = 3) -> None:
+    """Create ``P<i>.pem/.key`` with MP-SPDZ's ``Scripts/setup-ssl.sh`` unless present."""
+    if all((player_data / f"P{i}.pem").is_file() and (player_data / f"P{i}.key").is_file() for i in range(n_parties)):
+        return
+    player_data.mkdir(parents=True, exist_ok=True)
+    script = installation.home / "Scripts" / "setup-ssl.sh"
+    proc = subprocess.run(["bash", str(script), str(n_parties), str(player_data)], cwd=player_data.parent,
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 or not (player_data / "P0.pem").is_file():
+        raise EngineUnavailableError(
+            f"Scripts/setup-ssl.sh failed (needs openssl and c_rehash):\n{proc.stderr[-2000:]}"
+        )
+
+
+def prepare_workspace(installation: Installation, workdir: str | os.PathLike, compiled: CompiledProgram) -> Path:
+    """Run directory with ``Programs`` (link to the compiled program), TLS keys and ``Persistence``."""
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    link = work / "Programs"
+    if link.is_symlink() or link.exists():
+        if link.is_symlink():
+            link.unlink()
+        else:
+            shutil.rmtree(link)
+    link.symlink_to(compiled.directory / "Programs", target_is_directory=True)
+    ensure_tls(installation, work / "Player-Data")
+    (work / "Persistence").mkdir(exist_ok=True)
+    (work / "logs").mkdir(exist_ok=True)
+    out = work / "Player-Data" / "Binary-Output-P0-0"
+    if out.exists():
+        out.unlink()
+    return work
+
+
+def free_base_port(n: int = 3, host: str = "127.0.0.1") -> int:
+    """A base port such that ``base .. base + n - 1`` are free now (party i listens on base + i)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            base = s.getsockname()[1]
+        if base + n >= 65535:
+            continue
+        ok = True
+        for i in range(n):
+            with socket.socket() as s:
+                try:
+                    s.bind((host, base + i))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise ProtocolError("Could not find three free consecutive TCP ports.")
+
+
+@dataclass(frozen=True)
+class PartyReport:
+    """What one party's log says about its run."""
+
+    party: int
+    seconds: float | None
+    data_sent_mb: float | None
+    rounds: int | None
+    global_data_mb: float | None
+    timers: dict = field(default_factory=dict)  # timer number -> (seconds, MB, rounds)
+
+
+_TIMER = re.compile(r"^Time(\d+) = ([\d.e+-]+) seconds \(([\d.e+-]+) MB, (\d+) rounds\)", re.M)
+_TIME = re.compile(r"^Time = ([\d.e+-]+) seconds", re.M)
+_SENT = re.compile(r"^Data sent = ([\d.e+-]+) MB in ~(\d+) rounds", re.M)
+_GLOBAL = re.compile(r"^Global data sent = ([\d.e+-]+) MB", re.M)
+
+
+def parse_log(party: int, text: str) -> PartyReport:
+    """Timings and communication from a party binary's output."""
+    t = _TIME.search(text)
+    s = _SENT.search(text)
+    g = _GLOBAL.search(text)
+    timers = {int(m[1]): (float(m[2]), float(m[3]), int(m[4])) for m in _TIMER.finditer(text)}
+    return PartyReport(
+        party=party,
+        seconds=float(t[1]) if t else None,
+        data_sent_mb=float(s[1]) if s else None,
+        rounds=int(s[2]) if s else None,
+        global_data_mb=float(g[1]) if g else None,
+        timers=timers,
+    )
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "<no log>"
+    return "\n".join(text.strip().splitlines()[-lines:]) or "<empty log>"
+
+
+def run_parties(
+    installation: Installation,
+    workdir: Path,
+    program: str,
+    *,
+    security: Security,
+    parties: Sequence[int] = (0, 1, 2),
+    host: str = "localhost",
+    port: int | None = None,
+    hosts: Sequence[str] | None = None,
+    timeout: float = 3600.0,
+    extra_args: Sequence[str] = (),
+) -> list[PartyReport]:
+    """Run the party binaries of ``parties`` in ``workdir`` and wait for them.
+
+    Parameters
+    ----------
+    installation : Installation
+    workdir : Path
+        Prepared by :func:`prepare_workspace` (the binaries run with it as cwd).
+    program : str
+        Compiled program name (``protocol1-...``).
+    security : {"passive", "active"}
+    parties : sequence of int, default (0, 1, 2)
+        Which parties to start here (one per host in a distributed run).
+    host : str, default "localhost"
+        Host of party 0 (MP-SPDZ's ``-h``), used when ``hosts`` is None.
+    port : int or None, default None
+        Base port (party i listens on ``port + i``); a free one when None.
+    hosts : sequence of str or None, default None
+        ``host[:port]`` of parties 0, 1, 2, written to an ``-ip`` file.
+    timeout : float, default 3600
+        Seconds before all parties are killed and :class:`ProtocolError` raised.
+
+    Raises
+    ------
+    ProtocolError
+        A party exited non-zero or the timeout passed; the message holds the
+        tail of every party's log (never secret data: the binaries log none).
+    """
+    binary = installation.binary(security)
+    base = [str(binary)]
+    if hosts is not None:
+        if len(hosts) != 3:
+            raise ProtocolError(f"hosts must name three parties, got {len(hosts)}.")
+        ip_file = workdir / "HOSTS"
+        ip_file.write_text("\n".join(hosts) + "\n")
+        net = ["-ip", str(ip_file)]
+    else:
+        port = port if port is not None else free_base_port()
+        net = ["-h", host, "-pn", str(port)]
+    logs = {i: workdir / "logs" / f"party-{i}.log" for i in parties}
+    procs = {}
+    try:
+        for i in parties:
+            cmd = base + ["-p", str(i), *net, *extra_args, program]
+            logger.info("starting MP-SPDZ party %d (%s)", i, binary.name)
+            fh = open(logs[i], "w")
+            procs[i] = (subprocess.Popen(cmd, cwd=workdir, stdout=fh, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True), fh)
+        deadline = time.monotonic() + timeout
+        failed = None
+        while procs and any(p.poll() is None for p, _ in procs.values()):
+            for i, (p, _) in procs.items():
+                if p.poll() not in (None, 0):
+                    failed = f"party {i} exited with status {p.returncode}"
+                    break
+            if failed:
+                break
+            if time.monotonic() > deadline:
+                failed = f"timeout after {timeout:g} s"
+                break
+            time.sleep(0.05)
+        if not failed:
+            bad = [i for i, (p, _) in procs.items() if p.returncode != 0]
+            if bad:
+                failed = f"party {bad[0]} exited with status {procs[bad[0]][0].returncode}"
+        if failed:
+            raise ProtocolError(
+                f"MP-SPDZ run of {program} ({security}) failed: {failed}.\n"
+                + "\n".join(f"--- party {i} ({logs[i]}):\n{_tail(logs[i])}" for i in parties)
+            )
+    finally:
+        for p, fh in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            fh.close()
+    return [parse_log(i, logs[i].read_text(errors="replace")) for i in parties]
