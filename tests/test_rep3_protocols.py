@@ -1,0 +1,244 @@
+"""Protocol 1 on the embedded rep3 engine against the plaintext reference, bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedsyn.engines.rep3 import Party, run_parties, share_array
+from fedsyn.engines.rep3.binning import SelectionState, select_order_statistics
+from fedsyn.engines.rep3.noise import irwin_hall_noise
+from fedsyn.engines.rep3.protocol1 import HolderInput, open_outputs, run_in_process, run_protocol1
+from fedsyn.errors import InputError, ProtocolError
+from fedsyn.fixedpoint import encode
+from fedsyn.params import ProtocolParams
+from fedsyn.reference import QuartilePlan, bin_statistics, label_onehot
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"
+F = 16
+ONE = 1 << F
+
+
+def _split(x, y, n_labels, sizes):
+    cuts = np.cumsum([0, *sizes])
+    xs = [x[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+    ys = [label_onehot(y[a:b], n_labels) for a, b in zip(cuts[:-1], cuts[1:])]
+    return xs, ys
+
+
+def _check_exact(x, y, n_labels, sizes, *, binning="select", seed=0):
+    params = ProtocolParams(n_labels=n_labels, sigma=0.0, noise=False, binning=binning)
+    xs, ys = _split(x, y, n_labels, sizes)
+    out, stats = run_in_process(xs, ys, params, seed=seed)
+    ref = bin_statistics(x, y, n_labels)
+    np.testing.assert_array_equal(out["one_way"], ref.counts * ONE)
+    np.testing.assert_array_equal(out["label"], ref.label_counts * ONE)
+    np.testing.assert_array_equal(out["two_way"], ref.two_way * ONE)
+    np.testing.assert_array_equal(out["means"], ref.means)
+    assert set(stats[0]["phases"]) >= {"binning", "marginals", "means", "noise"}
+    return out, stats
+
+
+def _random_case(rng, n, d):
+    x = rng.integers(-(2**30), 2**30, size=(n, d), dtype=np.int64)
+    if d > 1:
+        x[:, 0] = 7 * ONE  # constant gene
+    if d > 2:
+        x[rng.random(n) < 0.6, 1] = 0  # sparse gene
+    if d > 3:
+        x[:, 2] = rng.integers(-3, 3, size=n) * ONE  # many ties, negative values
+    if d > 4:
+        x[:, 3] = -(2**40) + 1 + rng.integers(0, 2, size=n)  # extreme negative range
+        x[:, 4] = 2**40 - 1 - rng.integers(0, 2, size=n)  # extreme positive range
+    return x
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 33])
+def test_exact_against_reference_small_n(n):
+    rng = np.random.default_rng(n)
+    d, n_labels = 6, 3
+    x = _random_case(rng, n, d)
+    y = rng.integers(0, n_labels, size=n)
+    sizes = [n] if n < 3 else [n // 3, n - n // 3 - 1, 1]
+    _check_exact(x, y, n_labels, sizes, seed=n)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 33])
+def test_sort_binning_gives_identical_outputs(n):
+    rng = np.random.default_rng(100 + n)
+    x = _random_case(rng, n, 6)
+    y = rng.integers(0, 4, size=n)
+    a, _ = _check_exact(x, y, 4, [n], binning="sort", seed=1)
+    b, _ = _check_exact(x, y, 4, [n], binning="select", seed=2)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_unequal_holders_even_and_odd_n():
+    rng = np.random.default_rng(7)
+    for n, sizes in ((120, [10, 100, 10]), (121, [1, 60, 40, 20])):
+        x = _random_case(rng, n, 9)
+        y = rng.integers(0, 5, size=n)
+        _check_exact(x, y, 5, sizes, seed=n)
+
+
+def test_all_samples_tied_and_two_valued_genes():
+    rng = np.random.default_rng(3)
+    n = 40
+    x = np.zeros((n, 4), dtype=np.int64)
+    x[:, 1] = rng.integers(0, 2, size=n) * ONE
+    x[:, 2] = np.where(rng.random(n) < 0.9, 5, -5) * ONE
+    x[:, 3] = np.arange(n)[::-1] * ONE
+    y = rng.integers(0, 2, size=n)
+    out, _ = _check_exact(x, y, 2, [25, 15])
+    # a constant gene puts everybody in bin 3 and maps every bin to its value
+    np.testing.assert_array_equal(out["one_way"][0], [0, 0, 0, n * ONE])
+    np.testing.assert_array_equal(out["means"][0], [0, 0, 0, 0])
+
+
+def test_selection_state_finds_ranks_and_sorts():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 10, 200):
+        d = 20
+        keys = rng.permutation(n * d).reshape(d, n)
+        plan = QuartilePlan.for_n(n)
+        for full in (False, True):
+            st = SelectionState(d=d, n=n, ranks=plan.ranks, full_sort=full)
+            while not st.done:
+                g, e, p = st.pairs()
+                st.update(keys[g, e] < keys[g, p])
+            got = np.take_along_axis(keys, st.selected(), axis=1)
+            np.testing.assert_array_equal(got, np.sort(keys, axis=1)[:, list(plan.ranks)])
+            if full:
+                np.testing.assert_array_equal(np.take_along_axis(keys, st.perm, 1), np.sort(keys, 1))
+            else:
+                assert st.comparisons < 7 * n * d + 1
+
+
+def test_secure_selection_matches_plaintext_order_statistics():
+    rng = np.random.default_rng(11)
+    d, n = 5, 50
+    keys = rng.permutation(2**20)[: n * d].reshape(d, n).astype(np.int64) - 2**19
+    shares = share_array(keys, rng=rng)
+
+    def server(i, transport):
+        party = Party.setup(i, transport, seed=5)
+        pos, _ = select_order_statistics(party, shares[i], ranks=(0, 17, n - 1), cmp_bits=22)
+        return pos
+
+    pos = run_parties(server)
+    for p in pos[1:]:
+        np.testing.assert_array_equal(p, pos[0])
+    np.testing.assert_array_equal(np.take_along_axis(keys, pos[0], 1), np.sort(keys, 1)[:, [0, 17, n - 1]])
+
+
+def test_noise_mean_and_variance():
+    sigma, m = 3.5, 40_000
+
+    def server(i, transport):
+        party = Party.setup(i, transport, seed=9)
+        return irwin_hall_noise(party, (m,), sigma, frac_bits=F)
+
+    pairs = run_parties(server)
+    from fedsyn.engines.rep3 import reconstruct
+
+    noise = reconstruct(pairs).view(np.int64) / ONE
+    assert abs(noise.mean()) < 5 * sigma / np.sqrt(m)
+    assert abs(noise.var() / sigma**2 - 1) < 0.05
+    assert np.abs(noise).max() <= 6 * sigma + 1e-3  # Irwin-Hall support
+
+
+def test_noisy_outputs_are_near_exact_counts():
+    rng = np.random.default_rng(5)
+    n, d, n_labels, sigma = 60, 30, 3, 2.0
+    x = _random_case(rng, n, d)
+    y = rng.integers(0, n_labels, size=n)
+    params = ProtocolParams(n_labels=n_labels, sigma=sigma)
+    xs, ys = _split(x, y, n_labels, [30, 30])
+    out, _ = run_in_process(xs, ys, params, seed=4)
+    ref = bin_statistics(x, y, n_labels)
+    err = np.concatenate(
+        [
+            (out["one_way"] / ONE - ref.counts).ravel(),
+            (out["label"] / ONE - ref.label_counts).ravel(),
+            (out["two_way"] / ONE - ref.two_way).ravel(),
+        ]
+    )
+    assert err.size == d * 4 + n_labels + d * 4 * n_labels
+    assert abs(err.mean()) < 5 * sigma / np.sqrt(err.size)
+    assert 0.8 < err.std() / sigma < 1.2
+    np.testing.assert_array_equal(out["means"], ref.means)  # means are exact in paper mode
+
+
+def test_dp_mode_releases_noisy_clipped_sums():
+    rng = np.random.default_rng(8)
+    n, d = 50, 8
+    x = encode(rng.normal(5, 3, size=(n, d)))
+    y = rng.integers(0, 2, size=n)
+    clip = (0.0, 8.0)
+    exact = ProtocolParams(n_labels=2, sigma=0.0, noise=False, mean_mode="dp", clip=clip)
+    out, _ = run_in_process([x], [label_onehot(y, 2)], exact, seed=1)
+    assert "means" not in out
+    xc = np.clip(x, 0, 8 * ONE)
+    ref = bin_statistics(xc, y, 2)
+    np.testing.assert_array_equal(out["sums"], ref.sums)
+    noisy = ProtocolParams(n_labels=2, sigma=1.0, mean_mode="dp", clip=clip, sum_sigma=4.0)
+    out, _ = run_in_process([x], [label_onehot(y, 2)], noisy, seed=2)
+    dev = (out["sums"] - ref.sums) / ONE
+    assert 0 < np.abs(dev).max() <= 6 * 4.0 + 1e-3
+
+
+def test_open_outputs_detects_inconsistent_shares():
+    rng = np.random.default_rng(1)
+    x = _random_case(rng, 9, 3)
+    y = rng.integers(0, 2, size=9)
+    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False)
+    shared = (share_array(x, rng=rng), share_array(label_onehot(y, 2), rng=rng))
+
+    def server(i, transport):
+        party = Party.setup(i, transport, seed=1)
+        return run_protocol1(party, [HolderInput(shared[0][i], shared[1][i])], params)
+
+    res = run_parties(server)
+    open_outputs(res, params)  # consistent
+    res[1].one_way.b[0, 0] += np.uint64(1)
+    with pytest.raises(ProtocolError):
+        open_outputs(res, params)
+
+
+def test_bad_inputs_are_refused():
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    with pytest.raises(InputError, match="one-hot"):
+        run_in_process([np.zeros((4, 2), np.int64)], [np.zeros((4, 2), np.int64)], params)
+    with pytest.raises(InputError, match="int64"):
+        run_in_process([np.zeros((4, 2))], [label_onehot(np.zeros(4, int), 3)], params)
+
+
+def test_real_fixture_subset_matches_reference():
+    if not FIXTURE.exists():
+        pytest.skip(f"fixture {FIXTURE} absent")
+    import pandas as pd
+
+    df = pd.read_csv(FIXTURE)
+    genes = [c for c in df.columns if c not in ("sample_id", "subtype")][:120]
+    x = encode(df[genes].to_numpy(dtype=np.float64))
+    codes, _ = pd.factorize(df["subtype"], sort=True)
+    n_labels = int(codes.max()) + 1
+    _check_exact(x, codes, n_labels, [37, 63], seed=3)
+
+
+@pytest.mark.slow
+def test_real_fixture_all_genes_both_binnings():
+    if not FIXTURE.exists():
+        pytest.skip(f"fixture {FIXTURE} absent")
+    import pandas as pd
+
+    df = pd.read_csv(FIXTURE)
+    genes = [c for c in df.columns if c not in ("sample_id", "subtype")]
+    x = encode(df[genes].to_numpy(dtype=np.float64))
+    codes, _ = pd.factorize(df["subtype"], sort=True)
+    n_labels = int(codes.max()) + 1
+    _check_exact(x, codes, n_labels, [50, 30, 20], binning="select", seed=4)
+    _check_exact(x, codes, n_labels, [100], binning="sort", seed=5)
