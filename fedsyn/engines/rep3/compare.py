@@ -35,8 +35,6 @@ the low bits of a sum depend only on the low bits of the summands).
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from .runtime import Party, _unpack_bits
@@ -45,6 +43,27 @@ from .sharing import AShare, BShare
 __all__ = ["ltz", "geq", "lt_public", "eqz", "b2a", "msb_bits", "pack", "unpack"]
 
 _CHUNK = 1 << 16  # elements per local transposition chunk (cache-sized)
+#: Default elements per comparison run (cache efficiency vs. rounds).
+DEFAULT_CHUNK = 1 << 16
+
+
+_MASKS = {j: np.uint64(sum(1 << b for b in range(64) if not b & j)) for j in (32, 16, 8, 4, 2, 1)}
+
+
+def _transpose64(blocks: np.ndarray) -> None:
+    """Transpose each 64x64 bit matrix in place (rows are uint64 words, bit 0 = column 0).
+
+    The recursive block-swap of Hacker's Delight (sec. 7-3), vectorized over
+    blocks: 6 stages of shifts and XORs on views.
+    """
+    m = blocks.shape[0]
+    for j in (32, 16, 8, 4, 2, 1):
+        v = blocks.reshape(m, 64 // (2 * j), 2, j)
+        x = v[:, :, 0, :]
+        y = v[:, :, 1, :]
+        t = ((x >> np.uint64(j)) ^ y) & _MASKS[j]
+        y ^= t
+        x ^= t << np.uint64(j)
 
 
 def pack(values: np.ndarray, w: int) -> np.ndarray:
@@ -53,25 +72,18 @@ def pack(values: np.ndarray, w: int) -> np.ndarray:
     Returns ``(w, ceil(n/64))`` uint64 where bit ``j`` of word ``q`` of plane ``k``
     is bit ``k`` of ``values[64 q + j]`` (elements padded with zeros).
     """
-    if sys.byteorder != "little":  # pragma: no cover - all supported platforms
-        raise RuntimeError("rep3 bit slicing assumes a little-endian machine.")
     v = np.ascontiguousarray(values, dtype=np.uint64).ravel()
     n = v.size
     m = -(-n // 64)
-    out = np.zeros((w, m), dtype=np.uint64)
-    if n == 0:
-        return out
-    nbytes = -(-w // 8)
-    u8 = v.view(np.uint8).reshape(n, 8)
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
-        bits = np.unpackbits(u8[start:stop, :nbytes], axis=1, bitorder="little")[:, :w]
-        c = stop - start
-        cpad = -(-c // 64) * 64
-        if cpad != c:
-            bits = np.concatenate([bits, np.zeros((cpad - c, w), dtype=np.uint8)])
-        packed = np.packbits(np.ascontiguousarray(bits.T), axis=1, bitorder="little")
-        out[:, start // 64 : start // 64 + cpad // 64] = packed.view(np.uint64)
+    out = np.empty((w, m), dtype=np.uint64)
+    for start in range(0, m, _CHUNK // 64):
+        stop = min(m, start + _CHUNK // 64)
+        blk = np.zeros((stop - start) * 64, dtype=np.uint64)
+        piece = v[start * 64 : min(n, stop * 64)]
+        blk[: piece.size] = piece
+        blk = blk.reshape(stop - start, 64)
+        _transpose64(blk)
+        out[:, start:stop] = blk[:, :w].T
     return out
 
 
@@ -173,7 +185,7 @@ def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
     return msb ^ g[0:1], dab
 
 
-def ltz(party: Party, x: AShare, *, bits: int = 64) -> AShare:
+def ltz(party: Party, x: AShare, *, bits: int = 64, chunk: int = DEFAULT_CHUNK) -> AShare:
     """Arithmetic shares of ``[x < 0]`` (two's complement), elementwise.
 
     Parameters
@@ -184,6 +196,9 @@ def ltz(party: Party, x: AShare, *, bits: int = 64) -> AShare:
     bits : int, default 64
         Width: the caller guarantees ``-2^(bits-1) <= x < 2^(bits-1)``
         (values outside give the sign of ``x mod 2^bits``).
+    chunk : int, default 65536
+        Elements per protocol run: larger inputs are processed in chunks that
+        fit in cache (multiplies the rounds by the number of chunks).
 
     Returns
     -------
@@ -201,8 +216,17 @@ def ltz(party: Party, x: AShare, *, bits: int = 64) -> AShare:
     n = x.size
     if n == 0:
         return AShare.zeros(shape)
+    if n > chunk:
+        flat = x.ravel()
+        parts = [_ltz_flat(party, flat[s : s + chunk], bits) for s in range(0, n, chunk)]
+        return AShare(np.concatenate([q.a for q in parts]), np.concatenate([q.b for q in parts])).reshape(shape)
+    return _ltz_flat(party, x.ravel(), bits).reshape(shape)
+
+
+def _ltz_flat(party: Party, x: AShare, bits: int) -> AShare:
+    n = x.size
     gen = party.dabit_steps((n,))
-    plane, dab = msb_bits(party, x.ravel(), bits=bits, _dabit=gen)
+    plane, dab = msb_bits(party, x, bits=bits, _dabit=gen)
     # Finish the daBit if the comparison had too few rounds to carry it.
     while dab["result"] is None:
         (got,) = party.exchange([dab["z"]])
@@ -214,8 +238,7 @@ def ltz(party: Party, x: AShare, *, bits: int = 64) -> AShare:
     masked = plane ^ BShare(r_bool.a[None, :], r_bool.b[None, :])
     c = unpack(party.reveal_bits(masked), n)[0]
     # [msb] = c ^ r = c + r - 2 c r
-    out = (r_arith * (np.uint64(1) - np.uint64(2) * c)).add_public(c, party.index)
-    return out.reshape(shape)
+    return (r_arith * (np.uint64(1) - np.uint64(2) * c)).add_public(c, party.index)
 
 
 def geq(party: Party, x: AShare, y: AShare, *, bits: int = 64) -> AShare:
