@@ -165,7 +165,7 @@ def run_protocol1(party: Party, inputs: Sequence[HolderInput], params: ProtocolP
     stats = {k: vars(v).copy() for k, v in party.stats.phases.items() if k in PHASES}
     stats["selection_rounds"] = br.selection_rounds
     stats["selection_comparisons"] = br.selection_comparisons
-    log.info(
+    log.debug(
         "party %d: protocol 1 on n=%d, d=%d done (%s)",
         party.index,
         n,
