@@ -137,44 +137,49 @@ class SelectionState:
 
         Returns
         -------
-        genes, elems, pivots : ndarray of int64, shape (m,)
-            Gene and (shuffled) sample index of every non-pivot element of every
-            active segment, and the sample index of its segment's pivot.
+        elems : ndarray of int64, shape (m,)
+            Flat index ``gene * n + sample`` (shuffled sample order) of every
+            non-pivot element of every active segment.
+        pivots : ndarray of int64, shape (S,)
+            Flat index of each active segment's pivot (its first element).
+        seg : ndarray of int64, shape (m,)
+            Segment of every element (``pivots[seg]`` is its pivot).
         """
         g, lo, hi = self.seg_g, self.seg_lo, self.seg_hi
         sizes = hi - lo - 1
         m = int(sizes.sum())
         seg = np.repeat(np.arange(g.size), sizes)
         starts = np.cumsum(sizes) - sizes
-        pos = lo[seg] + 1 + (np.arange(m) - starts[seg])
-        genes = g[seg]
-        self._seg, self._pos = seg, pos
-        return genes, self.perm[genes, pos], self.perm[g, lo][seg]
+        base = g * self.n  # flat offset of each segment's gene
+        fpos = np.repeat(base + lo + 1 - starts, sizes) + np.arange(m)
+        flat = self.perm.reshape(-1)
+        self._seg, self._fpos, self._starts, self._sizes = seg, fpos, starts, sizes
+        elems = flat[fpos] + np.repeat(base, sizes)
+        pivots = flat[base + lo] + base
+        return elems, pivots, seg
 
     def update(self, less: np.ndarray) -> None:
         """Partition every active segment by the revealed bits ``[elem < pivot]``."""
         less = np.asarray(less).astype(np.int64).ravel()
-        seg, pos = self._seg, self._pos
+        seg, fpos, starts, sizes = self._seg, self._fpos, self._starts, self._sizes
         g, lo, hi = self.seg_g, self.seg_lo, self.seg_hi
-        nseg = g.size
-        n_less = np.bincount(seg, weights=less, minlength=nseg).astype(np.int64)
-        sizes = hi - lo - 1
-        starts = np.cumsum(sizes) - sizes
-        cum_less = np.cumsum(less) - less  # exclusive prefix over all elements
-        seg_base_less = cum_less[starts] if less.size else np.zeros(0, dtype=np.int64)
-        # element's rank among the "less" (resp. "greater") elements of its segment
-        rank_less = cum_less - seg_base_less[seg]
-        within = np.arange(less.size) - starts[seg]
-        rank_greater = within - rank_less
-        new_pos = np.where(
-            less == 1, lo[seg] + rank_less, lo[seg] + n_less[seg] + 1 + rank_greater
-        )
-        genes = g[seg]
-        elems = self.perm[genes, pos]
-        pivots = self.perm[g, lo]
+        flat = self.perm.reshape(-1)
+        base = g * self.n
+        cum_less = np.cumsum(less)
+        ends = starts + sizes
+        tot = np.concatenate([[0], cum_less])
+        n_less = tot[ends] - tot[starts]
+        excl = cum_less - less
+        rank_less = excl - tot[starts][seg]
+        within = fpos - np.repeat(base + lo + 1, sizes)
+        # less: lo + rank_less ; greater: lo + n_less + 1 + (within - rank_less)
+        seg_lo_flat = np.repeat(base + lo, sizes)
+        new_fpos = seg_lo_flat + np.where(less == 1, rank_less, np.repeat(n_less + 1, sizes) + within - rank_less)
+        elems = flat[fpos]
+        pivots = flat[base + lo]
         mid = lo + n_less
-        self.perm[genes, new_pos] = elems
-        self.perm[g, mid] = pivots
+        flat[new_fpos] = elems
+        flat[base + mid] = pivots
         self.rounds += 1
         self.comparisons += less.size
         self._keep(np.concatenate([g, g]), np.concatenate([lo, mid + 1]), np.concatenate([mid, hi]))
@@ -211,9 +216,11 @@ def select_order_statistics(party, keys, *, ranks, full_sort: bool = False, cmp_
     """
     d, n = keys.shape
     state = SelectionState(d=d, n=n, ranks=tuple(ranks), full_sort=full_sort)
+    ka, kb = np.ascontiguousarray(keys.a).reshape(-1), np.ascontiguousarray(keys.b).reshape(-1)
     while not state.done:
-        genes, elems, pivots = state.pairs()
-        diff = keys[genes, elems] - keys[genes, pivots]
+        elems, pivots, seg = state.pairs()
+        pa, pb = ka[pivots], kb[pivots]
+        diff = AShare(ka[elems] - pa[seg], kb[elems] - pb[seg])
         state.update(reveal_sign(party, diff, bits=cmp_bits))
     log.debug("selection: %d rounds, %d comparisons", state.rounds, state.comparisons)
     return state.selected(), state

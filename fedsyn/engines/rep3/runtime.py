@@ -172,8 +172,7 @@ class Party:
         to = self.next if to is None else to
         frm = self.prev if frm is None else frm
         arrays = [np.asarray(x, dtype=np.uint64) for x in arrays]
-        flat = np.concatenate([x.ravel() for x in arrays]) if arrays else np.zeros(0, np.uint64)
-        self.transport.send(to, flat)
+        self.send_to(to, arrays)
         got = self.transport.recv(frm)
         self.stats.rounds += 1
         return self._split(got, [x.shape for x in arrays], frm)
@@ -193,8 +192,13 @@ class Party:
         return out
 
     def send_to(self, to: int, arrays: Sequence[np.ndarray]) -> None:
+        """Send uint64 arrays as ONE flat message to ``to`` (no round counted)."""
         arrays = [np.asarray(x, dtype=np.uint64) for x in arrays]
-        self.transport.send(to, np.concatenate([x.ravel() for x in arrays]) if arrays else np.zeros(0, np.uint64))
+        if len(arrays) == 1:
+            flat = arrays[0].ravel()
+        else:
+            flat = np.concatenate([x.ravel() for x in arrays]) if arrays else np.zeros(0, np.uint64)
+        self.transport.send(to, flat)
 
     def recv_from(self, frm: int, shapes) -> list[np.ndarray]:
         return self._split(self.transport.recv(frm), shapes, frm)
@@ -237,7 +241,11 @@ class Party:
     def mul_local(self, x: AShare, y: AShare) -> np.ndarray:
         """``z_i = a_x a_y + a_x b_y + b_x a_y + alpha_i``: a 3-out-of-3 sharing of ``x*y``."""
         shape = np.broadcast_shapes(x.shape, y.shape)
-        return x.a * (y.a + y.b) + x.b * y.a + self.zero_ring(shape)
+        z = self.prf_own.ring(shape)
+        z -= self.prf_prev.ring(shape)
+        z += x.a * (y.a + y.b)
+        z += x.b * y.a
+        return z
 
     def reshare(self, z: np.ndarray) -> AShare:
         """Turn 3-out-of-3 terms into a replicated sharing: send ``z_i`` to ``i+1`` (1 round)."""

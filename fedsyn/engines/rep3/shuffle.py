@@ -34,7 +34,14 @@ __all__ = ["shuffle"]
 
 def _permutation(party: Party, key_index: int, n: int, cols: int | None) -> np.ndarray:
     keys = party.prf_for_key(key_index).ring((n,) if cols is None else (n, cols))
-    return np.argsort(keys, axis=0, kind="stable")
+    # With distinct keys every sorting algorithm gives the same permutation, so the
+    # fast (platform-dispatched) introsort is safe; on a tie (probability about
+    # n^2 / 2^65) both holders see the same keys and fall back to the stable sort.
+    perm = np.argsort(keys, axis=0)
+    ordered = np.take_along_axis(keys, perm, axis=0)
+    if n > 1 and np.any(ordered[1:] == ordered[:-1]):
+        perm = np.argsort(keys, axis=0, kind="stable")
+    return perm
 
 
 def _apply(perm: np.ndarray, arr: np.ndarray, independent: bool) -> np.ndarray:
