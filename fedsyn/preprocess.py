@@ -20,12 +20,17 @@ Input that is already normalized (``kind="normalized"``) skips steps 1-3.
 
 The VST is computed here, not with ``DeseqDataSet.vst``, so that the size
 factors reported are the ones used (``DeseqDataSet`` would silently switch to
-iterative size factors) and no process pool is started: gene-wise dispersions
-are pydeseq2's maximum-likelihood estimates (``DefaultInference.alpha_mle``
-with an intercept-only design, Cox-Reid adjusted), the trend is pydeseq2's
-gamma-family GLM fit refitted after dropping genes whose dispersion is outside
-``[1e-4, 15)`` times the fit, exactly as ``DeseqDataSet._fit_parametric_dispersion_trend``
-does, and the transform is DESeq2's closed form
+iterative size factors), no process pool is started, and it is fast: gene-wise
+dispersions are the Cox-Reid adjusted maximum-likelihood estimates of
+pydeseq2's ``fit_alpha_mle`` (intercept-only design, the same start values and
+bounds), solved for all genes at once instead of one L-BFGS-B per gene (~10x
+faster; ``solver="pydeseq2"`` in :func:`_fit_dispersions` runs pydeseq2's own
+solver for cross-checks); the trend is pydeseq2's gamma-family GLM fit, refitted
+after dropping genes whose dispersion is outside ``[1e-4, 15)`` times the fit,
+exactly as ``DeseqDataSet._fit_parametric_dispersion_trend`` does; when more
+than 1,000 genes have a mean normalized count above 5, the trend is fitted on
+1,000 of them as DESeq2's ``vst(nsub=1000)`` does; and the transform is
+DESeq2's closed form
 
 ``vst(q) = log2((1 + a1 + 2 a0 q + 2 sqrt(a0 q (1 + a1 + a0 q))) / (4 a0))``
 
@@ -229,12 +234,101 @@ def size_factors(counts: np.ndarray) -> tuple[np.ndarray, SizeFactorMethod]:
     return _poscounts(counts), "poscounts"
 
 
-def _fit_dispersions(counts: np.ndarray, sf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cr_nll_grad(theta: np.ndarray, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Derivative in ``theta = log(alpha)`` of pydeseq2's dispersion loss, per gene.
+
+    The loss is ``nb_nll(y, mu, alpha) + 0.5 log(sum_i W_i)`` with
+    ``W_i = mu_i / (1 + alpha mu_i)``: the negative-binomial negative
+    log-likelihood with the Cox-Reid adjustment for an intercept-only design.
+    """
+    from scipy.special import digamma
+
+    a = np.exp(theta)
+    r = 1.0 / a
+    amu = a * mu
+    dll = -r * (digamma(y + r) - digamma(r) - np.log1p(amu)) + y - (y + r) * amu / (1.0 + amu)
+    w = mu / (1.0 + amu)
+    return -dll.sum(axis=0) - 0.5 * a * (w**2).sum(axis=0) / w.sum(axis=0)
+
+
+def _dispersion_mle(
+    y: np.ndarray,
+    mu: np.ndarray,
+    alpha0: np.ndarray,
+    *,
+    min_disp: float,
+    max_disp: float,
+    tol: float = 1e-6,
+    pgtol: float = 1e-5,
+    max_iter: int = 200,
+) -> np.ndarray:
+    """Vectorized per-gene minimizer of the Cox-Reid adjusted NB loss.
+
+    Same local optimum as pydeseq2's per-gene L-BFGS-B (``fit_alpha_mle``) from
+    the same start ``alpha0``: walk downhill from the start with doubling steps
+    until the derivative changes sign (or a bound is hit), then refine the root
+    by regula falsi safeguarded with bisection to ``tol`` in ``log(alpha)``.
+    Genes whose start derivative is below ``pgtol`` (L-BFGS-B's default
+    projected-gradient tolerance) stay at the start, as L-BFGS-B does.
+    """
+    d = y.shape[1]
+    lo_b, hi_b = np.log(min_disp), np.log(max_disp)
+    theta0 = np.clip(np.log(alpha0), lo_b, hi_b)
+    g0 = _cr_nll_grad(theta0, y, mu)
+    out = theta0.copy()
+    direction = np.where(g0 > 0, -1.0, 1.0)
+    a_pt, ga = theta0.copy(), g0.copy()
+    b_pt, gb = np.empty(d), np.empty(d)
+    step = np.full(d, 0.5)
+    found = np.zeros(d, dtype=bool)
+    act = np.flatnonzero(np.abs(g0) > pgtol)
+    while act.size:  # bracketing: at most ~log2(40 / 0.5) + 1 rounds
+        x = np.clip(a_pt[act] + direction[act] * step[act], lo_b, hi_b)
+        gx = _cr_nll_grad(x, y[:, act], mu[:, act])
+        crossed = np.sign(gx) != np.sign(ga[act])
+        at_bound = (x <= lo_b) | (x >= hi_b)
+        hit = act[crossed]
+        b_pt[hit], gb[hit], found[hit] = x[crossed], gx[crossed], True
+        stop = ~crossed & at_bound
+        out[act[stop]] = x[stop]
+        move = ~crossed & ~at_bound
+        moved = act[move]
+        a_pt[moved], ga[moved] = x[move], gx[move]
+        step[moved] *= 2.0
+        act = moved
+    act = np.flatnonzero(found)
+    left_first = a_pt[act] < b_pt[act]
+    lo = np.where(left_first, a_pt[act], b_pt[act])
+    hi = np.where(left_first, b_pt[act], a_pt[act])
+    glo = np.where(left_first, ga[act], gb[act])
+    ghi = np.where(left_first, gb[act], ga[act])
+    for it in range(1, max_iter + 1):
+        if not act.size:
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = hi - ghi * (hi - lo) / (ghi - glo)
+        bisect = ~np.isfinite(x) | (x <= lo) | (x >= hi) | (it % 3 == 0)
+        x = np.where(bisect, 0.5 * (lo + hi), x)
+        gx = _cr_nll_grad(x, y[:, act], mu[:, act])
+        right = np.sign(gx) == np.sign(glo)  # the root lies right of x
+        lo, glo = np.where(right, x, lo), np.where(right, gx, glo)
+        hi, ghi = np.where(right, hi, x), np.where(right, ghi, gx)
+        done = (hi - lo < tol) | (gx == 0)
+        out[act[done]] = x[done]
+        act, lo, hi, glo, ghi = act[~done], lo[~done], hi[~done], glo[~done], ghi[~done]
+    out[act] = 0.5 * (lo + hi)
+    return np.exp(out)
+
+
+def _fit_dispersions(
+    counts: np.ndarray, sf: np.ndarray, *, solver: Literal["vectorized", "pydeseq2"] = "vectorized"
+) -> tuple[np.ndarray, np.ndarray]:
     """Gene-wise NB dispersion MLEs (intercept design) and normalized means.
 
-    Genes that are zero everywhere get NaN.
+    ``solver="pydeseq2"`` calls ``DefaultInference.alpha_mle`` (one L-BFGS-B per
+    gene, ~10x slower); the default solves the same problem for all genes at
+    once. Genes that are zero everywhere get NaN.
     """
-    from pydeseq2.default_inference import DefaultInference
     from pydeseq2.utils import fit_moments_dispersions
 
     n, d = counts.shape
@@ -253,15 +347,19 @@ def _fit_dispersions(counts: np.ndarray, sf: np.ndarray) -> tuple[np.ndarray, np
     mde = fit_moments_dispersions(q, sf)
     alpha0 = np.clip(np.minimum(rde, mde), _MIN_DISP, max_disp)
     mu_hat = np.maximum(sf[:, None] * q.mean(axis=0)[None, :], _MIN_MU)
-    inference = DefaultInference(n_cpus=1)
-    est, _converged = inference.alpha_mle(
-        counts=c,
-        design_matrix=np.ones((n, 1)),
-        mu=mu_hat,
-        alpha_hat=alpha0,
-        min_disp=_MIN_DISP,
-        max_disp=max_disp,
-    )
+    if solver == "pydeseq2":
+        from pydeseq2.default_inference import DefaultInference
+
+        est, _converged = DefaultInference(n_cpus=1).alpha_mle(
+            counts=c,
+            design_matrix=np.ones((n, 1)),
+            mu=mu_hat,
+            alpha_hat=alpha0,
+            min_disp=_MIN_DISP,
+            max_disp=max_disp,
+        )
+    else:
+        est = _dispersion_mle(c, mu_hat, alpha0, min_disp=_MIN_DISP, max_disp=max_disp)
     disp[nonzero] = np.clip(est, _MIN_DISP, max_disp)
     return disp, means
 
