@@ -80,6 +80,7 @@ def test_tcp_three_processes_equal_reference(tmp_path):
     m = Rep3Engine("tcp", workdir=tmp_path, timeout=60).measure(holders_of(data), params)
     assert_matches_reference(m, data, params)
     assert time.monotonic() - t0 < 60
+    assert m.meta["servers"]["server1"]["bytes_sent"] > 0  # public cost figures reach the release side
     for i in range(3):
         log = (tmp_path / f"server{i}.log").read_text()
         assert "output shares delivered" in log

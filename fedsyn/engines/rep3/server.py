@@ -264,7 +264,8 @@ def run_server(
         transport.close()
     seconds = time.perf_counter() - t0
     arrays, public = pack_outputs(shares)
-    meta = dict(meta, outputs=public, party=index)
+    meta = dict(meta, outputs=public, party=index,
+                stats=dict(stats, seconds=round(seconds, 4), transport="tcp"))
     logger.info("server %d: protocol done in %.2f s, %d bytes sent; delivering output shares",
                 index, seconds, transport.bytes_sent)
     send_to_release(
