@@ -169,7 +169,8 @@ class MpSpdzEngine:
         n = sum(b.shape[0] for b in blocks)
         d = first.n_genes
         args = program_args(n, d, params, binning)
-        compiled = runner.compile_program(self.installation, PROGRAM, args, cache_dir=self.cache_dir)
+        compiled = runner.compile_program(self.installation, PROGRAM, args, security=self.security,
+                                          cache_dir=self.cache_dir)
         tmp = None
         work = self.workdir
         if work is None:

@@ -41,8 +41,9 @@ BINARIES = {
     "active": "malicious-rep-ring-party.x",  # Dalskov et al. 2020, malicious, honest majority
 }
 #: ``-R 64``: computation modulo 2^64. ``-Z 3``: local share conversion for
-#: three-party replicated secret sharing (faster comparisons; both binaries support it).
-COMPILE_FLAGS = ("-R", "64", "-Z", "3")
+#: three-party replicated secret sharing (faster comparisons); only the passive
+#: binary implements it, the active one uses edaBits.
+COMPILE_FLAGS = {"passive": ("-R", "64", "-Z", "3"), "active": ("-R", "64")}
 
 
 def programs_dir() -> Path:
@@ -129,11 +130,12 @@ def compile_program(
     program: str,
     args: Sequence[object],
     *,
+    security: Security = "passive",
     cache_dir: str | os.PathLike | None = None,
     source_dir: str | os.PathLike | None = None,
     timeout: float = 600.0,
 ) -> CompiledProgram:
-    """Compile ``<source_dir>/<program>.mpc`` with ``compile.py -R 64 -Z 3``, cached.
+    """Compile ``<source_dir>/<program>.mpc`` with ``compile.py -R 64 [-Z 3]``, cached.
 
     The cache key is the SHA-256 of the program source, the arguments, the flags
     and the MP-SPDZ ``compile.py`` path, so an edited program is recompiled.
@@ -147,8 +149,9 @@ def compile_program(
     if not src.is_file():
         raise EngineUnavailableError(f"MPC program {src} not found (is fedsyn installed from a full checkout?).")
     text = src.read_bytes()
+    flags = COMPILE_FLAGS[security]
     key = hashlib.sha256(
-        b"\0".join([text, " ".join(map(str, args)).encode(), " ".join(COMPILE_FLAGS).encode(),
+        b"\0".join([text, " ".join(map(str, args)).encode(), " ".join(flags).encode(),
                     str(installation.home).encode()])
     ).hexdigest()[:24]
     name = program_name(program, args)
@@ -160,7 +163,7 @@ def compile_program(
     staging = root / f".{program}-{key}-{os.getpid()}-{time.time_ns()}"
     (staging / "Programs" / "Source").mkdir(parents=True, exist_ok=True)
     (staging / "Programs" / "Source" / src.name).write_bytes(text)
-    cmd = [sys.executable, str(installation.compiler), *COMPILE_FLAGS, program, *map(str, args)]
+    cmd = [sys.executable, str(installation.compiler), *flags, program, *map(str, args)]
     logger.info("compiling %s", name)
     start = time.perf_counter()
     try:

@@ -1,0 +1,221 @@
+"""The MP-SPDZ engine against fedsyn.reference, and its Persistence files.
+
+Tests marked ``mpspdz`` need an MP-SPDZ build at ``$MP_SPDZ_HOME`` with
+``replicated-ring-party.x`` (and ``malicious-rep-ring-party.x`` for the active
+tests); they are skipped otherwise. Compiled programs are cached in
+``~/.cache/fedsyn/mp-spdz``, so a second run skips the ~5 s compilations.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedsyn import fixedpoint, reference
+from fedsyn.data import ExpressionData
+from fedsyn.engines.mpspdz import persistence
+from fedsyn.errors import BundleError, EngineUnavailableError, ProtocolError
+from fedsyn.params import ProtocolParams
+
+HOME = os.environ.get("MP_SPDZ_HOME")
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"
+
+
+def _has(binary: str) -> bool:
+    return bool(HOME) and os.access(Path(HOME) / binary, os.X_OK) and (Path(HOME) / "compile.py").is_file()
+
+
+needs_passive = pytest.mark.skipif(
+    not _has("replicated-ring-party.x"), reason="MP_SPDZ_HOME unset or replicated-ring-party.x not built"
+)
+needs_active = pytest.mark.skipif(
+    not _has("malicious-rep-ring-party.x"), reason="MP_SPDZ_HOME unset or malicious-rep-ring-party.x not built"
+)
+
+
+# ------------------------------------------------------- Persistence format --
+def test_headers_match_mp_spdz_signatures():
+    passive = persistence.header("passive")
+    active = persistence.header("active")
+    assert passive == (20).to_bytes(8, "little") + b"replicated Z2^64" + (64).to_bytes(4, "little")
+    assert active == (30).to_bytes(8, "little") + b"malicious replicated Z2^64" + (64).to_bytes(4, "little")
+
+
+def test_shares_round_trip_through_files(tmp_path):
+    rng = np.random.default_rng(0)
+    secret = rng.integers(-(2**40), 2**40, size=(7, 5), dtype=np.int64)
+    pairs = persistence.share_matrix(secret)
+    files = persistence.write_persistence_shares(pairs, tmp_path, security="active")
+    assert [f.name for f in files] == [f"Transactions-P{i}.data" for i in range(3)]
+    read = [persistence.read_persistence_shares(f, security="active") for f in files]
+    for i in range(3):  # party i holds (s_i, s_{i-1}): its second half is party i-1's first
+        assert np.array_equal(read[i][1], read[(i - 1) % 3][0])
+        assert files[i].stat().st_size == 38 + 16 * secret.size
+    total = read[0][0] + read[1][0] + read[2][0]
+    assert np.array_equal(total.view(np.int64).reshape(secret.shape), secret)
+    with pytest.raises(BundleError, match="header"):
+        persistence.read_persistence_shares(files[0], security="passive")
+
+
+def test_holders_files_concatenate_under_one_header(tmp_path):
+    a = persistence.share_matrix(np.arange(6, dtype=np.int64))
+    b = persistence.share_matrix(np.arange(6, 10, dtype=np.int64))
+    persistence.write_persistence_shares(a, tmp_path / "a")
+    persistence.write_persistence_shares(b, tmp_path / "b")
+    merged = [
+        persistence.append_persistence_shares(
+            [tmp_path / "a" / f"Transactions-P{i}.data", tmp_path / "b" / f"Transactions-P{i}.data"],
+            tmp_path / "m" / f"Transactions-P{i}.data",
+        )
+        for i in range(3)
+    ]
+    total = sum(persistence.read_persistence_shares(p)[0] for p in merged)
+    assert total.tolist() == list(range(10))
+
+
+def test_unset_home_is_reported_with_instructions(monkeypatch):
+    from fedsyn.engines.mpspdz import MpSpdzEngine
+
+    monkeypatch.delenv("MP_SPDZ_HOME", raising=False)
+    with pytest.raises(EngineUnavailableError, match="MP_SPDZ_HOME"):
+        MpSpdzEngine()
+
+
+# --------------------------------------------------------------- engine -----
+def _holders(values: np.ndarray, labels: np.ndarray, n_labels: int, splits) -> list[ExpressionData]:
+    genes = tuple(f"g{j}" for j in range(values.shape[1]))
+    names = tuple(f"c{l}" for l in range(n_labels))
+    out = []
+    for k, rows in enumerate(np.split(np.arange(values.shape[0]), splits)):
+        out.append(ExpressionData(values=values[rows], gene_names=genes, sample_ids=tuple(f"s{r}" for r in rows),
+                                  labels=labels[rows], label_names=names, source=f"holder{k}"))
+    return out
+
+
+def _hard_inputs(n: int, d: int, n_labels: int, seed: int):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(5.0, 2.0, size=(n, d)), 1)  # rounding makes ties
+    x[:, 0] = 3.25                                       # constant gene
+    x[: int(0.6 * n), 1] = 0.0                           # sparse gene: 60 % zeros
+    x[:, 2] = -x[:, 2]                                   # negative values
+    y = rng.integers(0, n_labels, size=n)
+    return x, y
+
+
+def _assert_exact(meas, x, y, n_labels, frac_bits=16):
+    st = reference.bin_statistics(fixedpoint.encode(x, frac_bits), y, n_labels)
+    assert np.array_equal(meas.one_way, st.counts)
+    assert np.array_equal(meas.label, st.label_counts)
+    assert np.array_equal(meas.two_way, st.two_way)
+    assert np.array_equal(fixedpoint.encode(meas.bin_means, frac_bits), st.means)
+
+
+@pytest.mark.mpspdz
+@needs_passive
+@pytest.mark.parametrize("binning", ["select", "sort"])
+def test_passive_matches_reference_on_ties_constant_sparse(binning):
+    from fedsyn.engines.mpspdz import MpSpdzEngine
+
+    x, y = _hard_inputs(23, 5, 3, seed=1)  # n = 23: quartiles interpolate (k = 2, 0, 2)
+    engine = MpSpdzEngine(security="passive", binning=binning)
+    meas = engine.measure(_holders(x, y, 3, [9]), ProtocolParams(n_labels=3, sigma=0.0, noise=False))
+    _assert_exact(meas, x, y, 3)
+    assert meas.engine == "mp-spdz-passive" and meas.meta["binning"] == binning
+    assert engine.last_report.phases["order_statistics"]["mb"] > 0
+
+
+@pytest.mark.mpspdz
+@needs_passive
+@pytest.mark.skipif(not FIXTURE.is_file(), reason="real-data fixture absent")
+def test_passive_select_on_real_fixture_columns():
+    import pandas as pd
+
+    from fedsyn.engines.mpspdz import MpSpdzEngine
+
+    frame = pd.read_csv(FIXTURE)
+    genes = [c for c in frame.columns if c not in ("sample_id", "subtype")][::80]  # 13 genes
+    x = frame[genes].to_numpy(dtype=float)
+    names, y = np.unique(frame["subtype"].to_numpy(), return_inverse=True)
+    meas = MpSpdzEngine(security="passive", binning="select").measure(
+        _holders(x, y, len(names), [30, 70]), ProtocolParams(n_labels=len(names), sigma=0.0, noise=False)
+    )
+    _assert_exact(meas, x, y, len(names))
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_noise_and_dp_mode_follow_the_plaintext_engine():
+    from fedsyn.engines.mpspdz import MpSpdzEngine
+    from fedsyn.engines.plaintext import PlaintextEngine
+
+    x, y = _hard_inputs(30, 20, 3, seed=2)
+    holders = _holders(x, y, 3, [12])
+    engine = MpSpdzEngine(security="passive")
+    params = ProtocolParams(n_labels=3, sigma=2.0, mean_mode="dp", clip=(-8.0, 12.0), sum_sigma=0.5)
+    noisy = engine.measure(holders, params)
+    exact = PlaintextEngine().measure(holders, ProtocolParams(n_labels=3, sigma=0.0, noise=False,
+                                                              mean_mode="dp", clip=(-8.0, 12.0)))
+    err = np.concatenate([(noisy.one_way - exact.one_way).ravel(), (noisy.label - exact.label).ravel(),
+                          (noisy.two_way - exact.two_way).ravel()])
+    assert err.size == 20 * 4 + 3 + 20 * 4 * 3
+    assert 1.6 < err.std() < 2.4 and abs(err.mean()) < 0.4  # Irwin-Hall, sigma = 2
+    assert np.abs(err).max() <= 6 * 2.0 + 1e-9                 # bounded support
+    # dp means: noisy sums / noisy counts, clipped; sum noise lies in +-6 sum_sigma
+    st = reference.bin_statistics(fixedpoint.encode(np.clip(x, -8, 12)), y, 3)
+    denom = np.maximum(noisy.one_way, 1.0)
+    want = np.clip(fixedpoint.decode(st.sums) / denom, -8, 12)
+    assert np.all(np.abs(noisy.bin_means - want) <= 6 * 0.5 / denom + 1e-6)
+    assert not np.allclose(noisy.bin_means, want)
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_path):
+    from fedsyn.engines.mpspdz import engine as eng
+    from fedsyn.engines.mpspdz import runner
+
+    rep3 = pytest.importorskip("fedsyn.engines.rep3.sharing")
+    x, y = _hard_inputs(23, 5, 3, seed=1)
+    rows = persistence.holder_rows(fixedpoint.encode(x), y, 3)
+    inst = runner.find_installation()
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    compiled = runner.compile_program(inst, "protocol1", eng.program_args(23, 5, params, "select"))
+    work = runner.prepare_workspace(inst, tmp_path / "run", compiled)
+    persistence.write_persistence_shares(list(rep3.share_array(rows)), work / "Persistence")
+    runner.run_parties(inst, work, compiled.name, security="passive", timeout=120)
+    out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
+    st = reference.bin_statistics(fixedpoint.encode(x), y, 3)
+    assert np.array_equal(out[: 4 * 5].reshape(4, 5).T, st.counts << 16)
+
+
+@pytest.mark.mpspdz
+@pytest.mark.slow
+@needs_active
+def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
+    from fedsyn.engines.mpspdz import engine as eng
+    from fedsyn.engines.mpspdz import runner
+
+    x, y = _hard_inputs(12, 3, 2, seed=4)
+    rows = persistence.holder_rows(fixedpoint.encode(x), y, 2)
+    inst = runner.find_installation()
+    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False)
+    compiled = runner.compile_program(inst, "protocol1", eng.program_args(12, 3, params, "select"),
+                                      security="active")
+    st = reference.bin_statistics(fixedpoint.encode(x), y, 2)
+    for tamper in (False, True):
+        work = runner.prepare_workspace(inst, tmp_path / f"run{tamper}", compiled)
+        files = persistence.write_persistence_shares(persistence.share_matrix(rows), work / "Persistence",
+                                                     security="active")
+        if not tamper:
+            runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
+            out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
+            assert np.array_equal(out[: 4 * 3].reshape(4, 3).T, st.counts << 16)
+        else:
+            data = bytearray(files[1].read_bytes())
+            data[38 + 16 * 5 + 3] ^= 0x10  # one byte of one share of party 1
+            files[1].write_bytes(bytes(data))
+            with pytest.raises(ProtocolError, match="party"):
+                runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
