@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .runtime import Party, _unpack_bits
+from .runtime import Party
 from .sharing import AShare, BShare
 
 __all__ = ["ltz", "geq", "lt_public", "eqz", "b2a", "msb_bits", "pack", "unpack"]
@@ -185,7 +185,7 @@ def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
     return msb ^ g[0:1], dab
 
 
-def ltz(party: Party, x: AShare, *, bits: int = 64, chunk: int = DEFAULT_CHUNK) -> AShare:
+def ltz(party: Party, x: AShare, *, bits: int = 64, chunk: int | None = None) -> AShare:
     """Arithmetic shares of ``[x < 0]`` (two's complement), elementwise.
 
     Parameters
@@ -196,9 +196,11 @@ def ltz(party: Party, x: AShare, *, bits: int = 64, chunk: int = DEFAULT_CHUNK) 
     bits : int, default 64
         Width: the caller guarantees ``-2^(bits-1) <= x < 2^(bits-1)``
         (values outside give the sign of ``x mod 2^bits``).
-    chunk : int, default 65536
-        Elements per protocol run: larger inputs are processed in chunks that
-        fit in cache (multiplies the rounds by the number of chunks).
+    chunk : int or None, default None
+        Elements per protocol run (None: ``party.compare_chunk``, 65536 unless
+        changed): larger inputs are processed in chunks that fit in cache,
+        which multiplies the rounds by the number of chunks. Raise it where
+        network latency dominates.
 
     Returns
     -------
@@ -216,6 +218,9 @@ def ltz(party: Party, x: AShare, *, bits: int = 64, chunk: int = DEFAULT_CHUNK) 
     n = x.size
     if n == 0:
         return AShare.zeros(shape)
+    chunk = party.compare_chunk if chunk is None else int(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}.")
     if n > chunk:
         flat = x.ravel()
         parts = [_ltz_flat(party, flat[s : s + chunk], bits) for s in range(0, n, chunk)]
@@ -275,5 +280,3 @@ def b2a(party: Party, x: BShare) -> AShare:
     t = x0 + x1 - party.mul(x0, x1) * 2
     return t + x2 - party.mul(t, x2) * 2
 
-
-_ = _unpack_bits  # re-exported helper for callers that unpack daBit words

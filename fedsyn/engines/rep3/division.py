@@ -18,8 +18,6 @@ Reveals nothing.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .compare import eqz, ltz
 from .runtime import Party
 from .sharing import AShare
@@ -77,5 +75,3 @@ def is_zero(party: Party, x: AShare, bits: int = 64) -> AShare:
     """``[x == 0]`` for ``|x| < 2^(bits-1)`` (alias of :func:`~fedsyn.engines.rep3.compare.eqz`)."""
     return eqz(party, x, bits=bits)
 
-
-_ = np  # numpy used in type contexts only

@@ -32,7 +32,7 @@ import numpy as np
 
 from ...errors import ProtocolError
 from .prf import KEY_BYTES, PRF, derive_key, new_key
-from .sharing import AShare, BShare, to_u64
+from .sharing import AShare, BShare
 from .transport import Transport
 
 __all__ = ["Party", "PartyStats", "PhaseStats"]
@@ -96,7 +96,12 @@ class Party:
         Channels to the two other parties.
     stats : PartyStats
         Bytes, rounds and per-phase costs.
+    compare_chunk : int
+        Elements per comparison run (default 65536; cache efficiency versus
+        rounds, see :func:`fedsyn.engines.rep3.compare.ltz`).
     """
+
+    compare_chunk: int = 1 << 16
 
     def __init__(self, index: int, transport: Transport, own_key: bytes, prev_key: bytes) -> None:
         if index not in (0, 1, 2):

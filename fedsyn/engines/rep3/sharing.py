@@ -19,7 +19,7 @@ each server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -61,6 +61,9 @@ class _PairMixin:
 
     a: np.ndarray
     b: np.ndarray
+
+    #: Make ``numpy_array * share`` defer to the share's ``__rmul__``.
+    __array_ufunc__ = None
 
     def _new(self, a, b):
         return type(self)(np.ascontiguousarray(a), np.ascontiguousarray(b))
