@@ -50,17 +50,18 @@ DEFAULT_CHUNK = 1 << 16
 _MASKS = {j: np.uint64(sum(1 << b for b in range(64) if not b & j)) for j in (32, 16, 8, 4, 2, 1)}
 
 
-def _transpose64(blocks: np.ndarray) -> None:
-    """Transpose each 64x64 bit matrix in place (rows are uint64 words, bit 0 = column 0).
+def _transpose64(rows: np.ndarray) -> None:
+    """Transpose 64x64 bit matrices in place; ``rows`` is ``(64, m)``, matrix ``q`` in column ``q``.
 
-    The recursive block-swap of Hacker's Delight (sec. 7-3), vectorized over
-    blocks: 6 stages of shifts and XORs on views.
+    Row ``r`` of matrix ``q`` is the uint64 ``rows[r, q]`` (bit 0 = column 0).
+    The recursive block swap of Hacker's Delight (sec. 7-3): 6 stages of
+    shifts and XORs, vectorized over the contiguous last axis.
     """
-    m = blocks.shape[0]
+    m = rows.shape[1]
     for j in (32, 16, 8, 4, 2, 1):
-        v = blocks.reshape(m, 64 // (2 * j), 2, j)
-        x = v[:, :, 0, :]
-        y = v[:, :, 1, :]
+        v = rows.reshape(64 // (2 * j), 2, j, m)
+        x = v[:, 0]
+        y = v[:, 1]
         t = ((x >> np.uint64(j)) ^ y) & _MASKS[j]
         y ^= t
         x ^= t << np.uint64(j)
@@ -76,14 +77,15 @@ def pack(values: np.ndarray, w: int) -> np.ndarray:
     n = v.size
     m = -(-n // 64)
     out = np.empty((w, m), dtype=np.uint64)
-    for start in range(0, m, _CHUNK // 64):
-        stop = min(m, start + _CHUNK // 64)
-        blk = np.zeros((stop - start) * 64, dtype=np.uint64)
+    step = _CHUNK // 64
+    for start in range(0, m, step):
+        stop = min(m, start + step)
         piece = v[start * 64 : min(n, stop * 64)]
-        blk[: piece.size] = piece
-        blk = blk.reshape(stop - start, 64)
-        _transpose64(blk)
-        out[:, start:stop] = blk[:, :w].T
+        if piece.size != (stop - start) * 64:
+            piece = np.concatenate([piece, np.zeros((stop - start) * 64 - piece.size, np.uint64)])
+        rows = np.ascontiguousarray(piece.reshape(stop - start, 64).T)
+        _transpose64(rows)
+        out[:, start:stop] = rows[:w]
     return out
 
 
@@ -164,9 +166,8 @@ def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
         hi = slice(1, 2 * npairs, 2)
         g_lo, g_hi, p_lo, p_hi = g[lo], g[hi], p[lo], p[hi]
         pairs = [(p_hi, g_lo)]
-        need_p = npairs > 1 or L % 2 == 1
-        if need_p:  # group 0's propagate is never used
-            pairs.append((p_hi[1:], p_lo[1:])) if npairs > 1 else None
+        if npairs > 1:  # group 0's propagate is never used
+            pairs.append((p_hi[1:], p_lo[1:]))
         outs, got = _and_round(party, pairs, piggy())
         advance(got)
         new_g = g_hi ^ outs[0]
