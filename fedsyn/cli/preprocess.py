@@ -1,9 +1,51 @@
-"""`fedsyn preprocess` (being written)."""
+"""``fedsyn preprocess``: CAMDA / Chen et al. preprocessing of an expression matrix."""
+
+from __future__ import annotations
 
 import click
 
+from ._options import add_options, echo, input_options
+
 
 @click.command(name="preprocess")
-def command() -> None:
-    """Not available yet."""
-    raise click.ClickException("'fedsyn preprocess' is not implemented yet.")
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Raw counts or normalized values (CSV/TSV/h5ad; samples x genes + label).")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Output CSV/TSV (written atomically).")
+@click.option("--kind", type=click.Choice(["auto", "counts", "normalized"]), default="auto", show_default=True,
+              help="Whether the input holds raw counts; auto: non-negative integers are counts.")
+@click.option("--min-count", type=float, default=1, show_default=True,
+              help="Gene filter: keep genes with count >= this ...")
+@click.option("--min-fraction", type=float, default=0.10, show_default=True,
+              help="... in at least this fraction of samples.")
+@click.option("--normalization", type=click.Choice(["vst", "log2", "none"]), default="vst", show_default=True,
+              help="After DESeq2 size factors: variance-stabilizing transform or log2(normalized + 1).")
+@click.option("--gene-list", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Restrict to these genes (e.g. the L1000 landmark genes TSV).")
+@click.option("--n-genes", type=int, default=None, help="Randomly subsample to this many genes.")
+@click.option("--seed", type=int, default=None, help="Seed of the gene subsampling.")
+@add_options(input_options)
+@click.pass_context
+def command(ctx, input_path, out_path, kind, min_count, min_fraction, normalization, gene_list, n_genes, seed,
+            label_column, sample_column):
+    """Filter genes, normalize with DESeq2 size factors, transform, select genes."""
+    import json
+
+    from ..io import load_expression, write_expression
+    from ..preprocess import PreprocessConfig, load_gene_list, preprocess
+
+    data = load_expression(input_path, label_column=label_column, sample_column=sample_column, kind=kind)
+    genes = load_gene_list(gene_list, gene_names=data.gene_names) if gene_list else None
+    config = PreprocessConfig(
+        min_count=min_count,
+        min_fraction=min_fraction,
+        normalization=normalization,
+        gene_list=genes,
+        n_genes=n_genes,
+        seed=seed,
+    )
+    out, report = preprocess(data, config)
+    path = write_expression(out, out_path)
+    echo(ctx, f"wrote {path}: {out.n_samples} samples x {out.n_genes} genes")
+    if ctx.obj and ctx.obj.get("verbose"):
+        echo(ctx, json.dumps(report.to_dict(), indent=2))
