@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -168,8 +169,18 @@ def _guess_sep(path: Path, header_line: str) -> str:
     return best
 
 
-def _read_rows(path: Path, sep: str | None) -> tuple[list[str], list[list[str]], list[int], str]:
-    """Header, data rows and their 1-based line numbers; checks raggedness."""
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _read_rows(
+    path: Path, sep: str | None, text_names: set[str]
+) -> tuple[list[str], list, list[int], str]:
+    """Header, columns and the 1-based line number of every data row.
+
+    A column comes back as a float64 array when the fast parser read it as
+    numbers, else as a list of stripped strings. Ragged rows are errors.
+    Columns named in ``text_names`` and the first column are always strings.
+    """
     try:
         text = _read_text(path)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
@@ -180,9 +191,12 @@ def _read_rows(path: Path, sep: str | None) -> tuple[list[str], list[list[str]],
         ) from exc
     if not text.strip():
         raise InputError(f"{path}: the file is empty.")
-    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    first_line = text.lstrip("\r\n \t").split("\n", 1)[0]
     if sep is None:
         sep = _guess_sep(path, first_line)
+    fast = _read_rows_fast(path, text, sep, text_names)
+    if fast is not None:
+        return (*fast, sep)
     reader = csv.reader(io.StringIO(text), delimiter=sep)
     header: list[str] | None = None
     header_line = 0
@@ -195,25 +209,101 @@ def _read_rows(path: Path, sep: str | None) -> tuple[list[str], list[list[str]],
             if header is None:
                 header = [h.strip() for h in row]
                 header_line = reader.line_num
+                _check_header(path, header, sep)
                 continue
             if len(row) != len(header):
-                ident = row[0].strip() if row else ""
-                raise InputError(
-                    f"{path}: line {reader.line_num} (first field {ident!r}) has {len(row)} fields, "
-                    f"the header (line {header_line}) has {len(header)} "
-                    f"(separator: {_SEP_NAMES.get(sep, repr(sep))})."
-                )
+                _ragged(path, reader.line_num, row[0] if row else "", len(row), header_line, len(header), sep)
             rows.append(row)
             lines.append(reader.line_num)
     except csv.Error as exc:
         raise InputError(f"{path}: line {reader.line_num}: malformed field: {exc}") from exc
     assert header is not None
+    columns = [[row[j].strip() for row in rows] for j in range(len(header))]
+    return header, columns, lines, sep
+
+
+def _check_header(path: Path, header: list[str], sep: str) -> None:
     if len(header) < 2:
         raise InputError(
             f"{path}: the header has a single column {header[0]!r} "
             f"(separator used: {_SEP_NAMES.get(sep, repr(sep))}); pass sep= if it is wrong."
         )
-    return header, rows, lines, sep
+
+
+def _ragged(path: Path, line: int, first: str, got: int, header_line: int, want: int, sep: str):
+    raise InputError(
+        f"{path}: line {line} (first field {first.strip()!r}) has {got} fields, "
+        f"the header (line {header_line}) has {want} "
+        f"(separator: {_SEP_NAMES.get(sep, repr(sep))})."
+    )
+
+
+def _read_rows_fast(
+    path: Path, text: str, sep: str, text_names: set[str]
+) -> tuple[list[str], list, list[int]] | None:
+    """The C parser of pandas for the common case; ``None`` to use the csv module.
+
+    Used only when no quoted field holds a separator or a line break, so that
+    counting separators per line detects ragged rows exactly.
+    """
+    if '"' in text:
+        if text.count('"') % 2:
+            return None
+        for match in _QUOTED.finditer(text):
+            if sep in match.group() or "\n" in match.group() or "\r" in match.group():
+                return None
+    header_text: str | None = None
+    header_line = 0
+    data: list[str] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line.strip():
+            continue
+        if header_text is None:
+            header_text, header_line = line, number
+            continue
+        data.append(line)
+        lines.append(number)
+    assert header_text is not None
+    header = [h.strip() for h in next(csv.reader([header_text], delimiter=sep))]
+    _check_header(path, header, sep)
+    want = len(header) - 1
+    for line, number in zip(data, lines):
+        if line.count(sep) != want:
+            first = line.split(sep, 1)[0].strip().strip('"')
+            _ragged(path, number, first, line.count(sep) + 1, header_line, len(header), sep)
+    if not data:
+        return header, [[] for _ in header], lines
+    import pandas as pd
+
+    text_cols = {0} | {j for j, h in enumerate(header) if h in text_names}
+    try:
+        frame = pd.read_csv(
+            io.StringIO("\n".join(data)),
+            sep=sep,
+            header=None,
+            names=list(range(len(header))),
+            dtype={j: str for j in text_cols},
+            na_filter=False,
+            float_precision="round_trip",
+            skip_blank_lines=False,
+            engine="c",
+            low_memory=False,
+        )
+    except Exception:  # anything odd: let the csv module path diagnose it
+        return None
+    if len(frame) != len(data):
+        return None
+    columns: list = []
+    for j in range(len(header)):
+        col = frame[j]
+        if j not in text_cols and col.dtype.kind in "fiu":
+            columns.append(col.to_numpy(dtype=np.float64))
+        else:
+            columns.append([str(x).strip() for x in col.tolist()])
+    return header, columns, lines
 
 
 def _to_float(cells: Sequence[str]) -> np.ndarray | None:
@@ -228,8 +318,10 @@ def _is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING_TOKENS
 
 
-def _numeric_column(cells: list[str]) -> bool:
+def _numeric_column(cells) -> bool:
     """True when every non-missing cell parses as a number."""
+    if isinstance(cells, np.ndarray):
+        return True
     present = [c for c in cells if not _is_missing(c)]
     return bool(present) and _to_float(present) is not None
 
@@ -237,8 +329,10 @@ def _numeric_column(cells: list[str]) -> bool:
 def _read_delimited(
     path: Path, *, label_column: str | None, sample_column: str | None, sep: str | None
 ) -> _Table:
-    header, rows, lines, sep = _read_rows(path, sep)
+    text_names = {"sample_id", "label"} | {c for c in (sample_column, label_column) if c}
+    header, columns, lines, sep = _read_rows(path, sep, text_names)
     n_cols = len(header)
+    n_rows = len(lines)
     seen: dict[str, int] = {}
     for j, name in enumerate(header):
         if name in seen and name:
@@ -246,7 +340,6 @@ def _read_delimited(
                 f"{path}: duplicate column name {name!r} (columns {seen[name] + 1} and {j + 1})."
             )
         seen.setdefault(name, j)
-    columns = [[row[j].strip() for row in rows] for j in range(n_cols)] if rows else [[] for _ in header]
 
     # --- sample-id column -------------------------------------------------
     if sample_column is not None:
@@ -261,10 +354,10 @@ def _read_delimited(
     else:
         first = columns[0]
         sid_idx = None
-        if label_column != header[0] and first and not _numeric_column(first):
+        if label_column != header[0] and len(first) and not _numeric_column(first):
             if len(set(first)) == len(first) and not any(_is_missing(c) for c in first):
                 sid_idx = 0
-        if header[0] == "" and sid_idx is None and rows:
+        if header[0] == "" and sid_idx is None and n_rows:
             sid_idx = 0  # an unnamed first column (a written data-frame index) is the ids
     if sid_idx is not None:
         sample_ids = columns[sid_idx]
@@ -289,7 +382,7 @@ def _read_delimited(
         lab_idx = seen["label"]
     else:
         candidates = [
-            j for j in range(n_cols) if j != sid_idx and rows and not _numeric_column(columns[j])
+            j for j in range(n_cols) if j != sid_idx and n_rows and not _numeric_column(columns[j])
         ]
         if not candidates:
             raise InputError(
@@ -315,7 +408,7 @@ def _read_delimited(
     for k, j in enumerate(gene_idx):
         if not gene_names[k]:
             raise InputError(f"{path}: column {j + 1} has an empty name (expected a gene name).")
-    n = len(rows)
+    n = n_rows
     values = np.empty((n, len(gene_idx)), dtype=np.float64)
     table = _Table(
         values=values,
@@ -327,7 +420,7 @@ def _read_delimited(
         what="line",
     )
     for k, j in enumerate(gene_idx):
-        col = _to_float(columns[j])
+        col = columns[j] if isinstance(columns[j], np.ndarray) else _to_float(columns[j])
         if col is None:
             for i, cell in enumerate(columns[j]):
                 if _is_missing(cell):
