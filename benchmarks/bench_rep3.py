@@ -136,6 +136,7 @@ def bench_one(d: int, n: int, binning: str, *, runner: Runner, seed: int) -> dic
         "rounds": stats[0]["rounds"],
         "selection_rounds": phases["selection_rounds"],
         "selection_comparisons": phases["selection_comparisons"],
+        "loadavg_1min_after": round(os.getloadavg()[0], 2),
         "means_equal_reference": bool(np.array_equal(outputs["means"], ref_means)),
         "noise_within_support": bool(dev.max() <= 6 * SIGMA + 1e-6),
     }
@@ -157,8 +158,8 @@ def to_markdown(result: dict) -> str:
         "no network latency). Noise on (sigma = 23.4), paper mode (exact bin means), 3 holders, 5 labels.",
         "",
         "| genes | samples | binning | MPC phase s | binning s | marginals s | means s | noise s | "
-        "MB sent (max party) | rounds | plaintext s | ratio | means = reference |",
-        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "MB sent (max party) | rounds | plaintext s | ratio | means = reference | load after |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in result["runs"]:
         p = r["phases"]
@@ -167,16 +168,19 @@ def to_markdown(result: dict) -> str:
             f"{p['binning']['seconds']:.2f} | {p['marginals']['seconds']:.2f} | {p['means']['seconds']:.2f} | "
             f"{p['noise']['seconds']:.2f} | {max(r['bytes_sent_per_party']) / 1e6:.0f} | {r['rounds']} | "
             f"{r['plaintext_s']:.3f} | {r['mpc_phase_s'] / max(r['plaintext_s'], 1e-9):.0f}x | "
-            f"{'yes' if r['means_equal_reference'] else 'NO'} |"
+            f"{'yes' if r['means_equal_reference'] else 'NO'} | {r.get('loadavg_1min_after', '')} |"
         )
     for s in result["skipped"]:
-        lines.append(f"| {s['genes']} | {s['samples']} | {s['binning']} | skipped: {s['why']} |||||||||| |")
+        lines.append(f"| {s['genes']} | {s['samples']} | {s['binning']} | skipped: {s['why']} ||||||||||| |")
     a = AUTHORS_MPSPDZ
     lines += [
         "",
         f"For comparison, the authors' MP-SPDZ program on this machine at 978 x 1,089 (passive): "
         f"{a['total_s']:.0f} s (binning {a['binning_s']:.0f} s, marginals {a['marginals_s']:.0f} s, "
         f"noise {a['noise_s']} s), {a['gb_sent_one_party']} GB sent by one party.",
+        "",
+        "The machine is shared with other jobs: `load after` is the 1-minute load average (2 cores) right "
+        "after each run; seconds measured at a load well above 2 are inflated accordingly.",
         "",
         "Columns: seconds of party 0 inside each phase; `MB sent` is the largest of the three parties' totals; "
         "`ratio` = MPC phase / plaintext reference on the same input. `sort` is the paper-faithful full "
