@@ -169,3 +169,20 @@ def test_atomic_writers(tmp_path):
     with np.load(tmp_path / "e.bundle") as z:
         assert z["a"].tolist() == [0, 1, 2] and z["path"].tolist() == [1.0, 1.0]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_quoted_fields_with_separators(tmp_path):
+    # a quoted comma forces the csv-module path; both paths give the same result
+    text = 'sample_id,G1,G2,label\nS1,1,2,"Her2, enriched"\nS2,3,4,LumA\n'
+    (tmp_path / "q.csv").write_text(text)
+    data = load_expression(tmp_path / "q.csv")
+    assert data.label_names == ("Her2, enriched", "LumA")
+    assert data.values.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    (tmp_path / "r.csv").write_text(text.replace('"Her2, enriched"', '"Her2"'))
+    assert load_expression(tmp_path / "r.csv").label_names == ("Her2", "LumA")
+
+
+def test_sample_ids_keep_leading_zeros_and_crlf(tmp_path):
+    (tmp_path / "z.csv").write_bytes(b"sample_id,G1,label\r\n001,1.5,a\r\n002,2.5,b\r\n")
+    data = load_expression(tmp_path / "z.csv")
+    assert data.sample_ids == ("001", "002") and data.values[:, 0].tolist() == [1.5, 2.5]

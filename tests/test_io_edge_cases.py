@@ -182,3 +182,12 @@ def test_h5ad_missing_label_and_nan(tmp_path):
     adata2.write_h5ad(p2)
     refused(p2, "NaN", "'G3'", "'S1'")
     refused(p2, "no label column 'subtype'", label_column="subtype")
+
+
+def test_ragged_with_quoted_separators(tmp_path):
+    text = 'sample_id,G1,label\nS1,1,"a, b"\nS2,2,"c, d",9\n'
+    refused(write(tmp_path, text), "line 3", "'S2'", "4 fields")
+
+
+def test_single_column_header_suggests_sep(tmp_path):
+    refused(write(tmp_path, "a|b|c\n1|2|3\n", "x.csv"), "single column", "sep=")
