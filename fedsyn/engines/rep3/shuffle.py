@@ -38,7 +38,7 @@ def _permutation(party: Party, key_index: int, n: int, cols: int | None) -> np.n
     # fast (platform-dispatched) introsort is safe; on a tie (probability about
     # n^2 / 2^65) both holders see the same keys and fall back to the stable sort.
     perm = np.argsort(keys, axis=0)
-    ordered = np.take_along_axis(keys, perm, axis=0)
+    ordered = keys[perm] if keys.ndim == 1 else np.take_along_axis(keys, perm, axis=0)
     if n > 1 and np.any(ordered[1:] == ordered[:-1]):
         perm = np.argsort(keys, axis=0, kind="stable")
     return perm
