@@ -28,7 +28,7 @@ def _read_list(path: str | None, what: str) -> tuple[str, ...] | None:
               help="This holder's preprocessed expression matrix (CSV/TSV/h5ad; samples x genes + label).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for the three bundles (<holder>.server{0,1,2}.fsb).")
-@click.option("--holder-id", required=True, help="Identifier of this data holder (letters, digits, _.-).")
+@click.option("--holder-id", "--party", required=True, help="Identifier of this data holder (letters, digits, _.-).")
 @click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="File with the public label domain, one name a line, agreed by all holders "
                    "[default: this holder's labels, sorted].")

@@ -1,0 +1,111 @@
+"""End to end: split, engine, release, evaluation, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fedsyn.engines import get_engine
+from fedsyn.errors import ConfigError
+from fedsyn.io import load_expression
+from fedsyn.params import ProtocolParams
+from fedsyn.pipeline import RunConfig, run_pipeline, split_holders
+
+
+def test_brca_fixture_plaintext_end_to_end(brca_path, tmp_path):
+    data = load_expression(brca_path)
+    assert (data.n_samples, data.n_genes, data.n_labels) == (100, 978, 5)
+    # Only 100 samples: at epsilon 10 the noise (sigma 23 per count) drowns the
+    # counts, so the real-data check uses epsilon 100.
+    res = run_pipeline(data, RunConfig(engine="plaintext", epsilon=100, seed=3, n_holders=2), tmp_path / "out")
+    for name in ("synthetic.csv", "measurements.npz", "run.json", "metrics.json", "report.md", "pca.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    m = res.metrics
+    assert m["n_synthetic"] == 80 and m["n_real_test"] == 20
+    assert m["tstr_accuracy"] >= m["majority_rate"] + 0.15
+    synth = load_expression(tmp_path / "out" / "synthetic.csv", label_names=data.label_names)
+    assert synth.gene_names == data.gene_names
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["noise_plan"]["sigma"] == pytest.approx(res.noise_plan.sigma)
+    assert run["private"] is True
+
+
+def test_brca_fixture_rep3_pre_noise_marginals_equal_plaintext(brca_path):
+    data = load_expression(brca_path)
+    holders = split_holders(data, 3, rng=np.random.default_rng(0))
+    params = ProtocolParams(n_labels=data.n_labels, sigma=0.0, noise=False)
+    plain = get_engine("plaintext").measure(holders, params)
+    secure = get_engine("rep3", transport="inprocess").measure(holders, params)
+    assert secure.engine == "rep3"
+    for field in ("one_way", "label", "two_way", "bin_means"):
+        assert np.array_equal(getattr(secure, field), getattr(plain, field)), field
+
+
+@pytest.mark.slow
+def test_simulated_paper_size_rep3_epsilon_10(tmp_path):
+    from fedsyn.datasets.simulator import simulate_counts
+    from fedsyn.preprocess import PreprocessConfig, preprocess
+
+    counts = simulate_counts(1089, 240, n_classes=5, seed=5)
+    data, _ = preprocess(counts, PreprocessConfig(n_genes=200, seed=5))
+    assert data.n_genes == 200
+    cfg = RunConfig(engine="rep3", epsilon=10, seed=5, n_holders=3, engine_options={"transport": "inprocess"})
+    res = run_pipeline(data, cfg, tmp_path / "out")
+    m = res.metrics
+    assert res.measurements.engine == "rep3"
+    assert res.noise_plan.sigma == pytest.approx(0.5296 * np.sqrt(401), rel=1e-3)
+    assert m["tstr_accuracy"] >= m["majority_rate"] + 0.2
+    assert m["de_tpr"] > 0.3
+
+
+def test_failure_leaves_no_partial_output(small_data, tmp_path, monkeypatch):
+    import fedsyn.release
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fedsyn.release, "synthesize", boom)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(small_data, RunConfig(seed=1, test_fraction=0.3), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(small_data, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        run_pipeline(small_data, RunConfig(seed=1, test_fraction=0.3), out)
+    assert (out / "keep.txt").exists()
+    run_pipeline(small_data, RunConfig(seed=1, test_fraction=0.3), out, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "synthetic.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_seeded_runs_reproduce_and_unseeded_differ(small_data, tmp_path):
+    cfg = RunConfig(seed=9, test_fraction=0.0)
+    a = run_pipeline(small_data, cfg, tmp_path / "a").measurements
+    b = run_pipeline(small_data, cfg, tmp_path / "b").measurements
+    assert np.array_equal(a.two_way, b.two_way)
+    c = run_pipeline(small_data, RunConfig(test_fraction=0.0), tmp_path / "c").measurements
+    assert not np.array_equal(a.two_way, c.two_way)
+
+
+def test_dp_mean_mode_needs_public_clip(small_data):
+    with pytest.raises(ConfigError, match="public value range"):
+        RunConfig(mean_mode="dp")
+    cfg = RunConfig(mean_mode="dp", clip=(0.0, 12.0), seed=2, test_fraction=0.0)
+    params_plan = __import__("fedsyn.pipeline", fromlist=["make_params"]).make_params(cfg, 3, 6)
+    params, plan = params_plan
+    assert params.sum_sigma == pytest.approx(plan.sigma * 12.0)
+
+
+def test_split_holders_partitions_samples(small_data):
+    parts = split_holders(small_data, 4, rng=np.random.default_rng(1))
+    ids = [s for p in parts for s in p.sample_ids]
+    assert sorted(ids) == sorted(small_data.sample_ids)
+    assert max(p.n_samples for p in parts) - min(p.n_samples for p in parts) <= 1
+    with pytest.raises(ConfigError):
+        split_holders(small_data, small_data.n_samples + 1, rng=np.random.default_rng(1))
