@@ -3,8 +3,10 @@
 The model follows the assumptions of DESeq2 (Love, Huber, Anders 2014) and of
 common simulators such as polyester / compcodeR:
 
-* baseline means: ``log10(mu_g) ~ N(2.5, 0.7)`` (median ~300 reads, 95 % between
-  ~12 and ~8,000 at the typical library size), except a fraction
+* baseline means: ``log10(mu_g) ~ N(3.3, 0.6)`` (median ~2,000 reads, 95 % between
+  ~130 and ~30,000 at the typical library size; calibrated so that the VST of
+  the simulated counts has about the gene-mean and gene-sd spread of the
+  TCGA-BRCA landmark-gene fixture), except a fraction
   ``low_fraction`` of lowly expressed genes with ``mu_g`` log-uniform in
   ``[0.005, 0.05]`` (detected in well under 10 % of samples, so the CAMDA filter
   "count >= 1 in >= 10 % of samples" removes them);
@@ -106,8 +108,10 @@ def simulate(
     module_corr: float = 0.5,
     library_size_cv: float = 0.3,
     dispersion_asymptotic: float = 0.1,
-    dispersion_extra_poisson: float = 1.0,
+    dispersion_extra_poisson: float = 3.0,
     low_fraction: float = 0.05,
+    baseline_log10_mean: float = 3.3,
+    baseline_log10_sd: float = 0.6,
     seed: int | None = None,
 ) -> tuple[ExpressionData, SimulationTruth]:
     """Simulate a labelled bulk RNA-seq count matrix and return its ground truth.
@@ -134,10 +138,14 @@ def simulate(
         Coefficient of variation of the size factors.
     dispersion_asymptotic : float, default 0.1
         ``a0`` of the dispersion trend ``alpha = a0 + a1 / mu``.
-    dispersion_extra_poisson : float, default 1.0
+    dispersion_extra_poisson : float, default 3.0
         ``a1`` of the dispersion trend.
     low_fraction : float, default 0.05
         Fraction of genes simulated as lowly expressed.
+    baseline_log10_mean : float, default 3.3
+        Mean of ``log10`` of the baseline means of the expressed genes.
+    baseline_log10_sd : float, default 0.6
+        Their standard deviation.
     seed : int or None, default None
         Seed for reproducible data; ``None`` draws one from the OS.
 
@@ -174,7 +182,7 @@ def simulate(
     # genes: baseline means and dispersions
     low = np.zeros(d, dtype=bool)
     low[rng.choice(d, size=int(round(low_fraction * d)), replace=False)] = True
-    base = 10.0 ** rng.normal(2.5, 0.7, size=d)
+    base = 10.0 ** rng.normal(baseline_log10_mean, baseline_log10_sd, size=d)
     base[low] = 10.0 ** rng.uniform(np.log10(0.005), np.log10(0.05), size=int(low.sum()))
     disp = (dispersion_asymptotic + dispersion_extra_poisson / base) * np.exp(rng.normal(0.0, 0.25, size=d))
 
@@ -248,8 +256,10 @@ def simulate_counts(
     module_corr: float = 0.5,
     library_size_cv: float = 0.3,
     dispersion_asymptotic: float = 0.1,
-    dispersion_extra_poisson: float = 1.0,
+    dispersion_extra_poisson: float = 3.0,
     low_fraction: float = 0.05,
+    baseline_log10_mean: float = 3.3,
+    baseline_log10_sd: float = 0.6,
     seed: int | None = None,
 ) -> ExpressionData:
     """Simulated raw counts; the parameters are those of :func:`simulate`."""
@@ -266,6 +276,8 @@ def simulate_counts(
         dispersion_asymptotic=dispersion_asymptotic,
         dispersion_extra_poisson=dispersion_extra_poisson,
         low_fraction=low_fraction,
+        baseline_log10_mean=baseline_log10_mean,
+        baseline_log10_sd=baseline_log10_sd,
         seed=seed,
     )
     return data
