@@ -248,12 +248,18 @@ def _ltz_flat(party: Party, x: AShare, bits: int) -> AShare:
 
 
 def geq(party: Party, x: AShare, y: AShare, *, bits: int = 64) -> AShare:
-    """``[x >= y] = 1 - [x - y < 0]``; requires ``x - y`` within ``bits`` (see :func:`ltz`)."""
+    """``[x >= y] = 1 - [x - y < 0]``; requires ``x - y`` within ``bits``.
+
+    Same protocol, rounds, bytes and view as :func:`ltz`. Reveals nothing.
+    """
     return ltz(party, x - y, bits=bits).rsub_public(1, party.index)
 
 
 def lt_public(party: Party, x: AShare, c, *, bits: int = 64) -> AShare:
-    """``[x < c]`` for a public ``c`` (``x - c`` within ``bits``)."""
+    """``[x < c]`` for a public ``c`` (``x - c`` within ``bits``).
+
+    Same protocol, rounds, bytes and view as :func:`ltz`. Reveals nothing.
+    """
     return ltz(party, x.sub_public(c, party.index), bits=bits)
 
 

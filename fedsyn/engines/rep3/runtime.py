@@ -221,6 +221,7 @@ class Party:
         """Uniform secret in Z_2^64 unknown to every party.
 
         Protocol: ``s_j = F(k_j)`` (Araki et al. 2016, Sec. 2.2). Rounds 0, bytes 0.
+        Each party knows two of the three summands; the third is uniform to it.
         """
         return AShare(self.prf_own.ring(shape), self.prf_prev.ring(shape))
 
@@ -272,13 +273,19 @@ class Party:
 
         Local cross terms ``a_x (a_y + b_y) + b_x a_y`` then one reshare
         (Araki et al. 2016; as in ABY3's dot products). Rounds 1; bytes 8 per
-        OUTPUT element per party. Reveals nothing.
+        OUTPUT element per party. Each party sees one uniformly masked reshare
+        (as in :meth:`mul`). Reveals nothing.
         """
         z = np.matmul(x.a, y.a + y.b) + np.matmul(x.b, y.a)
         return self.reshare(z + self.zero_ring(z.shape))
 
     def dot(self, x: AShare, y: AShare, axis: int = -1) -> AShare:
-        """``sum(x * y, axis)`` with one reshare of the reduced result (8 bytes per output element)."""
+        """``sum(x * y, axis)`` with one reshare of the reduced result.
+
+        Local cross terms summed over ``axis``, then one reshare (Araki et al.
+        2016; ABY3 dot product). Rounds 1; 8 bytes per OUTPUT element per party.
+        Each party sees one uniformly masked reshare. Reveals nothing.
+        """
         z = (x.a * (y.a + y.b) + x.b * y.a).sum(axis=axis, dtype=np.uint64)
         z = np.asarray(z, dtype=np.uint64)
         return self.reshare(z + self.zero_ring(z.shape))
@@ -289,7 +296,12 @@ class Party:
         return (x.a & (y.a ^ y.b)) ^ (x.b & y.a) ^ self.zero_words(shape)
 
     def and_(self, x: BShare, y: BShare) -> BShare:
-        """Bitwise AND of XOR-shared words (Araki et al. 2016). Rounds 1; 8 bytes per word per party."""
+        """Bitwise AND of XOR-shared words.
+
+        Boolean version of :meth:`mul` (Araki et al. 2016) with an XOR
+        zero-sharing from the PRF keys. Rounds 1; 8 bytes per word (64 bits) per
+        party. Each party sees a uniformly masked reshare. Reveals nothing.
+        """
         (got,) = self.exchange([z := self.and_local(x, y)])
         return BShare(z, got)
 
