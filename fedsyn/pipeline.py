@@ -30,6 +30,7 @@ from .data import ExpressionData, stratified_split
 from .errors import ConfigError, InputError
 from .measurements import NoisyMeasurements
 from .params import ProtocolParams
+from .release import DEFAULT_ITERATIONS
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class RunConfig:
     test_fraction : float, default 0.2
         Held-out real fraction for evaluation; 0 disables the split and the evaluation.
     estimator : {"star", "mbi"}, default "star"
-    iterations : int, default 250
+    iterations : int, default 1000
         Mirror-descent iterations of the release fit (acts as a regularizer).
     noise : bool, default True
         ``False`` releases exact counts: NOT private; for tests only.
@@ -74,7 +75,7 @@ class RunConfig:
     frac_bits: int = 16
     test_fraction: float = 0.2
     estimator: Literal["star", "mbi"] = "star"
-    iterations: int = 250
+    iterations: int = DEFAULT_ITERATIONS
     noise: bool = True
     seed: int | None = None
     engine_options: dict = field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..release import DEFAULT_ITERATIONS
 from ._options import add_options, echo, input_options
 
 
@@ -30,8 +31,8 @@ from ._options import add_options, echo, input_options
               help="Public value range for --mean-mode dp.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True,
               help="Held-out real fraction for evaluation (0: no evaluation).")
-@click.option("--iterations", type=int, default=250, show_default=True,
-              help="Mirror-descent iterations of the Private-PGM fit.")
+@click.option("--iterations", type=int, default=DEFAULT_ITERATIONS, show_default=True,
+              help="Mirror-descent iterations of the Private-PGM fit (fewer regularize more).")
 @click.option("--estimator", type=click.Choice(["star", "mbi"]), default="star", show_default=True,
               help="star: vectorized star-model estimator; mbi: mbi's default (slow beyond ~100 genes).")
 @click.option("--frac-bits", type=int, default=16, show_default=True, help="Fixed-point fractional bits.")
