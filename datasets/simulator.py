@@ -163,11 +163,14 @@ def simulate(
         raise ConfigError(f"n_samples ({n_samples}) must be >= n_classes ({n_classes}).")
     if d < 1:
         raise ConfigError(f"n_genes must be >= 1, got {n_genes}.")
-    for name, value in (("de_fraction", de_fraction), ("module_corr", module_corr), ("low_fraction", low_fraction)):
+    fractions = (("de_fraction", de_fraction), ("module_corr", module_corr), ("low_fraction", low_fraction))
+    for name, value in fractions:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must lie in [0, 1], got {value}.")
     if library_size_cv < 0 or dispersion_asymptotic <= 0 or dispersion_extra_poisson < 0:
-        raise ConfigError("library_size_cv, dispersion_extra_poisson must be >= 0 and dispersion_asymptotic > 0.")
+        raise ConfigError(
+            "library_size_cv and dispersion_extra_poisson must be >= 0, dispersion_asymptotic > 0."
+        )
     if n_modules < 0:
         raise ConfigError(f"n_modules must be >= 0, got {n_modules}.")
     if class_weights is None:
@@ -175,7 +178,9 @@ def simulate(
     else:
         weights = np.asarray(class_weights, dtype=np.float64)
         if weights.shape != (L,) or np.any(weights < 0) or weights.sum() <= 0:
-            raise ConfigError(f"class_weights must be {L} non-negative numbers, got {list(class_weights)}.")
+            raise ConfigError(
+                f"class_weights must be {L} non-negative numbers, got {list(class_weights)}."
+            )
         weights = weights / weights.sum()
     rng = np.random.default_rng(seed)
 

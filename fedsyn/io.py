@@ -488,7 +488,10 @@ def _read_h5ad(path: Path, *, label_column: str | None, kind: KindOption) -> _Ta
             )
         col = cands[0]
     raw = obs[col].tolist()
-    raw_labels = [None if (x is None or (isinstance(x, float) and math.isnan(x)) or _is_missing(str(x))) else str(x) for x in raw]
+    raw_labels = [
+        None if x is None or (isinstance(x, float) and math.isnan(x)) or _is_missing(str(x)) else str(x)
+        for x in raw
+    ]
     gene_names = [str(g) for g in adata.var_names]
     sample_ids = [str(s) for s in adata.obs_names]
     return _Table(
