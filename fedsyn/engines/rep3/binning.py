@@ -17,9 +17,10 @@ protocols from comparison sort algorithms", ICISC 2012):
    pivot (its first element, which is uniformly random because the data were
    shuffled) in ONE vectorized secure comparison, *reveals* the comparison
    bits, partitions the segments publicly, and keeps only the sub-segments that
-   contain a needed rank. Expected comparisons per gene are about ``3.4 n`` for
-   the median plus less for the other ranks; the number of rounds is
-   logarithmic in ``n``.
+   contain a needed rank. Measured: about ``5.05 n`` comparisons per gene for
+   the (up to six) quartile ranks at ``n = 1,089`` (a full sort: about
+   ``11 n``); the number of lockstep rounds grows logarithmically in ``n``
+   (26 at ``n = 1,089``).
 
 Why revealing the comparison bits is safe. The keys of a gene are distinct, so
 the outcome of every comparison is a function of the *ranks* of the two
