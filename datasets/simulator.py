@@ -102,8 +102,8 @@ def simulate(
     *,
     n_classes: int = 5,
     class_weights: Sequence[float] | None = None,
-    de_fraction: float = 0.2,
-    de_log2fc: float = 1.0,
+    de_fraction: float = 0.05,
+    de_log2fc: float = 0.5,
     n_modules: int = 10,
     module_corr: float = 0.5,
     library_size_cv: float = 0.3,
@@ -126,9 +126,9 @@ def simulate(
         Number of classes ``L`` (>= 2).
     class_weights : sequence of float or None, default None
         Relative class frequencies; ``None``: :func:`default_class_weights`.
-    de_fraction : float, default 0.2
+    de_fraction : float, default 0.05
         Fraction of the expressed genes differentially expressed in each class.
-    de_log2fc : float, default 1.0
+    de_log2fc : float, default 0.5
         Typical absolute log2 fold change of a DE gene.
     n_modules : int, default 10
         Number of co-expression modules (0 for none).
@@ -255,8 +255,8 @@ def simulate_counts(
     *,
     n_classes: int = 5,
     class_weights: Sequence[float] | None = None,
-    de_fraction: float = 0.2,
-    de_log2fc: float = 1.0,
+    de_fraction: float = 0.05,
+    de_log2fc: float = 0.5,
     n_modules: int = 10,
     module_corr: float = 0.5,
     library_size_cv: float = 0.3,

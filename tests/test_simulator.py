@@ -17,7 +17,8 @@ FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_v
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate(600, 400, n_classes=4, seed=11)
+    # Strong, frequent DE (not the defaults) so the recovery checks have power.
+    return simulate(600, 400, n_classes=4, de_fraction=0.2, de_log2fc=1.0, seed=11)
 
 
 def test_shape_names_kind(sim):
@@ -152,3 +153,11 @@ def test_registry_loads_user_file_and_simulated(tmp_path):
 def test_registry_fixture(tmp_path):
     data = load_dataset("tcga-brca-fixture", tmp_path)  # falls back to the shared folder
     assert data.values.shape == (100, 978) and data.n_labels == 5
+
+
+def test_default_de_is_sparse_and_moderate():
+    _, truth = simulate(300, 400, n_classes=3, seed=4)
+    expressed = truth.base_means > 50
+    de = truth.log2_fold_changes[:, expressed] != 0
+    assert 0.02 < de.mean() < 0.1  # de_fraction = 0.05
+    assert 0.25 < np.median(np.abs(truth.log2_fold_changes[truth.log2_fold_changes != 0])) < 0.9

@@ -18,9 +18,9 @@ PRESETS = {"simulated-brca": (1089, 5), "simulated-combined": (4323, 10)}
 @click.option("--samples", type=int, default=None, help="Number of samples [default: 1089 or the preset's].")
 @click.option("--genes", type=int, default=1000, show_default=True, help="Number of genes.")
 @click.option("--classes", type=int, default=None, help="Number of classes [default: 5 or the preset's].")
-@click.option("--de-fraction", type=float, default=0.2, show_default=True,
+@click.option("--de-fraction", type=float, default=0.05, show_default=True,
               help="Fraction of expressed genes differentially expressed per class.")
-@click.option("--de-log2fc", type=float, default=1.0, show_default=True, help="Typical |log2 fold change|.")
+@click.option("--de-log2fc", type=float, default=0.5, show_default=True, help="Typical |log2 fold change|.")
 @click.option("--seed", type=int, default=None, help="Seed for a reproducible matrix.")
 @click.pass_context
 def command(ctx, out_path, preset, samples, genes, classes, de_fraction, de_log2fc, seed):
