@@ -35,9 +35,13 @@ def progress_enabled(quiet: bool) -> bool:
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """fedsyn: differentially private synthetic RNA-seq data from several
     hospitals, computed by three MPC servers that never see the raw data."""
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    if not quiet and verbose == 0:
-        level = logging.INFO
+    if quiet:
+        level = logging.ERROR
+    elif verbose:
+        level = logging.DEBUG if verbose > 1 else logging.INFO
+    else:
+        # Step-by-step progress on a terminal; only warnings under CI or when piped.
+        level = logging.INFO if progress_enabled(quiet) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(level)
     ctx.obj = {"quiet": quiet, "verbose": verbose}
