@@ -59,8 +59,11 @@ class RunConfig:
     noise : bool, default True
         ``False`` releases exact counts: NOT private; for tests only.
     seed : int or None, default None
-        Reproducible split, noise and sampling. ``None`` (the default) draws all
-        randomness from the OS; a seed is for experiments and tests only.
+        Reproducible split, holder assignment, sampling and -- on the plaintext
+        engine -- noise. The secure engines always generate the noise inside MPC
+        from fresh keys, so their noise is never reproducible. ``None`` (the
+        default) draws all randomness from the OS; a seed is for experiments and
+        tests only.
     engine_options : dict
         Engine-specific options (``transport`` for rep3; ``security`` for mp-spdz).
     """

@@ -37,7 +37,8 @@ from ._options import add_options, echo, input_options
               help="star: vectorized star-model estimator; mbi: mbi's default (slow beyond ~100 genes).")
 @click.option("--frac-bits", type=int, default=16, show_default=True, help="Fixed-point fractional bits.")
 @click.option("--seed", type=int, default=None,
-              help="Seed for a reproducible experiment. Default: OS randomness (never seed a real release).")
+              help="Seed for a reproducible experiment (split, sampling; noise only on plaintext). "
+                   "Default: OS randomness (never seed a real release).")
 @click.option("--no-noise", is_flag=True, help="Release exact counts. NOT PRIVATE: for testing engines only.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Secure engines: seconds before a stalled run fails.")
