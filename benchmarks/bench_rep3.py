@@ -15,36 +15,57 @@ input measures:
 comparisons of selection and would take several minutes on two cores); pass
 ``--sort-all`` to force it.
 
-Transport: ``--transport inprocess`` (default) runs the three servers as threads
-of this process (no secrecy between them; counts the same bytes and rounds as
-the network). Other transports plug in through :data:`RUNNERS`
-(``register_runner("tcp", fn)``) with the signature of :func:`run_inprocess`.
+Transports (``--transport``, default both, each on the same input):
+
+* ``inprocess``: the three servers as threads of this process
+  (:func:`fedsyn.engines.rep3.protocol1.run_in_process`; no secrecy between
+  them; counts the same bytes and rounds as the network);
+* ``tcp``: the real deployment on this machine (:func:`run_tcp`): the holders
+  write share bundles, three ``python -m fedsyn serve`` processes run Protocol 1
+  over mutually authenticated TLS 1.3 on loopback
+  (:func:`fedsyn.engines.rep3.local.run_local_deployment`) and deliver their
+  output shares to the release listener, which opens them. Seconds, bytes and
+  rounds are the figures each server reports to the release server.
+
+More transports plug in through :data:`RUNNERS` (``register_runner(name, fn)``)
+with the signature of :func:`run_inprocess`.
+
+Transparent huge pages are disabled for numpy (``NUMPY_MADVISE_HUGEPAGE=0``,
+unless set by the caller), as :func:`~fedsyn.engines.rep3.local.run_local_deployment`
+does for the servers: on this shared VM huge-page faults doubled the run time
+at 978 x 4,323.
 
 Writes ``benchmarks/results/rep3.json`` and ``rep3.md`` atomically.
 
 Usage::
 
     python benchmarks/bench_rep3.py [--sizes 200x1089,978x1089] [--binning select,sort]
-        [--transport inprocess|tcp] [--out benchmarks/results]
+        [--transport inprocess,tcp] [--out benchmarks/results]
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import platform
-import time
-from pathlib import Path
-from typing import Callable
 
-import numpy as np
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")  # before numpy is imported (see above)
 
-from fedsyn.errors import ConfigError
-from fedsyn.fixedpoint import encode
-from fedsyn.io import write_json_atomic, write_text_atomic
-from fedsyn.params import ProtocolParams
-from fedsyn.reference import bin_statistics, irwin_hall_noise, label_onehot
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import secrets  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from fedsyn.errors import ConfigError  # noqa: E402
+from fedsyn.fixedpoint import encode  # noqa: E402
+from fedsyn.io import write_json_atomic, write_text_atomic  # noqa: E402
+from fedsyn.params import ProtocolParams  # noqa: E402
+from fedsyn.reference import bin_statistics, irwin_hall_noise, label_onehot  # noqa: E402
 
 log = logging.getLogger("bench_rep3")
 
@@ -68,6 +89,78 @@ def run_inprocess(values_fp_list: list, onehot_list: list, params: ProtocolParam
     return run_in_process(values_fp_list, onehot_list, params)
 
 
+def run_tcp(
+    values_fp_list: list, onehot_list: list, params: ProtocolParams, *, timeout: float = 1800.0
+) -> tuple[dict, list]:
+    """Bundles, three ``fedsyn serve`` processes over TLS on loopback, release-side opening.
+
+    Each holder splits its fixed-point values and one-hot labels into three
+    additive shares (:func:`fedsyn.bundle.split_shares`, AES-CTR CSPRNG) and
+    writes one bundle per server (:func:`fedsyn.bundle.write_bundle`); the
+    servers run as separate processes (:func:`~fedsyn.engines.rep3.local.run_local_deployment`)
+    and the release listener opens their output shares with the replicated
+    consistency check.
+
+    Returns
+    -------
+    outputs : dict of str to ndarray of int64
+        ``one_way``, ``label``, ``two_way``, ``means`` in fixed point, as
+        :func:`~fedsyn.engines.rep3.protocol1.open_outputs` (re-encoded from the
+        decoded measurements; exact, since every value is a multiple of ``2**-f``).
+    stats : list of dict
+        Per server, as reported to the release server: ``phases`` (seconds,
+        bytes_sent, rounds, messages per phase), ``bytes_sent``, ``rounds``,
+        ``seconds`` (protocol wall time in the server process, connection set-up
+        excluded), plus ``deployment_wall_s`` (sharing excluded; process start,
+        bundle loading, TLS set-up, protocol and delivery included).
+    """
+    from fedsyn.bundle import split_shares, write_bundle
+    from fedsyn.engines.rep3.local import run_local_deployment
+    from fedsyn.fixedpoint import to_ring
+
+    f = params.frac_bits
+    d = np.asarray(values_fp_list[0]).shape[1]
+    genes = tuple(f"G{j}" for j in range(d))
+    labels = tuple(f"L{k}" for k in range(params.n_labels))
+    session = f"bench-{secrets.token_hex(4)}"
+    work = Path(tempfile.mkdtemp(prefix="fedsyn-bench-rep3-"))
+    ok = False
+    try:
+        per_server: list[list[Path]] = [[], [], []]
+        for k, (x, y) in enumerate(zip(values_fp_list, onehot_list)):
+            v = split_shares(to_ring(np.asarray(x, dtype=np.int64)))
+            lab = split_shares(to_ring(np.asarray(y, dtype=np.int64)))
+            for i in range(3):
+                path = write_bundle(
+                    work / "bundles" / f"holder{k}.server{i}.fsb", party=i, holder_id=f"holder{k}",
+                    values=(v[i], v[(i - 1) % 3]), labels=(lab[i], lab[(i - 1) % 3]), frac_bits=f,
+                    gene_names=genes, label_names=labels, run_id=session,
+                )
+                per_server[i].append(path)
+        t0 = time.perf_counter()
+        m = run_local_deployment(per_server, params, workdir=work, timeout=timeout, session=session)
+        wall = time.perf_counter() - t0
+        servers = m.meta["servers"]
+        stats = []
+        for i in range(3):
+            s = servers[f"server{i}"]
+            stats.append({
+                "phases": s["phases"], "bytes_sent": s["bytes_sent"], "rounds": s["rounds"],
+                "seconds": s.get("seconds"), "deployment_wall_s": wall,
+            })
+        outputs = {
+            "one_way": encode(m.one_way, f), "label": encode(m.label, f), "two_way": encode(m.two_way, f),
+            "means": encode(m.bin_means, f),
+        }
+        ok = True
+        return outputs, stats
+    finally:
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log.error("tcp run failed; bundles, certificates and server logs kept in %s", work)
+
+
 RUNNERS: dict[str, Runner] = {"inprocess": run_inprocess}
 
 
@@ -79,6 +172,9 @@ def register_runner(name: str, fn: Runner) -> None:
     :func:`fedsyn.engines.rep3.protocol1.run_in_process`.
     """
     RUNNERS[name] = fn
+
+
+register_runner("tcp", run_tcp)
 
 
 def simulate(n: int, d: int, *, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -103,49 +199,60 @@ def _plaintext(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator) -> tup
     return time.perf_counter() - t0, means
 
 
-def bench_one(d: int, n: int, binning: str, *, runner: Runner, seed: int) -> dict:
+def bench_one(d: int, n: int, binning: str, *, runners: dict[str, Runner], seed: int) -> list[dict]:
+    """One simulated input, the plaintext reference and one MPC run per transport; one row each."""
     rng = np.random.default_rng(seed)
     x, y = simulate(n, d, rng=rng)
     plain_s, ref_means = _plaintext(x, y, rng=rng)
+    ref = bin_statistics(x, y, N_LABELS)
     cuts = np.linspace(0, n, N_HOLDERS + 1).astype(int)
     xs = [x[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
     ys = [label_onehot(y[a:b], N_LABELS) for a, b in zip(cuts[:-1], cuts[1:])]
     params = ProtocolParams(n_labels=N_LABELS, sigma=SIGMA, binning=binning)
-    t0 = time.perf_counter()
-    outputs, stats = runner(xs, ys, params)
-    wall = time.perf_counter() - t0
-    ref = bin_statistics(x, y, N_LABELS)
-    dev = np.abs(outputs["one_way"] / 65536.0 - ref.counts)
-    phases = stats[0]["phases"]
-    row = {
-        "genes": d,
-        "samples": n,
-        "binning": binning,
-        "mpc_wall_s": round(wall, 3),
-        "mpc_phase_s": round(sum(phases[p]["seconds"] for p in PHASES), 3),
-        "plaintext_s": round(plain_s, 4),
-        "phases": {
-            p: {
-                "seconds": round(phases[p]["seconds"], 3),
-                "rounds": phases[p]["rounds"],
-                "bytes_sent_per_party": [s["phases"][p]["bytes_sent"] for s in stats],
-            }
-            for p in PHASES
-        },
-        "bytes_sent_per_party": [s["bytes_sent"] for s in stats],
-        "rounds": stats[0]["rounds"],
-        "selection_rounds": phases["selection_rounds"],
-        "selection_comparisons": phases["selection_comparisons"],
-        "loadavg_1min_after": round(os.getloadavg()[0], 2),
-        "means_equal_reference": bool(np.array_equal(outputs["means"], ref_means)),
-        "noise_within_support": bool(dev.max() <= 6 * SIGMA + 1e-6),
-    }
-    log.info(
-        "%d x %d %s: MPC %.2f s (binning %.2f, marginals %.2f, means %.2f, noise %.2f), %.1f MB/party, plaintext %.3f s",
-        d, n, binning, row["mpc_phase_s"], *(phases[p]["seconds"] for p in PHASES),
-        max(row["bytes_sent_per_party"]) / 1e6, plain_s,
-    )  # fmt: skip
-    return row
+    rows = []
+    for transport, runner in runners.items():
+        load_before = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        outputs, stats = runner(xs, ys, params)
+        wall = time.perf_counter() - t0
+        dev = np.abs(outputs["one_way"] / 65536.0 - ref.counts)
+        phases = stats[0]["phases"]
+        row = {
+            "genes": d,
+            "samples": n,
+            "binning": binning,
+            "transport": transport,
+            "mpc_wall_s": round(wall, 3),
+            "mpc_phase_s": round(sum(phases[p]["seconds"] for p in PHASES), 3),
+            "plaintext_s": round(plain_s, 4),
+            "phases": {
+                p: {
+                    "seconds": round(phases[p]["seconds"], 3),
+                    "seconds_per_party": [round(s["phases"][p]["seconds"], 3) for s in stats],
+                    "rounds": phases[p]["rounds"],
+                    "bytes_sent_per_party": [s["phases"][p]["bytes_sent"] for s in stats],
+                }
+                for p in PHASES
+            },
+            "bytes_sent_per_party": [s["bytes_sent"] for s in stats],
+            "rounds": stats[0]["rounds"],
+            "selection_rounds": phases.get("selection_rounds"),
+            "selection_comparisons": phases.get("selection_comparisons"),
+            "loadavg_1min_before": round(load_before, 2),
+            "loadavg_1min_after": round(os.getloadavg()[0], 2),
+            "means_equal_reference": bool(np.array_equal(outputs["means"], ref_means)),
+            "noise_within_support": bool(dev.max() <= 6 * SIGMA + 1e-6),
+        }
+        if transport == "tcp":
+            row["server_protocol_s"] = [s.get("seconds") for s in stats]
+        log.info(
+            "%d x %d %s %s: MPC %.2f s (binning %.2f, marginals %.2f, means %.2f, noise %.2f), %.1f MB/party, "
+            "%d rounds, wall %.2f s, plaintext %.3f s, load %.1f",
+            d, n, binning, transport, row["mpc_phase_s"], *(phases[p]["seconds"] for p in PHASES),
+            max(row["bytes_sent_per_party"]) / 1e6, row["rounds"], wall, plain_s, row["loadavg_1min_after"],
+        )  # fmt: skip
+        rows.append(row)
+    return rows
 
 
 def to_markdown(result: dict) -> str:
@@ -153,25 +260,33 @@ def to_markdown(result: dict) -> str:
         "# rep3 Protocol 1 benchmark",
         "",
         f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}; load average at start "
-        f"{result['machine']['loadavg_start']}. Transport: {result['transport']} "
-        "(three servers as threads of one process: bytes and rounds are those of the network protocol; "
-        "no network latency). Noise on (sigma = 23.4), paper mode (exact bin means), 3 holders, 5 labels.",
+        f"{result['machine']['loadavg_start']:.2f}. Noise on (sigma = 23.4), paper mode (exact bin means), "
+        "3 holders, 5 labels. Each input is run once per transport:",
         "",
-        "| genes | samples | binning | MPC phase s | binning s | marginals s | means s | noise s | "
-        "MB sent (max party) | rounds | plaintext s | ratio | means = reference | load after |",
-        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "* `inprocess`: the three servers as threads of one process (bytes and rounds are those of the "
+        "network protocol; no network, no TLS);",
+        "* `tcp`: the real deployment on this machine: bundles written by the holders, three "
+        "`python -m fedsyn serve` processes over mutually authenticated TLS 1.3 on loopback, output shares "
+        "opened by the release listener; seconds, bytes and rounds as the servers report them to the "
+        "release server. `wall s` adds process start, bundle loading, TLS set-up and delivery.",
+        "",
+        "| genes | samples | binning | transport | MPC phase s | binning s | marginals s | means s | noise s | "
+        "MB sent (max server) | rounds | wall s | plaintext s | ratio | means = reference | load after |",
+        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in result["runs"]:
         p = r["phases"]
         lines.append(
-            f"| {r['genes']} | {r['samples']} | {r['binning']} | {r['mpc_phase_s']:.2f} | "
+            f"| {r['genes']} | {r['samples']} | {r['binning']} | {r.get('transport', result.get('transport'))} | "
+            f"{r['mpc_phase_s']:.2f} | "
             f"{p['binning']['seconds']:.2f} | {p['marginals']['seconds']:.2f} | {p['means']['seconds']:.2f} | "
             f"{p['noise']['seconds']:.2f} | {max(r['bytes_sent_per_party']) / 1e6:.0f} | {r['rounds']} | "
+            f"{r['mpc_wall_s']:.2f} | "
             f"{r['plaintext_s']:.3f} | {r['mpc_phase_s'] / max(r['plaintext_s'], 1e-9):.0f}x | "
             f"{'yes' if r['means_equal_reference'] else 'NO'} | {r.get('loadavg_1min_after', '')} |"
         )
     for s in result["skipped"]:
-        lines.append(f"| {s['genes']} | {s['samples']} | {s['binning']} | skipped: {s['why']} ||||||||||| |")
+        lines.append(f"| {s['genes']} | {s['samples']} | {s['binning']} | | skipped: {s['why']} ||||||||||| |")
     a = AUTHORS_MPSPDZ
     lines += [
         "",
@@ -180,11 +295,13 @@ def to_markdown(result: dict) -> str:
         f"noise {a['noise_s']} s), {a['gb_sent_one_party']} GB sent by one party.",
         "",
         "The machine is shared with other jobs: `load after` is the 1-minute load average (2 cores) right "
-        "after each run; seconds measured at a load well above 2 are inflated accordingly.",
+        "after each run; seconds measured at a load well above 2 are inflated accordingly (the three "
+        "servers advance in lockstep, so every round waits for the slowest to be scheduled).",
         "",
-        "Columns: seconds of party 0 inside each phase; `MB sent` is the largest of the three parties' totals; "
+        "Columns: seconds of server 0 inside each phase; `MB sent` is the largest of the three servers' totals; "
         "`ratio` = MPC phase / plaintext reference on the same input. `sort` is the paper-faithful full "
-        "secure sort (shuffle, then quicksort with revealed comparisons on distinct keys).",
+        "secure sort (shuffle, then quicksort with revealed comparisons on distinct keys). "
+        "numpy's transparent huge pages are off (`NUMPY_MADVISE_HUGEPAGE=0`) in both transports.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -193,23 +310,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default=",".join(f"{d}x{n}" for d, n in DEFAULT_SIZES), help="genes x samples list")
     ap.add_argument("--binning", default="select,sort")
-    ap.add_argument("--transport", choices=("inprocess", "tcp"), default="inprocess")
+    ap.add_argument("--transport", default="inprocess,tcp", help="comma-separated: inprocess, tcp")
     ap.add_argument("--sort-all", action="store_true", help=f"also sort above {SORT_MAX_SAMPLES} samples")
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.transport not in RUNNERS:
+    logging.getLogger("fedsyn").setLevel(logging.WARNING)  # the release listener logs every delivery
+    transports = [t for t in args.transport.split(",") if t]
+    unknown = [t for t in transports if t not in RUNNERS]
+    if unknown or not transports:
         raise ConfigError(
-            f"No runner for transport {args.transport!r} is registered yet (available: {sorted(RUNNERS)}); "
+            f"No runner for transport(s) {unknown or transports!r} (available: {sorted(RUNNERS)}); "
             "plug one in with register_runner()."
         )
-    runner = RUNNERS[args.transport]
+    runners = {t: RUNNERS[t] for t in transports}
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",") if s]
     runs, skipped = [], []
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_start": os.getloadavg()[0]},
-        "transport": args.transport,
+        "transports": transports,
+        "numpy_madvise_hugepage": os.environ.get("NUMPY_MADVISE_HUGEPAGE"),
         "sigma": SIGMA,
         "authors_mpspdz_978x1089": AUTHORS_MPSPDZ,
         "runs": runs,
@@ -220,7 +341,8 @@ def main(argv: list[str] | None = None) -> dict:
             if binning == "sort" and n > SORT_MAX_SAMPLES and not args.sort_all:
                 skipped.append({"genes": d, "samples": n, "binning": binning, "why": "full sort would take minutes"})
                 continue
-            runs.append(bench_one(d, n, binning, runner=runner, seed=args.seed + d + n))
+            runs.extend(bench_one(d, n, binning, runners=runners, seed=args.seed + d + n))
+    result["machine"]["loadavg_end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "rep3.json", result)
     write_text_atomic(args.out / "rep3.md", to_markdown(result))

@@ -76,6 +76,10 @@ Binning = Literal["select", "sort"]
 
 #: Signed width of ``4 x - T_j``: ``|4 x|, |T_j| < 2**42`` so the difference is below ``2**43``.
 THRESHOLD_CMP_BITS = MAX_VALUE_BITS + 4
+#: Elements per run of the ``3 n d`` threshold comparisons (at least ``Party.compare_chunk``).
+#: Each run costs 9 rounds; 2**20 elements (planes of a few MB) cost the same CPU time as
+#: 2**16 (measured at 978 x 4,323) with 16x fewer rounds (194 runs -> 13).
+THRESHOLD_CHUNK = 1 << 20
 
 
 def index_bits(n: int) -> int:
@@ -325,7 +329,8 @@ def bin(party, values, *, binning: Binning = "select") -> BinningResult:  # noqa
     # 4x - T_j for all (j, i, g): one batched reduced-width comparison, c = 1 - [4x - T < 0]
     x4 = values * 4
     diffs = AShare(x4.a[None, :, :] - thresholds.a[:, None, :], x4.b[None, :, :] - thresholds.b[:, None, :])
-    bits = ltz(party, diffs, bits=THRESHOLD_CMP_BITS).rsub_public(1, party.index)
+    chunk = max(party.compare_chunk, THRESHOLD_CHUNK)
+    bits = ltz(party, diffs, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, party.index)
     return BinningResult(
         bits=bits,
         thresholds=thresholds,
