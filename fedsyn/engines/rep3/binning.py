@@ -137,6 +137,17 @@ class SelectionState:
     def done(self) -> bool:
         return self.seg_g.size == 0
 
+    def restart(self, perm: np.ndarray, seg_g: np.ndarray, seg_lo: np.ndarray, seg_hi: np.ndarray) -> None:
+        """Continue from a public layout: ``perm`` (d, n) and candidate segments ``[lo, hi)``.
+
+        The caller guarantees that every element left of a segment is smaller
+        and every element right of it larger (segments not given are final).
+        Only segments holding a wanted rank (or, when sorting, two or more
+        elements) stay active.
+        """
+        self.perm = np.ascontiguousarray(perm, dtype=np.int64)
+        self._keep(np.asarray(seg_g, np.int64), np.asarray(seg_lo, np.int64), np.asarray(seg_hi, np.int64))
+
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Elements to compare with their segment's pivot in the next round.
 
@@ -196,7 +207,122 @@ class SelectionState:
         return self.perm[:, self._ranks]
 
 
-def select_order_statistics(party, keys, *, ranks, full_sort: bool = False, cmp_bits: int):
+#: Smallest ``n`` for which ``select`` starts with the sampled first pass.
+SAMPLE_MIN_N = 32
+
+
+def sample_size(n: int) -> int:
+    """Sample size of the first pass: about ``n / 16``, at least 8 (0: no sampled pass).
+
+    Measured on the public state model (200 genes): ``4.2 n`` comparisons per
+    gene at ``n = 1,089`` and ``4.0 n`` at 4,323, against ``5.2 n`` and ``5.3 n``
+    without the sample, for 9 and 13 more rounds (34 and 42); flat between
+    ``n / 24`` and ``n / 8``.
+    """
+    if n < SAMPLE_MIN_N:
+        return 0
+    return max(8, n // 16)
+
+
+def _run(state: SelectionState, compare) -> None:
+    while not state.done:
+        elems, pivots, seg = state.pairs()
+        state.update(compare(elems, pivots, seg))
+
+
+def lockstep_select(compare, d: int, n: int, *, ranks, full_sort: bool = False, sample: int = 0) -> SelectionState:
+    """Public driver of the lockstep selection; ``compare`` opens the comparison bits.
+
+    Parameters
+    ----------
+    compare : callable
+        ``compare(elems, pivots, seg)`` returns the opened bits
+        ``[key[elems] < key[pivots[seg]]]`` (int64 0/1) for flat indices
+        ``gene * n + shuffled_position``.
+    d, n : int
+    ranks : tuple of int
+        Wanted 0-based ranks.
+    full_sort : bool, default False
+    sample : int, default 0
+        With ``0 < sample < n`` (and not ``full_sort``): **sampled first pass**.
+        The first ``sample`` shuffled positions of every gene (a uniform random
+        sample, as the order is a uniform permutation) are quickselected for the
+        sample ranks ``q_j`` whose expected population rank is closest to each
+        quartile rank; those (at most three) elements become the pivots of ALL
+        other elements, classified by a lockstep binary search (two comparisons
+        each, two rounds). The buckets between the pivots are public segments
+        with known ranks; quickselect continues only in the buckets holding a
+        wanted rank, each of which lies next to a pivot, so little of it is
+        compared again (Floyd-Rivest's idea, one level).
+
+    Returns
+    -------
+    SelectionState
+        Finished; ``selected()`` gives the public shuffled positions of the ranks.
+    """
+    state = SelectionState(d=d, n=n, ranks=tuple(ranks), full_sort=full_sort)
+    if full_sort or not 0 < sample < n or state.done:
+        _run(state, compare)
+        return state
+    s = int(sample)
+    targets = sorted({r for r in ranks if r - 1 not in ranks} or set(ranks))
+    # sample rank whose expected population rank is closest to each target (one pivot per
+    # quartile: bracketing pivot pairs cost more comparisons than they save at these sizes)
+    q = sorted({min(s - 1, max(0, round((t + 1) * (s + 1) / (n + 1)) - 1)) for t in targets})
+    k = len(q)
+    # 1. quickselect the sample ranks in the first s positions of every gene
+    sub = SelectionState(d=d, n=s, ranks=tuple(q))
+    genes = np.arange(d, dtype=np.int64)
+
+    def sub_compare(elems, pivots, seg):
+        ge, pe = np.divmod(elems, s)
+        gp, pp = np.divmod(pivots, s)
+        return compare(ge * n + pe, gp * n + pp, seg)
+
+    _run(sub, sub_compare)
+    piv = sub.perm[:, q]  # (d, k) shuffled positions of the pivots, ascending keys
+    # 2. binary search of the other n - s elements of every gene over its k pivots
+    m = n - s
+    lo = np.zeros((d, m), np.int64)
+    hi = np.full((d, m), k, np.int64)
+    rows = np.repeat(genes, m)
+    elem_flat = rows * n + np.tile(np.arange(s, n, dtype=np.int64), d)
+    lo_f, hi_f = lo.reshape(-1), hi.reshape(-1)
+    rounds = comparisons = 0
+    while True:
+        act = np.flatnonzero(lo_f < hi_f)
+        if act.size == 0:
+            break
+        mid = (lo_f[act] + hi_f[act]) // 2
+        g = rows[act]
+        pv = g * n + piv[g, mid]
+        less = compare(elem_flat[act], pv, np.arange(act.size)).astype(bool)
+        hi_f[act] = np.where(less, mid, hi_f[act])
+        lo_f[act] = np.where(less, lo_f[act], mid + 1)
+        rounds += 1
+        comparisons += act.size
+    # 3. public layout: bucket 0, pivot 0, bucket 1, ..., pivot k-1, bucket k; a bucket lists
+    #    its non-sample elements in shuffled order, then its sample elements.
+    t = np.arange(s, dtype=np.int64)
+    qa = np.asarray(q, np.int64)
+    sample_code = 2 * np.searchsorted(qa, t, side="left")
+    sample_code[qa] += 1  # pivot j -> 2 j + 1
+    code = np.concatenate([np.broadcast_to(sample_code * 2 + 1, (d, s)), lo * 4], axis=1)
+    idx = np.concatenate([sub.perm, np.broadcast_to(np.arange(s, n, dtype=np.int64), (d, m))], axis=1)
+    order = np.argsort(code, axis=1, kind="stable")
+    perm = np.take_along_axis(idx, order, axis=1)
+    counts = np.zeros((d, 2 * k + 1), np.int64)
+    np.add.at(counts, (np.repeat(genes, n), (code >> 1).reshape(-1)), 1)
+    starts = np.cumsum(counts, axis=1) - counts
+    b = np.arange(0, 2 * k + 1, 2)
+    state.restart(perm, np.repeat(genes, k + 1), starts[:, b].reshape(-1), (starts[:, b] + counts[:, b]).reshape(-1))
+    state.rounds = sub.rounds + rounds
+    state.comparisons = sub.comparisons + comparisons
+    _run(state, compare)
+    return state
+
+
+def select_order_statistics(party, keys, *, ranks, full_sort: bool = False, cmp_bits: int, sample: int = 0):
     """Lockstep shuffle-then-compare quickselect (or quicksort) over all genes.
 
     Parameters
@@ -211,6 +337,8 @@ def select_order_statistics(party, keys, *, ranks, full_sort: bool = False, cmp_
         Sort completely (``binning="sort"``) instead of selecting.
     cmp_bits : int
         Signed width of a key difference.
+    sample : int, default 0
+        Size of the sampled first pass (:func:`lockstep_select`); 0: none.
 
     Returns
     -------
@@ -220,13 +348,14 @@ def select_order_statistics(party, keys, *, ranks, full_sort: bool = False, cmp_
         The final public state (rounds and comparisons, for statistics).
     """
     d, n = keys.shape
-    state = SelectionState(d=d, n=n, ranks=tuple(ranks), full_sort=full_sort)
     ka, kb = np.ascontiguousarray(keys.a).reshape(-1), np.ascontiguousarray(keys.b).reshape(-1)
-    while not state.done:
-        elems, pivots, seg = state.pairs()
+
+    def compare(elems, pivots, seg):
         pa, pb = ka[pivots], kb[pivots]
         diff = AShare(ka[elems] - pa[seg], kb[elems] - pb[seg])
-        state.update(reveal_sign(party, diff, bits=cmp_bits))
+        return reveal_sign(party, diff, bits=cmp_bits)
+
+    state = lockstep_select(compare, d, n, ranks=tuple(ranks), full_sort=full_sort, sample=sample)
     log.debug("selection: %d rounds, %d comparisons", state.rounds, state.comparisons)
     return state.selected(), state
 
@@ -292,7 +421,8 @@ def quartile_thresholds(party, values, *, binning: Binning = "select"):
     keys = (values << b).add_public(idx, party.index)
     keys_s, x_s = shuffle(party, [keys, values], axis=0, independent_columns=True)
     pos, state = select_order_statistics(
-        party, keys_s.T, ranks=plan.ranks, full_sort=binning == "sort", cmp_bits=key_cmp_bits(n)
+        party, keys_s.T, ranks=plan.ranks, full_sort=binning == "sort", cmp_bits=key_cmp_bits(n),
+        sample=sample_size(n) if binning == "select" else 0,
     )
     rank_col = {r: c for c, r in enumerate(sorted(set(plan.ranks)))}
     genes = np.arange(d)
