@@ -243,3 +243,20 @@ def test_real_fixture_all_genes_both_binnings():
     n_labels = int(codes.max()) + 1
     _check_exact(x, codes, n_labels, [50, 30, 20], binning="select", seed=4)
     _check_exact(x, codes, n_labels, [100], binning="sort", seed=5)
+
+
+def test_gene_blocks_give_identical_outputs(monkeypatch):
+    from fedsyn.engines.rep3 import protocol1
+
+    rng = np.random.default_rng(42)
+    x = encode(rng.normal(5, 2, size=(37, 11)))
+    x[:, 3] = 0
+    y = rng.integers(0, 3, 37)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    ref = bin_statistics(x, y, 3)
+    monkeypatch.setattr(protocol1, "GENE_BLOCK_ELEMENTS", 37 * 4)  # blocks of 4 genes: 4, 4, 3
+    out, stats = protocol1.run_in_process([x[:20], x[20:]], [label_onehot(y[:20], 3), label_onehot(y[20:], 3)], params, seed=1)
+    assert stats[0]["phases"]["gene_blocks"] == 3
+    assert np.array_equal(out["one_way"], ref.counts << 16)
+    assert np.array_equal(out["two_way"], ref.two_way << 16)
+    assert np.array_equal(out["means"], ref.means)
