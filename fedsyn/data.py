@@ -91,6 +91,8 @@ def stratified_split(
     data : ExpressionData
     test_fraction : float, default 0.2
         Fraction of samples held out (the paper's 80/20 split).
+        Classes with a single sample stay in the training set; every other
+        class is split in proportion.
     seed : int or None, default None
         Seed of the split; ``None`` draws one from the OS.
     """
@@ -98,13 +100,16 @@ def stratified_split(
 
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"test_fraction must lie in (0, 1), got {test_fraction}.")
-    idx = np.arange(data.n_samples)
     counts = np.bincount(data.labels, minlength=data.n_labels)
-    stratify = data.labels if np.all(counts[counts > 0] >= 2) else None
+    # A class with a single sample cannot be stratified: it goes to the training
+    # set, and the other classes are still split stratified.
+    single = counts[data.labels] == 1
+    idx = np.flatnonzero(~single)
     try:
         train, test = train_test_split(
-            idx, test_size=test_fraction, random_state=seed, stratify=stratify
+            idx, test_size=test_fraction, random_state=seed, stratify=data.labels[idx]
         )
     except ValueError as exc:
         raise InputError(f"{data.source}: cannot split {data.n_samples} samples: {exc}") from exc
+    train = np.concatenate([train, np.flatnonzero(single)])
     return data.subset(rows=np.sort(train)), data.subset(rows=np.sort(test))

@@ -109,3 +109,25 @@ def test_split_holders_partitions_samples(small_data):
     assert max(p.n_samples for p in parts) - min(p.n_samples for p in parts) <= 1
     with pytest.raises(ConfigError):
         split_holders(small_data, small_data.n_samples + 1, rng=np.random.default_rng(1))
+
+
+def test_split_stays_stratified_with_a_singleton_class():
+    from fedsyn.data import ExpressionData, stratified_split
+
+    sizes = [40, 30, 20, 10, 1]
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    n = labels.size
+    data = ExpressionData(
+        values=np.arange(n * 2, dtype=np.float64).reshape(n, 2),
+        gene_names=("G0", "G1"),
+        sample_ids=tuple(f"S{i}" for i in range(n)),
+        labels=labels,
+        label_names=tuple("abcde"),
+    )
+    for seed in range(5):
+        train, test = stratified_split(data, test_fraction=0.2, seed=seed)
+        assert sorted(train.sample_ids + test.sample_ids) == sorted(data.sample_ids)
+        in_test = np.bincount(test.labels, minlength=5)
+        # every class of >= 2 samples keeps its share (floor or ceil of 20 %), the singleton trains
+        assert all(abs(in_test[c] - 0.2 * sizes[c]) < 1 for c in range(4)), in_test
+        assert in_test[4] == 0 and np.sum(train.labels == 4) == 1
