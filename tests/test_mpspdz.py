@@ -129,6 +129,27 @@ def test_passive_matches_reference_on_ties_constant_sparse(binning):
 
 @pytest.mark.mpspdz
 @needs_passive
+@pytest.mark.parametrize("binning", ["select", "sort"])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tiny_n_one_holder_per_sample_matches_reference(binning, n):
+    from fedsyn.engines.mpspdz import MpSpdzEngine
+
+    rng = np.random.default_rng(n)
+    x = np.round(rng.normal(0.0, 2.0, size=(n, 5)), 0)   # heavy ties
+    x[:, 0] = 1.5                                         # constant gene
+    x[: max(1, int(0.6 * n)), 1] = 0.0                    # sparse gene
+    x[:, 2] = -1e6                                        # large negative constant
+    x[:, 3] = rng.choice([-2.0, 2.0], size=n)             # two values only
+    y = rng.integers(0, 2, size=n)
+    meas = MpSpdzEngine(security="passive", binning=binning).measure(
+        _holders(x, y, 2, list(range(1, n))), ProtocolParams(n_labels=2, sigma=0.0, noise=False)
+    )
+    _assert_exact(meas, x, y, 2)
+    assert meas.meta["n_holders"] == n
+
+
+@pytest.mark.mpspdz
+@needs_passive
 @pytest.mark.skipif(not FIXTURE.is_file(), reason="real-data fixture absent")
 def test_passive_select_on_real_fixture_columns():
     import pandas as pd
