@@ -628,19 +628,24 @@ def write_expression(
     sep: str | None = None,
     label_column: str = "label",
 ) -> Path:
-    """Write ``data`` as a delimited text file that :func:`load_expression` reads back.
+    """Write ``data`` as a file that :func:`load_expression` reads back.
 
-    Columns: ``sample_id``, the genes, then the label column holding label
+    Text: columns ``sample_id``, the genes, then the label column holding label
     *names* (not integer codes). Integral count matrices are written as
     integers, other values with the shortest round-trip representation.
+    ``.h5ad``: an AnnData file with the values in ``X``, the sample ids as
+    ``obs_names``, the genes as ``var_names`` and the label names in
+    ``obs[label_column]``.
 
     Parameters
     ----------
     data : ExpressionData
     path : str or path-like
-        Target file; a ``.gz`` suffix writes gzip. Written atomically.
+        Target file; ``.h5ad`` writes AnnData, a ``.gz`` suffix writes gzip,
+        anything else delimited text. Written atomically.
     sep : str or None, default None
-        Field separator; ``None``: tab for ``.tsv``/``.txt``/``.tab``, else comma.
+        Field separator of a text file; ``None``: tab for
+        ``.tsv``/``.txt``/``.tab``, else comma.
     label_column : str, default "label"
         Name of the label column.
 
@@ -657,6 +662,9 @@ def write_expression(
         sep = _SEP_BY_SUFFIX.get(suffixes[-1] if suffixes else "", ",")
     if label_column in data.gene_names or label_column == "sample_id":
         raise InputError(f"label column name {label_column!r} clashes with a gene or 'sample_id'.")
+    if path.suffix.lower() == ".h5ad":
+        _write_h5ad(data, path, label_column=label_column)
+        return path
     values = np.asarray(data.values)
     integral = data.kind == "counts" and bool(np.all(values == np.round(values)))
     names = np.asarray(data.label_names, dtype=object)[np.asarray(data.labels)]
@@ -672,6 +680,18 @@ def write_expression(
         payload = gzip.compress(payload, compresslevel=1, mtime=0)
     write_bytes_atomic(path, payload)
     return path
+
+
+def _write_h5ad(data: ExpressionData, path: Path, *, label_column: str) -> None:
+    import anndata
+    import pandas as pd
+
+    labels = pd.Categorical.from_codes(np.asarray(data.labels), categories=list(data.label_names))
+    obs = pd.DataFrame({label_column: labels}, index=pd.Index(list(data.sample_ids), dtype=object))
+    var = pd.DataFrame(index=pd.Index(list(data.gene_names), dtype=object))
+    adata = anndata.AnnData(X=np.asarray(data.values, dtype=np.float64), obs=obs, var=var)
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
 
 
 @contextlib.contextmanager

@@ -186,3 +186,17 @@ def test_sample_ids_keep_leading_zeros_and_crlf(tmp_path):
     (tmp_path / "z.csv").write_bytes(b"sample_id,G1,label\r\n001,1.5,a\r\n002,2.5,b\r\n")
     data = load_expression(tmp_path / "z.csv")
     assert data.sample_ids == ("001", "002") and data.values[:, 0].tolist() == [1.5, 2.5]
+
+
+@pytest.mark.parametrize("kind", ["normalized", "counts"])
+def test_h5ad_round_trip(tmp_path, kind):
+    data = make_data(kind)
+    path = write_expression(data, tmp_path / "d.h5ad")
+    assert path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # HDF5, not CSV text under an .h5ad name
+    back = load_expression(path)
+    np.testing.assert_array_equal(back.values, data.values)
+    assert (back.gene_names, back.sample_ids, back.label_names) == (
+        data.gene_names, data.sample_ids, data.label_names)
+    np.testing.assert_array_equal(back.labels, data.labels)
+    assert back.kind == kind
+    assert list(tmp_path.iterdir()) == [path]
