@@ -49,7 +49,7 @@ class RunConfig:
     binning : {"select", "sort"}, default "select"
     mean_mode : {"paper", "dp"}, default "paper"
     clip : tuple of float, optional
-        Public value range (required for ``mean_mode="dp"``).
+        Public value range: required for ``mean_mode="dp"``, refused otherwise.
     frac_bits : int, default 16
     test_fraction : float, default 0.2
         Held-out real fraction for evaluation; 0 disables the split and the evaluation.
@@ -88,10 +88,17 @@ class RunConfig:
             raise ConfigError("n_holders must be at least 1.")
         if not 0 <= self.test_fraction < 1:
             raise ConfigError("test_fraction must lie in [0, 1).")
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
+            raise ConfigError(f"iterations must be a positive integer, got {self.iterations!r}.")
         if self.mean_mode == "dp" and self.clip is None:
             raise ConfigError(
                 "mean_mode 'dp' needs a public value range (--clip LO HI); it must not be "
                 "derived from the private data."
+            )
+        if self.mean_mode != "dp" and self.clip is not None:
+            raise ConfigError(
+                f"a clip range is only used by mean_mode 'dp' (--mean-mode dp); mean_mode "
+                f"{self.mean_mode!r} releases exact bin means and would ignore it."
             )
 
 

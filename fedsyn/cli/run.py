@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 from ..release import DEFAULT_ITERATIONS
-from ._options import add_options, echo, input_options
+from ._options import add_options, echo, input_options, metrics_line
+
+
+#: Options that only some engines take; giving one to another engine is an error.
+_ENGINE_ONLY = {"security": ("mp-spdz",), "transport": ("rep3",), "timeout": ("rep3", "mp-spdz")}
 
 
 @click.command(name="run")
@@ -28,7 +32,7 @@ from ._options import add_options, echo, input_options
 @click.option("--mean-mode", type=click.Choice(["paper", "dp"]), default="paper", show_default=True,
               help="paper: exact bin means (not DP, as the paper); dp: noisy bin sums under the same budget.")
 @click.option("--clip", type=(float, float), default=None, metavar="LO HI",
-              help="Public value range for --mean-mode dp.")
+              help="Public value range for --mean-mode dp (required there, refused otherwise).")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True,
               help="Held-out real fraction for evaluation (0: no evaluation).")
 @click.option("--iterations", type=int, default=DEFAULT_ITERATIONS, show_default=True,
@@ -54,15 +58,22 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, securit
     marginals, samples and de-bins, and writes synthetic.csv, measurements.npz,
     run.json and an evaluation report (metrics.json, report.md, PNG plots).
     """
+    from ..errors import ConfigError
     from ..io import load_expression
     from ..pipeline import RunConfig, run_pipeline
 
+    for option, engines in _ENGINE_ONLY.items():
+        given = ctx.get_parameter_source(option) is not click.core.ParameterSource.DEFAULT
+        if given and engine not in engines:
+            raise ConfigError(
+                f"--{option} applies to --engine {' or '.join(engines)} only, not {engine}"
+                + (" (rep3 is passively secure)." if option == "security" else ".")
+            )
     engine_options = {}
     if engine == "rep3":
         engine_options = {"transport": transport, "timeout": timeout}
     elif engine == "mp-spdz":
         engine_options = {"security": security, "binning": binning, "timeout": timeout}
-    data = load_expression(input_path, label_column=label_column, sample_column=sample_column)
     config = RunConfig(
         engine=engine,
         epsilon=epsilon,
@@ -79,10 +90,9 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, securit
         seed=seed,
         engine_options=engine_options,
     )
+    data = load_expression(input_path, label_column=label_column, sample_column=sample_column)
     result = run_pipeline(data, config, out_dir, overwrite=overwrite)
     echo(ctx, f"wrote {result.files['synthetic']} ({result.synthetic.n_samples} synthetic records)")
     if result.metrics:
-        m = result.metrics
-        echo(ctx, (f"TSTR accuracy {m['tstr_accuracy']:.3f} (majority {m['majority_rate']:.3f}), "
-                   f"Wasserstein {m['wasserstein_mean']:.3f}, DE-TPR {m['de_tpr']:.3f}, DCR {m['dcr_mean']:.2f}"))
+        echo(ctx, metrics_line(result.metrics))
         echo(ctx, f"report: {result.out_dir / 'report.md'}")
