@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -68,3 +69,62 @@ def test_real_subprocess_run(tmp_path):
     out = subprocess.run([sys.executable, "-m", "fedsyn", "run", "-i", str(tmp_path / "missing.csv"), "-o",
                           str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and "missing.csv" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def prep_csv(tmp_path_factory):
+    """A small preprocessed matrix (simulated counts, VST), written once for this module."""
+    from fedsyn.datasets.simulator import simulate_counts
+    from fedsyn.io import write_expression
+    from fedsyn.preprocess import PreprocessConfig, preprocess
+
+    data, _ = preprocess(simulate_counts(120, 30, n_classes=3, seed=4), PreprocessConfig(n_genes=12, seed=4))
+    return write_expression(data, tmp_path_factory.mktemp("prep") / "prep.csv")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--engine", "plaintext", "--security", "active"], "--security applies to --engine mp-spdz only"),
+    (["--engine", "rep3", "--security", "active"], "rep3 is passively secure"),
+    (["--engine", "plaintext", "--transport", "inprocess"], "--transport applies to --engine rep3 only"),
+    (["--engine", "plaintext", "--timeout", "5"], "--timeout applies"),
+    (["--engine", "plaintext", "--clip", "0", "20"], "only used by mean_mode 'dp'"),
+    (["--engine", "plaintext", "--iterations", "0"], "iterations must be a positive integer"),
+])
+def test_run_refuses_options_it_would_ignore(prep_csv, tmp_path, capsys, extra, message):
+    from fedsyn.errors import ConfigError
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "-i", str(prep_csv), "-o", str(tmp_path / "out"), *extra])
+    assert exc.value.code == ConfigError.exit_code
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_dp_mean_mode_end_to_end(prep_csv, tmp_path):
+    from fedsyn.io import load_expression
+
+    res = invoke("-q", "run", "--engine", "plaintext", "-i", str(prep_csv), "-o", str(tmp_path / "out"),
+                 "--mean-mode", "dp", "--clip", "6", "12", "--epsilon", "50", "--seed", "3")
+    assert res.exit_code == 0, res.output
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["config"]["mean_mode"] == "dp" and run["config"]["clip"] == [6.0, 12.0]
+    assert run["bin_means"] == "DP (noisy sums)" and run["noise_plan"]["sum_sigma"] > 0
+    synth = load_expression(tmp_path / "out" / "synthetic.csv")
+    assert synth.values.min() >= 6.0 and synth.values.max() <= 12.0  # de-binned to clipped DP means
+    assert len(np.unique(synth.values[:, 0])) <= 4
+
+
+def test_evaluate_prints_na_for_undefined_de_tpr(prep_csv, tmp_path):
+    """A one-class synthetic set has no DE pair: the summary says n/a instead of crashing."""
+    from dataclasses import replace
+
+    from fedsyn.io import load_expression, write_expression
+
+    real = load_expression(prep_csv)
+    one_class = replace(real, labels=np.zeros_like(real.labels))
+    synth = write_expression(one_class, tmp_path / "synth.csv")
+    res = invoke("evaluate", "--real-train", str(prep_csv), "--real-test", str(prep_csv),
+                 "--synthetic", str(synth), "-o", str(tmp_path / "eval"))
+    assert res.exit_code == 0, res.output
+    assert "DE-TPR n/a" in res.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import add_options, echo, input_options
+from ._options import add_options, echo, input_options, metrics_line
 
 
 @click.command(name="evaluate")
@@ -31,5 +31,4 @@ def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, label_colu
     synth = load_expression(synthetic, label_column=None, label_names=names)
     result = evaluate(train, test, synth, de_alpha=de_alpha)
     write_report(result, out_dir, real_train=train, synthetic=synth)
-    echo(ctx, (f"TSTR accuracy {result.tstr_accuracy:.3f} (majority {result.majority_rate:.3f}), "
-               f"Wasserstein {result.wasserstein_mean:.3f}, DE-TPR {result.de_tpr:.3f}, DCR {result.dcr_mean:.2f}"))
+    echo(ctx, metrics_line(result.to_dict()))
