@@ -128,3 +128,19 @@ def test_evaluate_prints_na_for_undefined_de_tpr(prep_csv, tmp_path):
                  "--synthetic", str(synth), "-o", str(tmp_path / "eval"))
     assert res.exit_code == 0, res.output
     assert "DE-TPR n/a" in res.output
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "-i", "{missing}", "-o", "{out}"],
+    ["preprocess", "-i", "{missing}", "-o", "{out}"],
+    ["evaluate", "--real-train", "{prep}", "--real-test", "{missing}", "--synthetic", "{prep}", "-o", "{out}"],
+    ["preprocess", "-i", "{prep}", "-o", "{out}", "--gene-list", "{missing}"],
+])
+def test_missing_input_is_one_fedsyn_error_line(prep_csv, tmp_path, capsys, command):
+    names = {"missing": str(tmp_path / "missing.csv"), "out": str(tmp_path / "out"), "prep": str(prep_csv)}
+    with pytest.raises(SystemExit) as exc:
+        main([arg.format(**names) for arg in command])
+    assert exc.value.code == InputError.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith("fedsyn: error: ") and "missing.csv" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -8,11 +8,11 @@ from ._options import add_options, echo, input_options, metrics_line
 
 
 @click.command(name="evaluate")
-@click.option("--real-train", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--real-train", required=True, type=click.Path(dir_okay=False),
               help="Real records the synthesizer saw.")
-@click.option("--real-test", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--real-test", required=True, type=click.Path(dir_okay=False),
               help="Held-out real records.")
-@click.option("--synthetic", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--synthetic", required=True, type=click.Path(dir_okay=False),
               help="Synthetic records (e.g. synthetic.csv of fedsyn run).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for metrics.json, report.md and plots.")

@@ -8,7 +8,7 @@ from ._options import add_options, echo, input_options
 
 
 @click.command(name="preprocess")
-@click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="Raw counts or normalized values (CSV/TSV/h5ad; samples x genes + label).")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output CSV/TSV (written atomically).")
@@ -20,7 +20,7 @@ from ._options import add_options, echo, input_options
               help="... in at least this fraction of samples.")
 @click.option("--normalization", type=click.Choice(["vst", "log2", "none"]), default="vst", show_default=True,
               help="After DESeq2 size factors: variance-stabilizing transform or log2(normalized + 1).")
-@click.option("--gene-list", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--gene-list", type=click.Path(dir_okay=False), default=None,
               help="Restrict to these genes (e.g. the L1000 landmark genes TSV).")
 @click.option("--n-genes", type=int, default=None, help="Randomly subsample to this many genes.")
 @click.option("--seed", type=int, default=None, help="Seed of the gene subsampling.")

@@ -13,7 +13,7 @@ _ENGINE_ONLY = {"security": ("mp-spdz",), "transport": ("rep3",), "timeout": ("r
 
 
 @click.command(name="run")
-@click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="Preprocessed expression matrix (CSV/TSV/h5ad; samples x genes + label).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output directory (written atomically).")

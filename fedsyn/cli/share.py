@@ -24,15 +24,15 @@ def _read_list(path: str | None, what: str) -> tuple[str, ...] | None:
 
 
 @click.command(name="share")
-@click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="This holder's preprocessed expression matrix (CSV/TSV/h5ad; samples x genes + label).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for the three bundles (<holder>.server{0,1,2}.fsb).")
 @click.option("--holder-id", "--party", required=True, help="Identifier of this data holder (letters, digits, _.-).")
-@click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False), default=None,
               help="File with the public label domain, one name a line, agreed by all holders "
                    "[default: this holder's labels, sorted].")
-@click.option("--genes", "genes_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--genes", "genes_file", type=click.Path(dir_okay=False), default=None,
               help="File with the agreed gene list, one a line, in column order [default: the input's genes].")
 @click.option("--frac-bits", type=int, default=16, show_default=True, help="Fixed-point fractional bits.")
 @click.option("--clip", type=(float, float), default=None, metavar="LO HI",
