@@ -113,6 +113,11 @@ class BundleManifest:
         Public value range the holder clipped to before encoding, if any.
     payload_sha256 : str
         SHA-256 (hex) of the four share arrays' bytes, in file order.
+    sharing_id : str or None
+        Random tag common to the three bundles of one sharing (one
+        :func:`share_holder` call), so that servers can check before computing
+        that their bundles come from the same sharing; ``None`` in bundles
+        written without one.
     """
 
     party: int
@@ -128,6 +133,7 @@ class BundleManifest:
     run_id: str | None
     clip: tuple[float, float] | None
     payload_sha256: str
+    sharing_id: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -151,6 +157,7 @@ class BundleManifest:
                 {"name": "labels_b", "share": f"s_{(self.party - 1) % 3}", "dtype": "<u8", "shape": [self.n_samples, self.n_labels]},
             ],
             "payload_sha256": self.payload_sha256,
+            "sharing_id": self.sharing_id,
         }
 
 
@@ -336,7 +343,8 @@ def share_holder(
     Returns
     -------
     list of pathlib.Path
-        The three bundle files, server 0 to 2, each written atomically with mode 0600.
+        The three bundle files, server 0 to 2, each written atomically with mode
+        0600 and carrying one fresh random ``sharing_id``.
     """
     if not _HOLDER_ID.match(holder_id):
         raise InputError(
@@ -350,6 +358,7 @@ def share_holder(
     v = split_shares(to_ring(values_fp), rng=rng, _stream=stream)
     y = split_shares(to_ring(onehot), rng=rng, _stream=stream)
     out = Path(out_dir)
+    sharing_id = secrets.token_hex(16)  # public tag, not share randomness
     paths = []
     for i in range(N_PARTIES):
         path = out / f"{holder_id}.server{i}{BUNDLE_SUFFIX}"
@@ -364,6 +373,7 @@ def share_holder(
             label_names=domain,
             run_id=run_id,
             clip=clip,
+            sharing_id=sharing_id,
         )
         paths.append(path)
     logger.info(
@@ -390,8 +400,13 @@ def write_bundle(
     label_names: Sequence[str],
     run_id: str | None = None,
     clip: tuple[float, float] | None = None,
+    sharing_id: str | None = None,
 ) -> Path:
-    """Write one server's bundle atomically (mode 0600). See ``docs/bundle-format.md``."""
+    """Write one server's bundle atomically (mode 0600). See ``docs/bundle-format.md``.
+
+    ``sharing_id`` (default None) should be one random tag for the three
+    bundles of a sharing (:func:`share_holder` draws one).
+    """
     from .io import atomic_path
 
     arrays = [np.ascontiguousarray(a, dtype="<u8") for a in (*values, *labels)]
@@ -418,6 +433,7 @@ def write_bundle(
         run_id=run_id,
         clip=(float(clip[0]), float(clip[1])) if clip is not None else None,
         payload_sha256=h.hexdigest(),
+        sharing_id=sharing_id,
     )
     mbytes = json.dumps(manifest.to_json(), separators=(",", ":")).encode("utf-8")
     file_hash = hashlib.sha256()
@@ -561,6 +577,7 @@ def _parse_manifest(meta: dict) -> BundleManifest:
         run_id=None if meta.get("run_id") is None else str(meta["run_id"]),
         clip=None if clip is None else (float(clip[0]), float(clip[1])),
         payload_sha256=str(meta["payload_sha256"]),
+        sharing_id=None if meta.get("sharing_id") is None else str(meta["sharing_id"]),
     )
     if n < 0 or d < 1 or m.n_labels < 2 or m.party not in range(N_PARTIES):
         raise ValueError("impossible shape, label count or party index")
@@ -608,6 +625,13 @@ def load_server_bundles(
     (and ``frac_bits``/``label_names``/``run_id`` if given) and distinct holder
     ids. With ``check_clip``, each must have been clipped to exactly ``clip``.
 
+    Returns
+    -------
+    list of Bundle
+        Sorted by holder id: the canonical holder order, so that the three
+        servers pool the holders' rows identically whatever order their files
+        were given in.
+
     Raises
     ------
     BundleError
@@ -636,4 +660,4 @@ def load_server_bundles(
         bundles.append(b)
     if not bundles:
         raise BundleError(f"No share bundles given for server {party}.")
-    return bundles
+    return sorted(bundles, key=lambda b: b.manifest.holder_id)

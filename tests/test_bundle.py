@@ -62,6 +62,8 @@ def test_round_trip_reconstructs_the_encoded_matrix(tmp_path, csprng):
     m = bs[0].manifest
     assert (m.n_samples, m.n_genes, m.n_labels, m.frac_bits, m.ring_bits) == (7, 4, 3, 16, 64)
     assert m.gene_digest == gene_digest(data.gene_names) and m.run_id == "r1"
+    # one random sharing id binds the three bundles of this sharing
+    assert len(m.sharing_id) == 32 and {b.manifest.sharing_id for b in bs} == {m.sharing_id}
     # one server's shares look nothing like the data
     assert not np.array_equal(bs[0].values[0].view(np.int64), values)
 
@@ -120,6 +122,12 @@ def test_other_gene_list_label_domain_frac_bits_run_refused(bundles, tmp_path):
         load_server_bundles([bundles[0], other[0]], party=0)
     with pytest.raises(BundleError, match="already given"):
         load_server_bundles([bundles[0], bundles[0]], party=0)
+
+
+def test_server_bundles_come_in_holder_id_order(bundles, tmp_path):
+    other = share_holder(make_data(seed=3), holder_id="a0", out_dir=tmp_path / "o", run_id="run")
+    got = load_server_bundles([bundles[1], other[1]], party=1)
+    assert [b.manifest.holder_id for b in got] == ["a0", "h1"]
 
 
 def test_truncated_refused(bundles):

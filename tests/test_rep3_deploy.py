@@ -224,3 +224,54 @@ def test_serve_exits_nonzero_when_a_peer_never_comes(tmp_path):
     assert proc.returncode == 5, proc.stderr
     assert "server 0" in proc.stderr and "fedsyn: error:" in proc.stderr
     assert time.monotonic() - t0 < 20
+
+
+def _serve_inprocess(per_server, params, *, seed=7, timeout=20):
+    """Load each server's bundles and run compute_output_shares in three threads."""
+    from fedsyn.engines.rep3.server import compute_output_shares, load_bundles_for
+    from fedsyn.engines.rep3.transport import InProcessNetwork, run_parties
+
+    bundles = [load_bundles_for(i, per_server[i], params) for i in range(3)]
+    calls = []
+
+    def party(i, transport):
+        calls.append(i)
+        return compute_output_shares(i, transport, bundles[i], params, seed=seed)
+
+    return run_parties(party, network=InProcessNetwork(timeout=timeout))
+
+
+def test_holder_order_of_the_files_does_not_matter(tmp_path):
+    from fedsyn.engines.rep3.release_server import measurements_from_shares
+    from fedsyn.engines.rep3.server import public_metadata, load_bundles_for
+
+    data = simulated(seed=4)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    paths = [share_holder(h, holder_id=f"h{k}", out_dir=tmp_path) for k, h in enumerate(holders_of(data, cuts=(18,)))]
+    # server 1 is given the holders' files in the other order
+    per_server = [[paths[0][0], paths[1][0]], [paths[1][1], paths[0][1]], [paths[0][2], paths[1][2]]]
+    assert [b.manifest.holder_id for b in load_bundles_for(1, per_server[1], params)] == ["h0", "h1"]
+    results = _serve_inprocess(per_server, params)
+    meta = public_metadata(load_bundles_for(0, per_server[0], params), params)
+    m = measurements_from_shares({i: results[i][0] for i in range(3)}, meta, params)
+    assert_matches_reference(m, data, params)
+
+
+def test_bundles_of_another_sharing_are_refused_before_computation(tmp_path):
+    data = simulated(seed=5)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    first = share_holder(data, holder_id="h", out_dir=tmp_path / "a")
+    again = share_holder(data, holder_id="h", out_dir=tmp_path / "b")  # the holder shared twice
+    assert load_bundle(first[0], expected_party=0).manifest.sharing_id != load_bundle(
+        again[1], expected_party=1).manifest.sharing_id
+    with pytest.raises(ProtocolError, match="other public inputs.*Nothing was computed"):
+        _serve_inprocess([[first[0]], [again[1]], [first[2]]], params)
+    # other parameters on one server are refused the same way
+    from fedsyn.engines.rep3.server import compute_output_shares, load_bundles_for
+    from fedsyn.engines.rep3.transport import InProcessNetwork, run_parties
+
+    plist = [params, ProtocolParams(n_labels=3, sigma=0.0, noise=False, binning="sort"), params]
+    bundles = [load_bundles_for(i, [first[i]], plist[i]) for i in range(3)]
+    with pytest.raises(ProtocolError, match="other public inputs"):
+        run_parties(lambda i, t: compute_output_shares(i, t, bundles[i], plist[i]),
+                    network=InProcessNetwork(timeout=20))

@@ -43,7 +43,7 @@ __all__ = [
     "run_release",
 ]
 
-_AGREE = ("gene_digest", "gene_names", "label_names", "holders", "n_records", "frac_bits", "run_id", "params")
+_AGREE = ("gene_digest", "gene_names", "label_names", "holders", "sharings", "n_records", "frac_bits", "run_id", "params")
 
 
 @dataclass(frozen=True)

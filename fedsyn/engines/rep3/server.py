@@ -4,9 +4,13 @@
 
 1. load and validate every holder's bundle for this server (any number of
    holders; they must agree on genes, labels, fractional bits and run) --
-   refused bundles stop the server before it opens a connection;
+   refused bundles stop the server before it opens a connection; holders are
+   pooled in the canonical order of their ids;
 2. connect to the two other servers over mutually authenticated TLS 1.3
-   (:class:`~fedsyn.engines.rep3.net.TLSTransport`);
+   (:class:`~fedsyn.engines.rep3.net.TLSTransport`) and check that all three
+   hold bundles of the same sharings (holders, sample counts, sharing ids) and
+   the same public parameters (:func:`agree_on_metadata`) -- servers that
+   disagree stop before any share-dependent message is sent;
 3. run Protocol 1 (:func:`fedsyn.engines.rep3.protocol1.run_protocol1`) on the
    replicated shares;
 4. send this server's replicated shares of the *outputs* (noisy counts and bin
@@ -27,6 +31,7 @@ and byte counts.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -49,6 +54,8 @@ __all__ = [
     "ServerResult",
     "load_params",
     "public_metadata",
+    "metadata_digest",
+    "agree_on_metadata",
     "compute_output_shares",
     "pack_outputs",
     "unpack_outputs",
@@ -125,11 +132,48 @@ def public_metadata(bundles: Sequence[Bundle], params: ProtocolParams) -> dict:
         "gene_digest": gene_digest(m.gene_names),
         "label_names": list(m.label_names),
         "holders": {b.manifest.holder_id: b.n_samples for b in bundles},
+        "sharings": [[b.manifest.holder_id, b.manifest.sharing_id] for b in bundles],
         "n_records": int(sum(b.n_samples for b in bundles)),
         "frac_bits": m.frac_bits,
         "run_id": m.run_id,
         "params": params.to_dict(),
     }
+
+
+def metadata_digest(meta: dict) -> bytes:
+    """SHA-256 of the public metadata in canonical JSON (key order and holder order fixed)."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")).digest()
+
+
+def agree_on_metadata(index: int, transport: Transport, meta: dict) -> None:
+    """Check, before any computation, that the three servers hold the same public inputs.
+
+    Each server sends :func:`metadata_digest` of its :func:`public_metadata`
+    (holders in pooling order with their sample counts and sharing ids, genes,
+    labels, fractional bits, run id, parameters) to both peers and compares.
+    Bundles of different sharings, another holder order or other parameters
+    would make the servers compute on inconsistent shares (and open comparison
+    bits of garbage keys); they are refused here instead.
+
+    Raises
+    ------
+    ProtocolError
+        A peer's digest differs or is malformed.
+    """
+    mine = metadata_digest(meta)
+    peers = [j for j in range(3) if j != index]
+    for j in peers:
+        transport.send(j, np.frombuffer(mine, dtype=np.uint8))
+    for j in peers:
+        got = transport.recv(j)
+        if not (isinstance(got, np.ndarray) and got.dtype == np.uint8 and got.shape == (len(mine),)):
+            raise ProtocolError(f"server {index}: malformed metadata digest from server {j}.")
+        if got.tobytes() != mine:
+            raise ProtocolError(
+                f"server {index}: server {j} holds other public inputs (holders, sample counts, "
+                "sharing ids, genes, labels or parameters): every server needs the bundles of the "
+                "same `fedsyn share` runs and the same params.json. Nothing was computed."
+            )
 
 
 def compute_output_shares(
@@ -142,6 +186,9 @@ def compute_output_shares(
 ):
     """Run Protocol 1 as server ``index`` on its bundles; returns (Protocol1Shares, stats dict).
 
+    First checks with the peers that all hold the same public inputs
+    (:func:`agree_on_metadata`), then sets up the PRF keys and runs Protocol 1.
+
     Parameters
     ----------
     seed : int or None, default None
@@ -151,6 +198,7 @@ def compute_output_shares(
     from .runtime import Party
     from .sharing import AShare
 
+    agree_on_metadata(index, transport, public_metadata(bundles, params))
     party = Party.setup(index, transport, seed=seed)
     inputs = [
         HolderInput(values=AShare(b.values[0], b.values[1]), labels=AShare(b.labels[0], b.labels[1]))
