@@ -144,3 +144,14 @@ def test_missing_input_is_one_fedsyn_error_line(prep_csv, tmp_path, capsys, comm
     err = capsys.readouterr().err
     assert err.startswith("fedsyn: error: ") and "missing.csv" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_preprocess_prints_the_drawn_subsampling_seed(tmp_path):
+    counts = tmp_path / "counts.csv"
+    assert invoke("-q", "simulate", "--samples", "40", "--genes", "30", "--seed", "2", "-o", str(counts)).exit_code == 0
+    res = invoke("preprocess", "-i", str(counts), "-o", str(tmp_path / "a.csv"), "--n-genes", "5")
+    assert res.exit_code == 0, res.output
+    seed = res.output.split("gene subsampling seed ")[1].split(")")[0]
+    again = invoke("preprocess", "-i", str(counts), "-o", str(tmp_path / "b.csv"), "--n-genes", "5", "--seed", seed)
+    assert "seed" not in again.output
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()

@@ -23,7 +23,7 @@ from ._options import add_options, echo, input_options
 @click.option("--gene-list", type=click.Path(dir_okay=False), default=None,
               help="Restrict to these genes (e.g. the L1000 landmark genes TSV).")
 @click.option("--n-genes", type=int, default=None, help="Randomly subsample to this many genes.")
-@click.option("--seed", type=int, default=None, help="Seed of the gene subsampling.")
+@click.option("--seed", type=int, default=None, help="Seed of the gene subsampling [default: drawn from the OS and printed].")
 @add_options(input_options)
 @click.pass_context
 def command(ctx, input_path, out_path, kind, min_count, min_fraction, normalization, gene_list, n_genes, seed,
@@ -46,6 +46,7 @@ def command(ctx, input_path, out_path, kind, min_count, min_fraction, normalizat
     )
     out, report = preprocess(data, config)
     path = write_expression(out, out_path)
-    echo(ctx, f"wrote {path}: {out.n_samples} samples x {out.n_genes} genes")
+    seed_note = f" (gene subsampling seed {report.seed})" if report.seed is not None and seed is None else ""
+    echo(ctx, f"wrote {path}: {out.n_samples} samples x {out.n_genes} genes{seed_note}")
     if ctx.obj and ctx.obj.get("verbose"):
         echo(ctx, json.dumps(report.to_dict(), indent=2))
