@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import numpy as np
 from .data import ExpressionData
 from .errors import InputError
 from .evaluation import EvaluationResult
+from .io import write_bytes_atomic
 
 __all__ = ["write_report", "REPORT_FILES"]
 
@@ -120,40 +120,13 @@ def write_report(
     written: dict[str, Path] = {}
     for key, name in REPORT_FILES.items():  # metrics.json last: its presence marks completion
         path = out / name
-        _write_bytes_atomic(path, contents[key])
+        write_bytes_atomic(path, contents[key])
         written[key] = path
     logger.info("wrote evaluation report to %s", out)
     return written
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
-
-    Private stand-in for the shared atomic writers of ``fedsyn.io``.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _finite(obj: Any) -> Any:
@@ -280,6 +253,18 @@ def _pca_png(real_x: np.ndarray, synth_x: np.ndarray) -> bytes:
     return _png_bytes(fig)
 
 
+def _flatten(obj: dict[str, Any], prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` rows of nested dicts, up to ``depth`` levels (deeper: the dict)."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and depth > 1:
+            rows += _flatten(value, f"{name}.", depth - 1)
+        else:
+            rows.append((name, value))
+    return rows
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
@@ -365,7 +350,7 @@ def _report_markdown(result: EvaluationResult, *, title: str, extra: dict[str, A
     ]
     if extra:
         lines += ["## Run parameters", "", "| parameter | value |", "| --- | --- |"]
-        for key, value in extra.items():
+        for key, value in _flatten(extra):
             text = value if isinstance(value, str) else json.dumps(_finite(value), default=_json_default)
             lines.append(f"| {key} | {text.replace('|', '/')} |")
         lines.append("")

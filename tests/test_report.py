@@ -140,3 +140,13 @@ def test_import_does_not_load_matplotlib_and_backend_is_untouched(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "pca.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_nested_run_parameters_get_one_row_each(tmp_path, evaluated):
+    result, train, synth = evaluated
+    extra = {"run": {"config": {"epsilon": 10.0, "engine": "rep3"}, "meta": {"a": {"b": {"c": 1}}}}}
+    paths = write_report(result, tmp_path, real_train=train, synthetic=synth, extra=extra)
+    md = paths["report_md"].read_text()
+    assert "| run.config.epsilon | 10.0 |" in md and "| run.config.engine | rep3 |" in md
+    assert '| run.meta.a | {"b": {"c": 1}} |' in md  # deeper levels stay compact JSON
+    assert json.loads(paths["metrics_json"].read_text())["extra"] == extra
