@@ -84,6 +84,68 @@ def test_unset_home_is_reported_with_instructions(monkeypatch):
         MpSpdzEngine()
 
 
+def test_wrong_home_or_missing_binary_is_reported(tmp_path):
+    from fedsyn.engines.mpspdz import MpSpdzEngine
+
+    with pytest.raises(EngineUnavailableError, match="no compile.py"):
+        MpSpdzEngine(home=tmp_path)
+    (tmp_path / "compile.py").write_text("")
+    with pytest.raises(EngineUnavailableError, match="make malicious-rep-ring-party.x"):
+        MpSpdzEngine(home=tmp_path, security="active")
+
+
+def _fake_installation(tmp_path):
+    """A 'compile.py' that only records its command line: tests the cache without MP-SPDZ."""
+    from fedsyn.engines.mpspdz import runner
+
+    home = tmp_path / "fake-mp-spdz"
+    home.mkdir()
+    (home / "compile.py").write_text(
+        "import sys, pathlib\n"
+        "out = pathlib.Path('Programs/Schedules'); out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / ('-'.join(a for a in sys.argv[1:] if not a.startswith('-') and a != '64' and a != '3')"
+        " + '.sch')).write_text(' '.join(sys.argv[1:]))\n"
+    )
+    return runner.Installation(home)
+
+
+def test_compile_cache_is_keyed_on_source_args_and_flags(tmp_path):
+    from fedsyn.engines.mpspdz import runner
+
+    inst = _fake_installation(tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "prog.mpc").write_text("print_ln('a')\n")
+    kw = dict(cache_dir=tmp_path / "cache", source_dir=src)
+    first = runner.compile_program(inst, "prog", [1, 2], security="passive", **kw)
+    assert not first.cached and first.name == "prog-1-2"
+    assert (first.directory / "Programs" / "Schedules" / "prog-1-2.sch").read_text() == "-R 64 -Z 3 prog 1 2"
+    assert runner.compile_program(inst, "prog", [1, 2], security="passive", **kw).directory == first.directory
+    assert runner.compile_program(inst, "prog", [1, 2], security="passive", **kw).cached
+    other_args = runner.compile_program(inst, "prog", [1, 3], security="passive", **kw)
+    other_flags = runner.compile_program(inst, "prog", [1, 2], security="active", **kw)
+    assert (other_flags.directory / "Programs" / "Schedules" / "prog-1-2.sch").read_text() == "-R 64 prog 1 2"
+    (src / "prog.mpc").write_text("print_ln('b')\n")
+    other_src = runner.compile_program(inst, "prog", [1, 2], security="passive", **kw)
+    dirs = {first.directory, other_args.directory, other_flags.directory, other_src.directory}
+    assert len(dirs) == 4 and not other_src.cached
+    assert not any(p.name.startswith(".") for p in (tmp_path / "cache").iterdir())  # no staging left
+
+
+def test_inputs_are_checked_before_the_parties_start(tmp_path):
+    from fedsyn.engines.mpspdz import runner
+
+    pairs = persistence.share_matrix(np.arange(4, dtype=np.int64))
+    persistence.write_persistence_shares(pairs[:2], tmp_path / "Persistence", security="passive")
+    with pytest.raises(BundleError, match="Transactions-P2.data: party 2's Persistence file is missing"):
+        runner.check_inputs(tmp_path, [0, 1, 2], "passive")
+    with pytest.raises(BundleError, match="it has the passive header"):
+        runner.check_inputs(tmp_path, [0], "active")
+    runner.check_inputs(tmp_path, [0, 1], "passive")
+    assert "consistency check failed" in runner.diagnose("Fatal error at p-0:95 (SECSHUFFLE): check hash mismatch")
+    assert runner.diagnose("Time = 1.0 seconds") is None
+
+
 # --------------------------------------------------------------- engine -----
 def _holders(values: np.ndarray, labels: np.ndarray, n_labels: int, splits) -> list[ExpressionData]:
     genes = tuple(f"g{j}" for j in range(values.shape[1]))
@@ -194,6 +256,22 @@ def test_noise_and_dp_mode_follow_the_plaintext_engine():
 
 @pytest.mark.mpspdz
 @needs_passive
+def test_dp_mode_without_noise_gives_the_exact_clipped_sums():
+    from fedsyn.engines.mpspdz import MpSpdzEngine
+    from fedsyn.engines.plaintext import PlaintextEngine
+
+    x, y = _hard_inputs(11, 4, 2, seed=5)
+    holders = _holders(x, y, 2, [4, 7])
+    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False, mean_mode="dp", clip=(-6.0, 6.5))
+    got = MpSpdzEngine(security="passive", binning="sort").measure(holders, params)
+    want = PlaintextEngine().measure(holders, params)
+    assert np.array_equal(got.one_way, want.one_way) and np.array_equal(got.two_way, want.two_way)
+    assert np.array_equal(got.bin_means, want.bin_means)  # same clipped fixed-point sums, same division
+    assert np.any(np.abs(x) > 6.5) and got.mean_mode == "dp"
+
+
+@pytest.mark.mpspdz
+@needs_passive
 def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_path):
     from fedsyn.engines.mpspdz import engine as eng
     from fedsyn.engines.mpspdz import runner
@@ -238,5 +316,40 @@ def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
             data = bytearray(files[1].read_bytes())
             data[38 + 16 * 5 + 3] ^= 0x10  # one byte of one share of party 1
             files[1].write_bytes(bytes(data))
-            with pytest.raises(ProtocolError, match="party"):
+            with pytest.raises(ProtocolError, match="consistency check failed") as info:
                 runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
+            assert all(f"--- party {i}" in str(info.value) for i in range(3))
+            assert not (work / "Player-Data" / "Binary-Output-P0-0").exists()  # nothing released
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Pids of this user's processes whose working directory is ``directory`` (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if Path(os.readlink(proc / "cwd")) == directory:
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.mpspdz
+@needs_passive
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs Linux /proc")
+def test_timeout_kills_the_parties_and_shows_their_logs(tmp_path):
+    from fedsyn.engines.mpspdz import engine as eng
+    from fedsyn.engines.mpspdz import runner
+
+    inst = runner.find_installation()
+    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False)
+    compiled = runner.compile_program(inst, "protocol1", eng.program_args(12, 3, params, "select"))
+    work = runner.prepare_workspace(inst, tmp_path / "run", compiled).resolve()
+    rows = persistence.holder_rows(fixedpoint.encode(np.ones((12, 3))), np.arange(12) % 2, 2)
+    persistence.write_persistence_shares(persistence.share_matrix(rows), work / "Persistence")
+    # parties 0 and 1 only: they wait for party 2 until the timeout
+    with pytest.raises(ProtocolError, match=r"timeout after 1\.5 s \(party 0: killed by signal 9, party 1: ") as info:
+        runner.run_parties(inst, work, compiled.name, security="passive", parties=[0, 1], timeout=1.5)
+    assert f"--- party 1 ({work}/logs/party-1.log)" in str(info.value)
+    assert _processes_in(work) == []

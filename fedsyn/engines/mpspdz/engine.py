@@ -186,10 +186,16 @@ class MpSpdzEngine:
             persistence.write_persistence_shares(per_party, work / "Persistence", security=self.security)
             del per_party
             start = time.perf_counter()
-            reports = runner.run_parties(
-                self.installation, work, compiled.name, security=self.security,
-                host=self.host, port=self.port, hosts=self.hosts, timeout=self.timeout,
-            )
+            try:
+                reports = runner.run_parties(
+                    self.installation, work, compiled.name, security=self.security,
+                    host=self.host, port=self.port, hosts=self.hosts, timeout=self.timeout,
+                )
+            except ProtocolError as exc:
+                if tmp is None:
+                    raise
+                raise ProtocolError(f"{exc}\n(The temporary run directory, logs included, is removed; "
+                                    "pass workdir= to keep it.)") from exc
             wall = time.perf_counter() - start
             out_path = work / "Player-Data" / "Binary-Output-P0-0"
             if not out_path.is_file():

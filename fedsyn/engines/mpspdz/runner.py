@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from ...errors import EngineUnavailableError, ProtocolError
+from ...errors import BundleError, EngineUnavailableError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +274,57 @@ def parse_log(party: int, text: str) -> PartyReport:
     )
 
 
+#: Known fatal messages of MP-SPDZ 0.4.2 party binaries and what they mean here.
+_DIAGNOSES = (
+    ("check hash mismatch", "MP-SPDZ's consistency check failed: the parties hold inconsistent shares "
+     "(a tampered or corrupted Persistence file, or a cheating party). The run was aborted and "
+     "nothing was released."),
+    ("MAC check failed", "MP-SPDZ's MAC check failed (tampered shares or a cheating party). The run "
+     "was aborted and nothing was released."),
+    ("doesn't match protocol", "A Persistence file was written for another protocol: passive and "
+     "active runs need different headers (persistence.write_persistence_shares(..., security=...))."),
+    ("Got to EOF when reading from disk", "A Persistence file holds fewer shares than the program "
+     "reads (N rows of D + L shares): are all holders' files concatenated?"),
+)
+
+
+def diagnose(text: str) -> str | None:
+    """A fedsyn-level explanation of a known MP-SPDZ failure in ``text``, or None."""
+    for needle, meaning in _DIAGNOSES:
+        if needle in text:
+            return meaning
+    return None
+
+
+def check_inputs(workdir: str | os.PathLike, parties: Sequence[int], security: Security) -> None:
+    """Check each local party's ``Persistence/Transactions-P<i>.data`` before a run.
+
+    Raises
+    ------
+    BundleError
+        If a file is missing, carries the other protocol's header or has a torn body.
+    """
+    from .persistence import header, persistence_path
+
+    head = header(security)
+    for i in parties:
+        path = persistence_path(Path(workdir) / "Persistence", i)
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as fh:
+                start = fh.read(64)
+        except OSError:
+            raise BundleError(f"{path}: party {i}'s Persistence file is missing.") from None
+        if not start.startswith(head):
+            other = "active" if security == "passive" else "passive"
+            raise BundleError(
+                f"{path}: not an MP-SPDZ {security} Persistence file"
+                + (f" (it has the {other} header)." if start.startswith(header(other)) else " (header mismatch).")
+            )
+        if (size - len(head)) % 16:
+            raise BundleError(f"{path}: body of {size - len(head)} bytes is not a whole number of 16-byte shares.")
+
+
 def _tail(path: Path, lines: int = 12) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -317,11 +369,18 @@ def run_parties(
 
     Raises
     ------
+    BundleError
+        A local party's Persistence file is missing or has the wrong header
+        (:func:`check_inputs`), before anything is started.
     ProtocolError
-        A party exited non-zero or the timeout passed; the message holds the
-        tail of every party's log (never secret data: the binaries log none).
+        A party exited non-zero or the timeout passed. All local parties are
+        then killed; the message gives every party's status, an explanation of
+        known MP-SPDZ failures (:func:`diagnose`) and the tail of every party's
+        log (never secret data: the binaries log none).
     """
     binary = installation.binary(security)
+    workdir = Path(workdir)
+    check_inputs(workdir, parties, security)
     base = [str(binary)]
     if hosts is not None:
         if len(hosts) != 3:
@@ -333,40 +392,65 @@ def run_parties(
         port = port if port is not None else free_base_port()
         net = ["-h", host, "-pn", str(port)]
     logs = {i: workdir / "logs" / f"party-{i}.log" for i in parties}
-    procs = {}
+    logs[parties[0]].parent.mkdir(parents=True, exist_ok=True)
+    procs: dict[int, subprocess.Popen] = {}
+    handles = []
     try:
         for i in parties:
             cmd = base + ["-p", str(i), *net, *extra_args, program]
             logger.info("starting MP-SPDZ party %d (%s)", i, binary.name)
-            fh = open(logs[i], "w")
-            procs[i] = (subprocess.Popen(cmd, cwd=workdir, stdout=fh, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True), fh)
+            handles.append(open(logs[i], "w"))
+            procs[i] = subprocess.Popen(cmd, cwd=workdir, stdout=handles[-1], stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         failed = None
-        while procs and any(p.poll() is None for p, _ in procs.values()):
-            for i, (p, _) in procs.items():
-                if p.poll() not in (None, 0):
-                    failed = f"party {i} exited with status {p.returncode}"
-                    break
-            if failed:
+        while any(p.poll() is None for p in procs.values()):
+            bad = [i for i, p in procs.items() if p.poll() not in (None, 0)]
+            if bad:
+                failed = f"party {bad[0]} exited with status {procs[bad[0]].returncode}"
+                grace = time.monotonic() + 2.0  # let the others log their own error
+                while any(p.poll() is None for p in procs.values()) and time.monotonic() < grace:
+                    time.sleep(0.05)
                 break
             if time.monotonic() > deadline:
                 failed = f"timeout after {timeout:g} s"
                 break
             time.sleep(0.05)
         if not failed:
-            bad = [i for i, (p, _) in procs.items() if p.returncode != 0]
+            bad = [i for i, p in procs.items() if p.returncode != 0]
             if bad:
-                failed = f"party {bad[0]} exited with status {procs[bad[0]][0].returncode}"
+                failed = f"party {bad[0]} exited with status {procs[bad[0]].returncode}"
         if failed:
+            _stop(procs)
+            for fh in handles:
+                fh.flush()
+            statuses = ", ".join(f"party {i}: {_status(p.returncode)}" for i, p in procs.items())
+            texts = {i: logs[i].read_text(errors="replace") if logs[i].is_file() else "" for i in parties}
+            hint = next(filter(None, (diagnose(t) for t in texts.values())), None)
             raise ProtocolError(
-                f"MP-SPDZ run of {program} ({security}) failed: {failed}.\n"
-                + "\n".join(f"--- party {i} ({logs[i]}):\n{_tail(logs[i])}" for i in parties)
+                f"MP-SPDZ run of {program} ({security}) failed: {failed} ({statuses})."
+                + (f"\n{hint}" if hint else "")
+                + "".join(f"\n--- party {i} ({logs[i]}):\n{_tail(logs[i])}" for i in parties)
             )
     finally:
-        for p, fh in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        _stop(procs)
+        for fh in handles:
             fh.close()
     return [parse_log(i, logs[i].read_text(errors="replace")) for i in parties]
+
+
+def _status(code: int | None) -> str:
+    if code is None:
+        return "running"
+    return f"killed by signal {-code}" if code < 0 else f"exit {code}"
+
+
+def _stop(procs: dict) -> None:
+    """Kill every party process still running (each leads its own session) and reap it."""
+    for p in procs.values():
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                p.kill()
+            p.wait()
