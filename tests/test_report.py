@@ -90,16 +90,19 @@ def test_plot_failure_writes_nothing(tmp_path, monkeypatch, evaluated):
     assert (tmp_path / "metrics.json").read_text() == "previous run"
 
 
-def test_interrupted_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
+def test_interrupted_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch, evaluated):
+    import fedsyn.io
+
+    result, train, synth = evaluated
     target = tmp_path / "report.md"
     target.write_text("old")
 
-    def failing_fsync(fd):
+    def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "fsync", failing_fsync)
+    monkeypatch.setattr(fedsyn.io.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
-        report._write_bytes_atomic(target, b"new content")
+        write_report(result, tmp_path, real_train=train, synthetic=synth)
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["report.md"]
 
