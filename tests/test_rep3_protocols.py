@@ -209,6 +209,34 @@ def test_open_outputs_detects_inconsistent_shares():
         open_outputs(res, params)
 
 
+@pytest.mark.parametrize("mean_mode", ["paper", "dp"])
+def test_output_shares_are_fresh(mean_mode):
+    # The release server sees all three shares of every output: they must be
+    # re-randomized, not e.g. the holders' label shares summed (noise off here).
+    rng = np.random.default_rng(2)
+    x = _random_case(rng, 12, 3)
+    y = rng.integers(0, 3, size=12)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, mean_mode=mean_mode,
+                            clip=(-2.0**24, 2.0**24) if mean_mode == "dp" else None)
+    shared = (share_array(x, rng=rng), share_array(label_onehot(y, 3), rng=rng))
+
+    def run(seed):
+        def server(i, transport):
+            party = Party.setup(i, transport, seed=seed)
+            return run_protocol1(party, [HolderInput(shared[0][i], shared[1][i])], params)
+
+        return run_parties(server)
+
+    first, second = run(1), run(2)
+    a, b = open_outputs(first, params), open_outputs(second, params)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    label_sum = shared[1][0].a.sum(axis=0, dtype=np.uint64) * np.uint64(ONE)
+    assert not np.any(first[0].label.a == label_sum)
+    for name in a:
+        for j in range(3):  # every share of every output element changes with the servers' keys
+            assert not np.any(first[j].outputs()[name].a == second[j].outputs()[name].a), (name, j)
+
+
 def test_bad_inputs_are_refused():
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
     with pytest.raises(InputError, match="one-hot"):

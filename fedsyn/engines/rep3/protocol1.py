@@ -11,11 +11,12 @@ bin statistics (phase ``means``)
     bin sums by dot products; in ``paper`` mode exact bin means by secure
     division with the empty-bin rule; in ``dp`` mode the sums themselves;
 ``Pi_noise`` (:mod:`~fedsyn.engines.rep3.noise`)
-    Irwin-Hall noise on every released count (and, in ``dp`` mode, on the sums).
+    Irwin-Hall noise on every released count (and, in ``dp`` mode, on the sums),
+    then one rerandomization of all outputs (fresh shares for the release server).
 
-The outputs stay secret-shared; the caller opens them to the release server
-only (``Party.reveal_to``) or, in tests, reconstructs them with
-:func:`open_outputs`. Semantics are those of :mod:`fedsyn.reference`: with
+The outputs stay secret-shared; each server sends its pairs of output shares
+to the release server only (:func:`fedsyn.engines.rep3.server.run_server`),
+which reconstructs them with the consistency check of :func:`open_outputs`. Semantics are those of :mod:`fedsyn.reference`: with
 ``noise=False`` the opened counts equal ``bin_statistics(...).counts * 2^f`` and
 the means equal ``bin_statistics(...).means`` bit for bit.
 
@@ -188,6 +189,12 @@ def run_protocol1(
             one_way, label, two_way = noise.add_noise(party, [one_way, label, two_way], params.sigma, frac_bits=f)
             if sums is not None and params.sum_sigma > 0:
                 (sums,) = noise.add_noise(party, [sums], params.sum_sigma, frac_bits=f)
+        bin_stat = sums if sums is not None else means
+        one_way, label, two_way, bin_stat = _rerandomize_outputs(party, [one_way, label, two_way, bin_stat])
+        if sums is not None:
+            sums = bin_stat
+        else:
+            means = bin_stat
     stats = {k: vars(v).copy() for k, v in party.stats.phases.items() if k in PHASES}
     stats["selection_rounds"] = selection_rounds
     stats["selection_comparisons"] = selection_comparisons
@@ -202,6 +209,25 @@ def run_protocol1(
     return Protocol1Shares(
         party_index=party.index, one_way=one_way, label=label, two_way=two_way, means=means, sums=sums, stats=stats
     )
+
+
+def _rerandomize_outputs(party: Party, outputs: list[AShare]) -> list[AShare]:
+    """Fresh replicated sharings of the outputs (one reshare of all of them, 1 round).
+
+    The release server receives all three shares of every output (two copies
+    of each, for the consistency check). Rerandomizing makes those shares
+    uniform given the output values, so they reveal nothing about the
+    intermediate values of the computation -- also when the release server is
+    one of the three computing servers: its neighbour's share of an output
+    then carries a fresh PRF mask it does not know.
+    """
+    flat = concatenate([o.ravel() for o in outputs], axis=0)
+    fresh = party.rerandomize(flat)
+    out, pos = [], 0
+    for o in outputs:
+        out.append(fresh[pos : pos + o.size].reshape(o.shape))
+        pos += o.size
+    return out
 
 
 def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> dict[str, np.ndarray]:
