@@ -275,3 +275,33 @@ def test_bundles_of_another_sharing_are_refused_before_computation(tmp_path):
     with pytest.raises(ProtocolError, match="other public inputs"):
         run_parties(lambda i, t: compute_output_shares(i, t, bundles[i], plist[i]),
                     network=InProcessNetwork(timeout=20))
+
+
+def test_failed_run_in_own_tempdir_removes_bundles_and_keys(tmp_path, monkeypatch):
+    import tempfile
+
+    from fedsyn.engines.rep3 import engine as engine_mod
+
+    made = []
+
+    def mkdtemp(prefix=""):
+        d = tmp_path / f"{prefix}x"
+        d.mkdir()
+        made.append(d)
+        return str(d)
+
+    def boom(*args, **kwargs):
+        (made[0] / "certs").mkdir()
+        (made[0] / "certs" / "server0.key").write_text("k")
+        (made[0] / "certs" / "ca.pem").write_text("c")
+        (made[0] / "server0.log").write_text("log")
+        raise ProtocolError("peer died")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(engine_mod.Rep3Engine, "_run_inprocess", boom)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    with pytest.raises(ProtocolError, match="peer died"):
+        Rep3Engine("inprocess", timeout=10).measure(holders_of(simulated()), params)
+    work = made[0]
+    assert not (work / "bundles").exists() and not (work / "certs" / "server0.key").exists()
+    assert (work / "server0.log").exists() and (work / "certs" / "ca.pem").exists()

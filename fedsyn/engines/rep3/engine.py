@@ -55,8 +55,10 @@ class Rep3Engine:
         three threads in this process (fast; for tests).
     workdir : path-like or None, default None
         Where bundles, certificates, the deployment file and the server logs go.
-        ``None``: a fresh temporary directory, removed after a successful run
-        (kept, and named in the error, after a failure).
+        ``None``: a fresh temporary directory (mode 0700), removed after a
+        successful run; after a failure only the logs and public files are kept
+        (and named in the log): the bundles -- all three shares of every
+        holder -- and the private keys are removed.
     config : DeploymentConfig, path-like or None, default None
         ``tcp`` only: addresses and certificates to use (e.g.
         ``parties/local.toml``) instead of fresh loopback ones.
@@ -153,6 +155,9 @@ class Rep3Engine:
         finally:
             if own_dir and ok:
                 shutil.rmtree(work, ignore_errors=True)
+            elif own_dir:
+                _remove_secrets(work)
+                logger.error("rep3: run failed; server logs kept in %s (bundles and private keys removed)", work)
             elif not ok:
                 logger.error("rep3: run failed; bundles, certificates and logs kept in %s", work)
 
@@ -175,3 +180,10 @@ class Rep3Engine:
         return measurements_from_shares(
             shares, meta, params, extra_meta={"transport": "inprocess", "servers": stats}
         )
+
+
+def _remove_secrets(work: Path) -> None:
+    """Delete the bundles and private keys of a failed run in its own temporary directory."""
+    shutil.rmtree(work / "bundles", ignore_errors=True)
+    for key in (work / "certs").glob("*.key"):
+        key.unlink(missing_ok=True)
