@@ -203,6 +203,12 @@ def run_pipeline(
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise ConfigError(f"{out_dir} exists and is not empty; pass --overwrite to replace it.")
     say = progress or (lambda msg: log.info("%s", msg))
+    if data.kind == "counts":
+        log.warning(
+            "%s: the values are non-negative integers, i.e. raw counts; the paper bins "
+            "preprocessed (VST) values -- run `fedsyn preprocess` first unless this is intended.",
+            data.source,
+        )
     timings: dict[str, float] = {}
     seed = config.seed
     split_seed = seed if seed is not None else secrets.randbits(32)

@@ -131,3 +131,12 @@ def test_split_stays_stratified_with_a_singleton_class():
         # every class of >= 2 samples keeps its share (floor or ceil of 20 %), the singleton trains
         assert all(abs(in_test[c] - 0.2 * sizes[c]) < 1 for c in range(4)), in_test
         assert in_test[4] == 0 and np.sum(train.labels == 4) == 1
+
+
+def test_raw_counts_input_is_warned_about(small_data, tmp_path, caplog):
+    from dataclasses import replace
+
+    counts = replace(small_data, values=np.round(np.abs(small_data.values)), kind="counts")
+    with caplog.at_level("WARNING", logger="fedsyn.pipeline"):
+        run_pipeline(counts, RunConfig(seed=1, test_fraction=0.0), tmp_path / "out")
+    assert any("raw counts" in r.getMessage() and "fedsyn preprocess" in r.getMessage() for r in caplog.records)
