@@ -11,7 +11,7 @@ from ._options import add_options, echo, input_options
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="Raw counts or normalized values (CSV/TSV/h5ad; samples x genes + label).")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Output CSV/TSV (written atomically).")
+              help="Output CSV/TSV/h5ad, by its suffix (written atomically).")
 @click.option("--kind", type=click.Choice(["auto", "counts", "normalized"]), default="auto", show_default=True,
               help="Whether the input holds raw counts; auto: non-negative integers are counts.")
 @click.option("--min-count", type=float, default=1, show_default=True,
@@ -19,7 +19,8 @@ from ._options import add_options, echo, input_options
 @click.option("--min-fraction", type=float, default=0.10, show_default=True,
               help="... in at least this fraction of samples.")
 @click.option("--normalization", type=click.Choice(["vst", "log2", "none"]), default="vst", show_default=True,
-              help="After DESeq2 size factors: variance-stabilizing transform or log2(normalized + 1).")
+              help="Counts only: after DESeq2 size factors, variance-stabilizing transform or log2(normalized + 1); "
+                   "none: filter genes and keep the counts.")
 @click.option("--gene-list", type=click.Path(dir_okay=False), default=None,
               help="Restrict to these genes (e.g. the L1000 landmark genes TSV).")
 @click.option("--n-genes", type=int, default=None, help="Randomly subsample to this many genes.")

@@ -11,7 +11,7 @@ PRESETS = {"simulated-brca": (1089, 5), "simulated-combined": (4323, 10)}
 
 @click.command(name="simulate")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Output CSV/TSV of raw counts (sample_id, genes..., label).")
+              help="Output CSV/TSV/h5ad of raw counts, by its suffix (sample_id, genes..., label).")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help="Paper-sized shapes: simulated-brca (1,089 samples, 5 classes) or "
                    "simulated-combined (4,323 samples, 10 classes).")
