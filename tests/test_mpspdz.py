@@ -74,6 +74,17 @@ def test_holders_files_concatenate_under_one_header(tmp_path):
     ]
     total = sum(persistence.read_persistence_shares(p)[0] for p in merged)
     assert total.tolist() == list(range(10))
+    # holders' passive files serve an active run: same pairs, the active header
+    active = persistence.append_persistence_shares(
+        [tmp_path / "a" / "Transactions-P1.data", tmp_path / "b" / "Transactions-P1.data"],
+        tmp_path / "act" / "Transactions-P1.data", security="active",
+    )
+    assert active.read_bytes().startswith(persistence.header("active"))
+    assert np.array_equal(persistence.read_persistence_shares(active, security="active")[0],
+                          persistence.read_persistence_shares(merged[1])[0])
+    (tmp_path / "bad.data").write_bytes(b"\x14" + bytes(40))
+    with pytest.raises(BundleError, match="bad.data"):
+        persistence.append_persistence_shares([tmp_path / "bad.data"], tmp_path / "x.data")
 
 
 def test_unset_home_is_reported_with_instructions(monkeypatch):

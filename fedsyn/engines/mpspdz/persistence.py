@@ -226,18 +226,34 @@ def append_persistence_shares(
 ) -> Path:
     """Concatenate several holders' files of ONE party under a single header.
 
+    Passive and active files hold the same ``(s_i, s_{i-1})`` pairs and differ
+    only in the header, so files of either kind are accepted and the result
+    carries the header of ``security`` (holders need not know which binary the
+    servers will run).
+
+    Parameters
+    ----------
+    files : sequence of path
+        One party's files, in holder order.
+    target : path
+        File to write (atomically).
+    security : {"passive", "active"}, default "passive"
+        Header of the written file.
+
     Raises
     ------
     BundleError
-        If a file's header is not the one of ``security``.
+        If a file has neither header or a torn body.
     """
     head = header(security)
     chunks = [head]
+    heads = [header("passive"), header("active")]
     for file in files:
         data = Path(file).read_bytes()
-        if not data.startswith(head):
-            raise BundleError(f"{file}: not an MP-SPDZ {security} Persistence file (header mismatch).")
-        body = data[len(head):]
+        found = next((h for h in heads if data.startswith(h)), None)
+        if found is None:
+            raise BundleError(f"{file}: not an MP-SPDZ Persistence file of fedsyn (header mismatch).")
+        body = data[len(found):]
         if len(body) % 16:
             raise BundleError(f"{file}: body is not a whole number of 16-byte shares.")
         chunks.append(body)
