@@ -52,11 +52,6 @@ Conversion = Literal["improved", "classic"]
 _ALPHA_MAX = 1e7
 
 
-def gaussian_rdp(alpha: float, *, sigma: float, sensitivity: float = 1.0) -> float:
-    """RDP of order ``alpha`` of the Gaussian mechanism: ``alpha D^2 / (2 sigma^2)``."""
-    return alpha * sensitivity**2 / (2.0 * sigma**2)
-
-
 def rdp_to_dp(rho: float, delta: float, *, conversion: Conversion = "improved") -> float:
     """Smallest epsilon over orders ``alpha > 1`` for an RDP curve ``rho * alpha``.
 
