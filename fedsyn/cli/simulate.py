@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..datasets.registry import DATASETS
 from ._options import echo
 
-PRESETS = {"simulated-brca": (1089, 5), "simulated-combined": (4323, 10)}
+#: The registry's simulated datasets: name -> (samples, classes).
+PRESETS = {name: (d.n_samples, d.n_labels) for name, d in DATASETS.items() if d.kind == "simulated"}
 
 
 @click.command(name="simulate")
