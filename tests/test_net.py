@@ -257,3 +257,28 @@ def test_release_refuses_a_server_certificate_as_release(certs):
     with pytest.raises(ProtocolError, match="certificate"):
         send_to_release(0, ("127.0.0.1", fake.port), tls(certs, 0), meta={}, arrays={}, session="r", timeout=3)
     th.join(10)
+
+
+def test_malformed_frames_give_protocol_errors_promptly(certs):
+    import struct
+
+    from fedsyn.engines.rep3 import net
+
+    # decoding: bad JSON / UTF-8, a shape whose product overflows int64, a bad header
+    with pytest.raises(ProtocolError, match="malformed control message"):
+        net._finish_frame(1, 0, (), np.frombuffer(b"\xff{", np.uint8))
+    with pytest.raises(ProtocolError, match="does not match its shape"):
+        net._finish_frame(0, 0, (2**32, 2**32), np.empty(0, np.uint8))
+    with pytest.raises(ProtocolError, match="malformed frame header"):
+        net._decode_prefix(struct.pack("<BBB5xQ", 7, 0, 0, 0))
+    # on a live link: a garbled frame from server 1 ends server 0's recv at once
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=20.0)
+    try:
+        ts[1]._links[0].enqueue((struct.pack("<BBB5xQ", 0, 0, 1, 8) + struct.pack("<Q", 3), memoryview(b"x" * 8)))
+        t0 = time.monotonic()
+        with pytest.raises(ProtocolError, match="server 1"):
+            ts[0].recv(1)
+        assert time.monotonic() - t0 < 5
+    finally:
+        for t in ts.values():
+            t.close()

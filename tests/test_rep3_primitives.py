@@ -474,3 +474,13 @@ def test_misc_bshare_types():
         AShare(np.zeros(2, np.int64), np.zeros(2, np.int64))
     with pytest.raises(TypeError):
         concatenate([AShare.zeros(2), BShare.zeros(2)])
+
+
+def test_setup_refuses_a_malformed_prf_key():
+    from fedsyn.engines.rep3.transport import InProcessNetwork
+
+    net = InProcessNetwork(timeout=5)
+    t0, t2 = net.transport(0), net.transport(2)
+    t2.send(0, np.arange(16, dtype=np.uint64))  # 16 words, not 16 bytes: was silently cast
+    with pytest.raises(ProtocolError, match="malformed PRF key"):
+        Party.setup(0, t0)

@@ -161,16 +161,24 @@ def _decode_prefix(prefix: bytes) -> tuple[int, int, int, int]:
 
 def _finish_frame(kind: int, code: int, shape: tuple[int, ...], buf: np.ndarray):
     if kind == _KIND_JSON:
-        return json.loads(buf.tobytes().decode("utf-8"))
+        try:
+            return json.loads(buf.tobytes().decode("utf-8"))
+        except ValueError:  # bad UTF-8 or JSON
+            raise ProtocolError("malformed control message") from None
     dt = DTYPES[code]
-    if int(np.prod(shape, dtype=np.int64)) * dt.itemsize != buf.size:
+    count = 1
+    for s in shape:  # exact integers: a garbled shape must not overflow into a match
+        count *= s
+    if count * dt.itemsize != buf.size:
         raise ProtocolError("frame size does not match its shape")
     return buf.view(dt).reshape(shape)
 
 
-def _recv_exact_blocking(sock: ssl.SSLSocket, n: int, deadline: float, what: str) -> memoryview:
-    buf = bytearray(n)
-    view = memoryview(buf)
+def _recv_exact_blocking(
+    sock: ssl.SSLSocket, n: int, deadline: float, what: str, *, into: memoryview | None = None
+) -> memoryview:
+    """Exactly ``n`` bytes (into ``into`` if given) before ``deadline``, or ProtocolError."""
+    view = memoryview(bytearray(n)) if into is None else into
     got = 0
     while got < n:
         left = deadline - time.monotonic()
@@ -206,22 +214,7 @@ def _recv_blocking(sock: ssl.SSLSocket, deadline: float, what: str):
     shape = struct.unpack(f"<{ndim}Q", _recv_exact_blocking(sock, 8 * ndim, deadline, what)) if ndim else ()
     buf = np.empty(nbytes, dtype=np.uint8)
     if nbytes:
-        view = memoryview(buf)
-        got = 0
-        while got < nbytes:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ProtocolError(f"timed out waiting for {what}")
-            sock.settimeout(left)
-            try:
-                k = sock.recv_into(view[got:], nbytes - got)
-            except socket.timeout:
-                raise ProtocolError(f"timed out waiting for {what}") from None
-            except (OSError, ssl.SSLError) as exc:
-                raise ProtocolError(f"connection to {what} failed: {exc}") from exc
-            if k == 0:
-                raise ProtocolError(f"{what} closed the connection")
-            got += k
+        _recv_exact_blocking(sock, nbytes, deadline, what, into=memoryview(buf))
     return _finish_frame(kind, code, tuple(shape), buf)
 
 

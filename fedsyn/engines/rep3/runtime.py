@@ -134,9 +134,9 @@ class Party:
         own = new_key() if seed is None else derive_key(seed, "party-key", index)
         transport.send((index + 1) % 3, np.frombuffer(own, dtype=np.uint8))
         got = transport.recv((index - 1) % 3)
-        prev = np.asarray(got, dtype=np.uint8).tobytes()
-        if len(prev) != KEY_BYTES:
+        if not (isinstance(got, np.ndarray) and got.dtype == np.uint8 and got.shape == (KEY_BYTES,)):
             raise ProtocolError(f"Party {index}: malformed PRF key from party {(index - 1) % 3}.")
+        prev = got.tobytes()
         party = cls(index, transport, own, prev)
         party.stats.rounds += 1
         return party
