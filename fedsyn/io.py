@@ -559,7 +559,7 @@ def _finish(
             if mask.any():
                 i, k = map(int, np.argwhere(mask)[0])
                 raise InputError(
-                    f"{path}: {what} value {values[i, k]!r} for gene {table.gene_names[k]!r} at "
+                    f"{path}: {what} value {float(values[i, k])!r} for gene {table.gene_names[k]!r} at "
                     f"{_where(table, i)}; kind='counts' needs non-negative integer counts "
                     f"({int(mask.sum())} such cells; use kind='normalized' for normalized data)."
                 )

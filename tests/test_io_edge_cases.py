@@ -93,13 +93,13 @@ def test_infinite_value(tmp_path, token):
 
 def test_negative_counts(tmp_path):
     p = write(tmp_path, GOOD.replace("S2,4,5,6,b", "S2,4,-5,6,b"))
-    refused(p, "negative", "'G2'", "'S2'", "line 3", kind="counts")
+    refused(p, "negative value -5.0 for gene 'G2'", "'S2'", "line 3", kind="counts")
     assert load_expression(p).kind == "normalized"  # auto accepts it as normalized
 
 
 def test_non_integer_counts(tmp_path):
     p = write(tmp_path, GOOD.replace("S2,4,5,6,b", "S2,4,5.5,6,b"))
-    refused(p, "non-integer", "'G2'", "'S2'", kind="counts")
+    refused(p, "non-integer value 5.5 for gene 'G2'", "'S2'", kind="counts")
 
 
 def test_duplicate_sample_ids(tmp_path):
