@@ -592,6 +592,13 @@ def preprocess(
         if config.normalization == "none":
             applied = "none"
         else:
+            empty = np.flatnonzero(~(data.values > 0).any(axis=1))
+            if empty.size:
+                raise InputError(
+                    f"{data.source}: sample {data.sample_ids[empty[0]]!r} has no positive count in the "
+                    f"{data.n_genes} genes kept by the filter ({empty.size} such samples); "
+                    "a size factor cannot be computed for it."
+                )
             sf, sf_method = size_factors(data.values)
             if sf_method == "poscounts":
                 notes.append(
@@ -599,7 +606,10 @@ def preprocess(
                     "are undefined, used DESeq2 'poscounts' size factors."
                 )
             if config.normalization == "vst":
-                values, trend, coeffs = vst(data.values, sf)
+                try:
+                    values, trend, coeffs = vst(data.values, sf)
+                except InputError as exc:
+                    raise InputError(f"{data.source}: {exc}") from exc
                 if trend == "mean":
                     notes.append(
                         "the parametric dispersion trend did not converge; used the mean "

@@ -226,3 +226,17 @@ def test_vectorized_dispersions_match_pydeseq2_solver():
     big = ref[ok] > 1e-4
     np.testing.assert_allclose(np.log(ours[ok][big]), np.log(ref[ok][big]), atol=1e-2)
     assert np.all((ours[ok][~big] < 1e-3))
+
+
+def test_unnormalizable_counts_name_the_file_and_sample():
+    def counts(values):
+        values = np.asarray(values, dtype=np.float64)
+        n, d = values.shape
+        return ExpressionData(values=values, gene_names=tuple(f"G{j}" for j in range(d)),
+                              sample_ids=tuple(f"S{i}" for i in range(n)), labels=np.arange(n) % 2,
+                              label_names=("a", "b"), kind="counts", source="holder.csv")
+
+    with pytest.raises(InputError, match=r"holder\.csv: sample 'S2' has no positive count"):
+        preprocess(counts([[1, 2, 3], [3, 4, 5], [0, 0, 0], [2, 2, 1]]), PreprocessConfig(min_fraction=0.5))
+    with pytest.raises(InputError, match=r"^holder\.csv: cannot fit any dispersion"):
+        preprocess(counts([[1, 2, 0], [3, 4, 0], [1, 1, 0]]))
