@@ -323,6 +323,9 @@ def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
             runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
             out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
             assert np.array_equal(out[: 4 * 3].reshape(4, 3).T, st.counts << 16)
+            assert np.array_equal(out[12:14], st.label_counts << 16)
+            assert np.array_equal(out[14:38].reshape(4, 3, 2).transpose(1, 0, 2), st.two_way << 16)
+            assert np.array_equal(out[38:].reshape(4, 3).T, st.means)
         else:
             data = bytearray(files[1].read_bytes())
             data[38 + 16 * 5 + 3] ^= 0x10  # one byte of one share of party 1
