@@ -6,7 +6,7 @@ truncation and conversions after ABY3 (Mohassel & Rindal, CCS 2018). See
 """
 
 from .compare import b2a, eqz, geq, lt_public, ltz
-from .division import divide_floor, is_zero
+from .division import divide_floor
 from .prf import PRF
 from .runtime import Party, PartyStats, PhaseStats
 from .sharing import AShare, BShare, concatenate, reconstruct, reconstruct_bits, share_array, share_bits, stack
@@ -27,7 +27,6 @@ __all__ = [
     "divide_floor",
     "eqz",
     "geq",
-    "is_zero",
     "lt_public",
     "ltz",
     "reconstruct",

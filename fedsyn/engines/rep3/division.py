@@ -18,11 +18,11 @@ Reveals nothing.
 
 from __future__ import annotations
 
-from .compare import eqz, ltz
+from .compare import ltz
 from .runtime import Party
 from .sharing import AShare
 
-__all__ = ["divide_floor", "is_zero"]
+__all__ = ["divide_floor"]
 
 
 def divide_floor(party: Party, num: AShare, den: AShare, *, quotient_bits: int, den_bits: int) -> AShare:
@@ -69,9 +69,4 @@ def divide_floor(party: Party, num: AShare, den: AShare, *, quotient_bits: int, 
         rem = rem - party.mul(c, d_k)
         q = q + (c << k)
     return q
-
-
-def is_zero(party: Party, x: AShare, bits: int = 64) -> AShare:
-    """``[x == 0]`` for ``|x| < 2^(bits-1)`` (alias of :func:`~fedsyn.engines.rep3.compare.eqz`)."""
-    return eqz(party, x, bits=bits)
 

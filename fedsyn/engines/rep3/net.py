@@ -242,7 +242,6 @@ class _PeerLink(threading.Thread):
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._closing = False
-        self._flushed = threading.Event()
         self.failed: str | None = None
         self.eof = False
         sock.setblocking(False)

@@ -75,7 +75,3 @@ class PRF:
     def bits(self, shape) -> np.ndarray:
         """Uniform bits (uint64 values 0/1) of the given shape (8 bytes of stream each)."""
         return self.ring(shape) & np.uint64(1)
-
-    def words(self, shape) -> np.ndarray:
-        """Alias of :meth:`ring`: uniform 64-bit words (e.g. 64 packed bits)."""
-        return self.ring(shape)

@@ -65,6 +65,15 @@ class _PairMixin:
     #: Make ``numpy_array * share`` defer to the share's ``__rmul__``.
     __array_ufunc__ = None
 
+    def __post_init__(self) -> None:
+        self.a = np.asarray(self.a)
+        self.b = np.asarray(self.b)
+        name = type(self).__name__
+        if self.a.dtype != np.uint64 or self.b.dtype != np.uint64:
+            raise TypeError(f"{name} components must be uint64 arrays.")
+        if self.a.shape != self.b.shape:
+            raise ValueError(f"{name} components differ in shape: {self.a.shape} vs {self.b.shape}.")
+
     def _new(self, a, b):
         return type(self)(np.ascontiguousarray(a), np.ascontiguousarray(b))
 
@@ -137,14 +146,6 @@ class AShare(_PairMixin):
 
     a: np.ndarray
     b: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.a = np.asarray(self.a)
-        self.b = np.asarray(self.b)
-        if self.a.dtype != np.uint64 or self.b.dtype != np.uint64:
-            raise TypeError("AShare components must be uint64 arrays.")
-        if self.a.shape != self.b.shape:
-            raise ValueError(f"AShare components differ in shape: {self.a.shape} vs {self.b.shape}.")
 
     @classmethod
     def zeros(cls, shape) -> "AShare":
@@ -226,14 +227,6 @@ class BShare(_PairMixin):
 
     a: np.ndarray
     b: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.a = np.asarray(self.a)
-        self.b = np.asarray(self.b)
-        if self.a.dtype != np.uint64 or self.b.dtype != np.uint64:
-            raise TypeError("BShare components must be uint64 arrays.")
-        if self.a.shape != self.b.shape:
-            raise ValueError(f"BShare components differ in shape: {self.a.shape} vs {self.b.shape}.")
 
     @classmethod
     def zeros(cls, shape) -> "BShare":
