@@ -68,7 +68,7 @@ class RunConfig:
         Engine-specific options (``transport`` for rep3; ``security`` for mp-spdz).
     """
 
-    engine: str = "plaintext"
+    engine: Literal["plaintext", "rep3", "mp-spdz"] = "plaintext"
     epsilon: float = 10.0
     delta: float = 1e-5
     n_holders: int = 1
@@ -299,10 +299,8 @@ def run_pipeline(
 
 
 def _run_summary(config: RunConfig, plan, measurements: NoisyMeasurements) -> dict:
-    cfg = asdict(config)
-    cfg["seed"] = config.seed  # recorded: a seeded run is reproducible, not secret
     return {
-        "config": json.loads(json.dumps(cfg, default=str)),
+        "config": json.loads(json.dumps(asdict(config), default=str)),  # the seed included
         "noise_plan": None if plan is None else plan.to_dict(),
         "engine": measurements.engine,
         "engine_meta": measurements.meta,
