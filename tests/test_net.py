@@ -282,3 +282,40 @@ def test_malformed_frames_give_protocol_errors_promptly(certs):
     finally:
         for t in ts.values():
             t.close()
+
+
+def test_role_name_only_in_the_common_name_is_refused(certs, tmp_path):
+    # A CA-signed certificate naming "fedsyn-server-2" only as CN (SAN: another name) must
+    # not pass as server 2 on the accepting side either (the connecting side ignores CN).
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_key = serialization.load_pem_private_key(certs.ca_key.read_bytes(), None)
+    ca = x509.load_pem_x509_certificate(certs.ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedsyn-server-2")]))
+        .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mpc2.example.org")]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "cn.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "cn.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    files = [tls(certs, 0), tls(certs, 1), TLSFiles(ca=certs.ca_cert, cert=tmp_path / "cn.pem", key=tmp_path / "cn.key")]
+    ts = connect_all(files, connect_timeout=2.0)
+    try:
+        assert isinstance(ts[0], ProtocolError) and isinstance(ts[1], ProtocolError)
+        assert "server(s) 2 did not connect" in str(ts[0])
+    finally:
+        for t in ts.values():
+            if isinstance(t, TLSTransport):
+                t.close()

@@ -121,13 +121,13 @@ def client_context(files: TLSFiles) -> ssl.SSLContext:
 
 
 def _peer_names(sock: ssl.SSLSocket) -> set[str]:
+    """DNS subject alternative names of the peer's certificate.
+
+    Only SANs count, as on the connecting side (``check_hostname`` ignores the
+    common name), so a role is accepted on the same evidence in both directions.
+    """
     cert = sock.getpeercert() or {}
-    names = {v for k, v in cert.get("subjectAltName", ()) if k == "DNS"}
-    for rdn in cert.get("subject", ()):
-        for k, v in rdn:
-            if k == "commonName":
-                names.add(v)
-    return names
+    return {v for k, v in cert.get("subjectAltName", ()) if k == "DNS"}
 
 
 # ---------------------------------------------------------------------------
