@@ -203,7 +203,8 @@ def run_pipeline(
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise ConfigError(f"{out_dir} exists and is not empty; pass --overwrite to replace it.")
     say = progress or (lambda msg: log.info("%s", msg))
-    if data.kind == "counts":
+    values = np.asarray(data.values)
+    if data.kind == "counts" or (np.all(values >= 0) and np.all(values == np.round(values))):
         log.warning(
             "%s: the values are non-negative integers, i.e. raw counts; the paper bins "
             "preprocessed (VST) values -- run `fedsyn preprocess` first unless this is intended.",

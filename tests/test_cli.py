@@ -155,3 +155,25 @@ def test_preprocess_prints_the_drawn_subsampling_seed(tmp_path):
     again = invoke("preprocess", "-i", str(counts), "-o", str(tmp_path / "b.csv"), "--n-genes", "5", "--seed", seed)
     assert "seed" not in again.output
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_run_reads_the_preprocessed_x_of_an_h5ad_not_its_counts_layer(prep_csv, tmp_path):
+    import anndata
+    import pandas as pd
+
+    from fedsyn.io import load_expression
+
+    prep = load_expression(prep_csv)
+    adata = anndata.AnnData(
+        X=prep.values,
+        obs=pd.DataFrame({"label": np.asarray(prep.label_names)[prep.labels]}, index=list(prep.sample_ids)),
+        var=pd.DataFrame(index=list(prep.gene_names)),
+    )
+    adata.layers["counts"] = np.full(prep.values.shape, 1000.0)  # raw counts kept beside X, as is common
+    adata.write_h5ad(tmp_path / "in.h5ad")
+    res = invoke("-q", "run", "--engine", "plaintext", "-i", str(tmp_path / "in.h5ad"), "-o", str(tmp_path / "out"),
+                 "--no-noise", "--test-fraction", "0", "--seed", "1")
+    assert res.exit_code == 0, res.output
+    with np.load(tmp_path / "out" / "measurements.npz") as npz:
+        means = npz["bin_means"]
+    assert means.max() <= prep.values.max() + 1e-3 and means.min() >= prep.values.min() - 1e-3

@@ -25,10 +25,12 @@ def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, label_colu
     from ..io import load_expression
     from ..report import write_report
 
-    train = load_expression(real_train, label_column=label_column, sample_column=sample_column)
+    # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
+    train = load_expression(real_train, label_column=label_column, sample_column=sample_column, kind="normalized")
     names = train.label_names
-    test = load_expression(real_test, label_column=label_column, sample_column=sample_column, label_names=names)
-    synth = load_expression(synthetic, label_column=None, label_names=names)
+    test = load_expression(real_test, label_column=label_column, sample_column=sample_column, label_names=names,
+                           kind="normalized")
+    synth = load_expression(synthetic, label_column=None, label_names=names, kind="normalized")
     result = evaluate(train, test, synth, de_alpha=de_alpha)
     write_report(result, out_dir, real_train=train, synthetic=synth)
     echo(ctx, metrics_line(result.to_dict()))

@@ -90,7 +90,8 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, securit
         seed=seed,
         engine_options=engine_options,
     )
-    data = load_expression(input_path, label_column=label_column, sample_column=sample_column)
+    # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
+    data = load_expression(input_path, label_column=label_column, sample_column=sample_column, kind="normalized")
     result = run_pipeline(data, config, out_dir, overwrite=overwrite)
     echo(ctx, f"wrote {result.files['synthetic']} ({result.synthetic.n_samples} synthetic records)")
     if result.metrics:

@@ -54,8 +54,9 @@ def command(ctx, input_path, out_dir, holder_id, labels_file, genes_file, frac_b
 
     label_names = _read_list(labels_file, "label list")
     gene_names = _read_list(genes_file, "gene list")
+    # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
     data = load_expression(input_path, label_column=label_column, sample_column=sample_column,
-                           label_names=label_names)
+                           label_names=label_names, kind="normalized")
     if fmt == "mp-spdz":
         paths = _share_mpspdz(data, out_dir=out_dir, holder_id=holder_id, label_names=label_names,
                               gene_names=gene_names, frac_bits=frac_bits, clip=clip)
