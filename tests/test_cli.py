@@ -177,3 +177,13 @@ def test_run_reads_the_preprocessed_x_of_an_h5ad_not_its_counts_layer(prep_csv, 
     with np.load(tmp_path / "out" / "measurements.npz") as npz:
         means = npz["bin_means"]
     assert means.max() <= prep.values.max() + 1e-3 and means.min() >= prep.values.min() - 1e-3
+
+
+def test_unwritable_output_is_one_error_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--samples", "20", "--genes", "5", "-o", str(blocker / "counts.csv")])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fedsyn: error: ") and str(blocker) in err and err.count("\n") == 1

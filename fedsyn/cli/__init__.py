@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except OSError as exc:  # unwritable output, full disk, vanished peer: one line, not a traceback
+        log.debug("operating-system error", exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"fedsyn: error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(FedsynError.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     sys.exit(0)
