@@ -189,15 +189,22 @@ def _assert_exact(meas, x, y, n_labels, frac_bits=16):
 @pytest.mark.mpspdz
 @needs_passive
 @pytest.mark.parametrize("binning", ["select", "sort"])
-def test_passive_matches_reference_on_ties_constant_sparse(binning):
+def test_passive_matches_reference_on_ties_constant_sparse(binning, tmp_path):
     from fedsyn.engines.mpspdz import MpSpdzEngine
 
     x, y = _hard_inputs(23, 5, 3, seed=1)  # n = 23: quartiles interpolate (k = 2, 0, 2)
-    engine = MpSpdzEngine(security="passive", binning=binning)
+    engine = MpSpdzEngine(security="passive", binning=binning, workdir=tmp_path / "run")
     meas = engine.measure(_holders(x, y, 3, [9]), ProtocolParams(n_labels=3, sigma=0.0, noise=False))
     _assert_exact(meas, x, y, 3)
     assert meas.engine == "mp-spdz-passive" and meas.meta["binning"] == binning
     assert engine.last_report.phases["order_statistics"]["mb"] > 0
+    # a kept run directory keeps logs and output, not the shares: no Persistence
+    # files and no memory dumps (shares of every intermediate value)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "logs").iterdir()) == [f"party-{i}.log" for i in range(3)]
+    assert (run / "Player-Data" / "Binary-Output-P0-0").is_file()
+    assert not list((run / "Persistence").iterdir())
+    assert not list((run / "Player-Data").glob("Memory-*"))
 
 
 @pytest.mark.mpspdz

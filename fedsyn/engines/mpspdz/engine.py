@@ -92,7 +92,9 @@ class MpSpdzEngine:
         MP-SPDZ directory; ``$MP_SPDZ_HOME`` when None.
     workdir : path or None, default None
         Run directory (Persistence files, TLS keys, logs, output). A temporary
-        directory, removed afterwards, when None.
+        directory, removed afterwards, when None. A given one is kept, but the
+        Persistence files this engine wrote are deleted after the run: in a
+        local run the three parties' shares side by side are the data.
     cache_dir : path or None, default None
         Compiled-program cache (``~/.cache/fedsyn/mp-spdz`` by default).
     timeout : float, default 3600
@@ -204,6 +206,9 @@ class MpSpdzEngine:
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+            else:  # all three parties' shares side by side are the data: keep only logs and output
+                for path in (work / "Persistence").glob("Transactions-P*.data"):
+                    path.unlink(missing_ok=True)
         L = params.n_labels
         n_counts = 4 * d + L + 4 * d * L
         if out.size != n_counts + 4 * d:

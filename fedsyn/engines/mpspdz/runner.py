@@ -45,6 +45,8 @@ BINARIES = {
 #: three-party replicated secret sharing (faster comparisons); only the passive
 #: binary implements it, the active one uses edaBits.
 COMPILE_FLAGS = {"passive": ("-R", "64", "-Z", "3"), "active": ("-R", "64")}
+#: Party-binary option that stops the dump of the secret-shared memory at the end.
+NO_MEMORY_DUMP = "no_memory_output"
 
 
 def programs_dir() -> Path:
@@ -366,6 +368,12 @@ def run_parties(
         ``host[:port]`` of parties 0, 1, 2, written to an ``-ip`` file.
     timeout : float, default 3600
         Seconds before all parties are killed and :class:`ProtocolError` raised.
+    extra_args : sequence of str, default ()
+        More party-binary arguments. The binaries always get
+        ``-o no_memory_output`` (merged with any ``-o``/``--options`` given here):
+        otherwise each party dumps its secret-shared memory -- shares of the
+        inputs and every intermediate value -- to ``Player-Data/Memory-*-P<i>``,
+        and in a local run the three dumps side by side reveal them.
 
     Raises
     ------
@@ -397,7 +405,7 @@ def run_parties(
     handles = []
     try:
         for i in parties:
-            cmd = base + ["-p", str(i), *net, *extra_args, program]
+            cmd = base + ["-p", str(i), *net, *_with_options(extra_args, NO_MEMORY_DUMP), program]
             logger.info("starting MP-SPDZ party %d (%s)", i, binary.name)
             handles.append(open(logs[i], "w"))
             procs[i] = subprocess.Popen(cmd, cwd=workdir, stdout=handles[-1], stderr=subprocess.STDOUT,
@@ -437,6 +445,16 @@ def run_parties(
         for fh in handles:
             fh.close()
     return [parse_log(i, logs[i].read_text(errors="replace")) for i in parties]
+
+
+def _with_options(args: Sequence[str], option: str) -> list[str]:
+    """``args`` with ``option`` added to its ``-o``/``--options`` list (or a new ``-o``)."""
+    out = list(args)
+    for k, a in enumerate(out[:-1]):
+        if a in ("-o", "--options"):
+            out[k + 1] = f"{out[k + 1]},{option}"
+            return out
+    return out + ["-o", option]
 
 
 def _status(code: int | None) -> str:
