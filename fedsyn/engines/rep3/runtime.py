@@ -367,7 +367,10 @@ class Party:
 
         Rounds 1; 8 bytes per element from party 2, 0 from parties 0 and 1.
         Party 0 receives ``s2'``, masked by ``r`` it does not know; parties 1 and
-        2 receive nothing. Reveals nothing.
+        2 receive nothing. Reveals nothing itself, but the rounding error (the
+        ``+1``) is a carry that depends on ``x`` and the shares, so OPENING a
+        value truncated this way leaks a little about its low bits: Protocol 1
+        uses :meth:`truncate_exact` only.
 
         Error: the result is ``floor(x / 2^f)`` or ``floor(x / 2^f) + 1`` (at most
         1 ulp), except with probability at most ``2^(l_x + 1 - 64)`` when
