@@ -3,6 +3,8 @@
 #   make run-3pc-active    Protocol 1 on malicious-rep-ring-party.x (Dalskov et al. 2020)
 # MP-SPDZ is not part of fedsyn: build it by its own README and set MP_SPDZ_HOME
 # (see docs/mp-spdz-engine.md). Output goes to $(MPSPDZ_OUT)/3pc-passive and 3pc-active.
+# Without MP_SPDZ_HOME (or without the binary) the targets print what to do and
+# fail: the check exits 1, so make reports "Error 1" and exits with status 2.
 
 PYTHON         ?= .venv/bin/python
 DEMO_DIR       ?= demo-out
