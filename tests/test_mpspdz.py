@@ -138,8 +138,12 @@ def test_compile_cache_is_keyed_on_source_args_and_flags(tmp_path):
     assert (other_flags.directory / "Programs" / "Schedules" / "prog-1-2.sch").read_text() == "-R 64 prog 1 2"
     (src / "prog.mpc").write_text("print_ln('b')\n")
     other_src = runner.compile_program(inst, "prog", [1, 2], security="passive", **kw)
-    dirs = {first.directory, other_args.directory, other_flags.directory, other_src.directory}
-    assert len(dirs) == 4 and not other_src.cached
+    (inst.home / "Compiler").mkdir()
+    (inst.home / "Compiler" / "types.py").write_text("# MP-SPDZ updated in place\n")
+    other_mpspdz = runner.compile_program(inst, "prog", [1, 2], security="passive", **kw)
+    dirs = {first.directory, other_args.directory, other_flags.directory, other_src.directory,
+            other_mpspdz.directory}
+    assert len(dirs) == 5 and not other_src.cached and not other_mpspdz.cached
     assert not any(p.name.startswith(".") for p in (tmp_path / "cache").iterdir())  # no staging left
 
 

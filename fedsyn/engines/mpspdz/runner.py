@@ -140,8 +140,10 @@ def compile_program(
 ) -> CompiledProgram:
     """Compile ``<source_dir>/<program>.mpc`` with ``compile.py -R 64 [-Z 3]``, cached.
 
-    The cache key is the SHA-256 of the program source, the arguments, the flags
-    and the MP-SPDZ ``compile.py`` path, so an edited program is recompiled.
+    The cache key is the SHA-256 of the program source, the arguments, the flags,
+    the MP-SPDZ directory and the size and modification time of its compiler
+    files (``compile.py``, ``Compiler/*.py``), so an edited program or an
+    updated MP-SPDZ is recompiled.
 
     Raises
     ------
@@ -155,7 +157,7 @@ def compile_program(
     flags = COMPILE_FLAGS[security]
     key = hashlib.sha256(
         b"\0".join([text, " ".join(map(str, args)).encode(), " ".join(flags).encode(),
-                    str(installation.home).encode()])
+                    str(installation.home).encode(), _compiler_fingerprint(installation)])
     ).hexdigest()[:24]
     name = program_name(program, args)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -185,6 +187,19 @@ def compile_program(
     except OSError:  # another process finished first: use its copy
         shutil.rmtree(staging, ignore_errors=True)
     return CompiledProgram(name, target, seconds, False)
+
+
+def _compiler_fingerprint(installation: Installation) -> bytes:
+    """Names, sizes and modification times of MP-SPDZ's compiler sources."""
+    files = [installation.compiler, *sorted((installation.home / "Compiler").glob("*.py"))]
+    parts = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(parts).encode()
 
 
 def ensure_tls(installation: Installation, player_data: Path, n_parties: int = 3) -> None:
