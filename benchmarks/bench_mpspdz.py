@@ -8,6 +8,10 @@ larger than ``--max-genes-<variant>`` are not run but extrapolated linearly in
 the number of genes from the largest measured size (every cost of Protocol 1
 is per gene); the output marks them ``"extrapolated": true``.
 
+In the same run and on the same inputs, the embedded engine (``rep3``, three
+servers as threads, select binning) and the plaintext reference are timed too,
+so the table compares all three side by side.
+
 Usage::
 
     MP_SPDZ_HOME=/path/to/MP-SPDZ python benchmarks/bench_mpspdz.py \\
@@ -69,16 +73,44 @@ def run_one(security: str, binning: str, n: int, d: int, timeout: float) -> dict
         wall = time.perf_counter() - start
     rep = engine.last_report
     return {
-        "security": security, "binning": binning, "samples": n, "genes": d, "extrapolated": False,
+        "engine": "mp-spdz", "security": security, "binning": binning, "samples": n, "genes": d,
+        "extrapolated": False,
         "seconds": rep.party_seconds, "wall_seconds": wall, "compile_seconds": rep.compile_seconds,
         "data_sent_mb": rep.data_sent_mb, "global_data_mb": rep.global_data_mb, "rounds": rep.rounds,
         "phases": rep.phases,
     }
 
 
+def run_side_by_side(n: int, d: int) -> list[dict]:
+    """The plaintext reference and the embedded rep3 engine on the input of :func:`run_one`."""
+    from fedsyn.engines.plaintext import PlaintextEngine
+    from fedsyn.engines.rep3.protocol1 import run_in_process
+    from fedsyn.fixedpoint import encode
+    from fedsyn.reference import label_onehot
+
+    data = simulated(n, d)
+    params = ProtocolParams(n_labels=5, sigma=23.4)
+    start = time.perf_counter()
+    PlaintextEngine().measure([data], params)
+    plain = time.perf_counter() - start
+    start = time.perf_counter()
+    _, stats = run_in_process([encode(data.values)], [label_onehot(data.labels, 5)], params)
+    wall = time.perf_counter() - start
+    phases = stats[0]["phases"]
+    mpc = sum(phases[p]["seconds"] for p in ("binning", "marginals", "means", "noise") if p in phases)
+    common = {"samples": n, "genes": d, "extrapolated": False, "binning": "select", "security": "passive",
+              "phases": {}, "rounds": None, "compile_seconds": None, "global_data_mb": None}
+    return [
+        {**common, "engine": "plaintext", "binning": "reference", "security": "none", "seconds": plain,
+         "wall_seconds": plain, "data_sent_mb": 0.0},
+        {**common, "engine": "rep3", "seconds": mpc, "wall_seconds": wall,
+         "data_sent_mb": max(s["bytes_sent"] for s in stats) / 1e6, "rounds": stats[0]["rounds"]},
+    ]
+
+
 def extrapolate(base: dict, d: int) -> dict:
     f = d / base["genes"]
-    out = {k: base[k] for k in ("security", "binning", "samples")}
+    out = {k: base[k] for k in ("engine", "security", "binning", "samples")}
     out.update({
         "genes": d, "extrapolated": True, "from_genes": base["genes"],
         "seconds": base["seconds"] * f, "data_sent_mb": base["data_sent_mb"] * f,
@@ -97,20 +129,24 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"Machine: {meta['machine']}, {meta['cpus']} CPU(s), three parties on localhost "
         f"(the paper: 24 cores). MP-SPDZ at `$MP_SPDZ_HOME`. Samples: {meta['samples']}. "
         "Times are party 0's `Time` (MPC only, no compilation); data is what party 0 sent. "
+        "rep3 (embedded engine, three servers as threads, select binning) and the plaintext reference "
+        "ran in the same run on the same inputs; rep3's data is the largest of the three servers' totals. "
         "*italic* = extrapolated linearly in the number of genes from the largest measured size.",
         "",
         "## Time and data (Tables 2 and 5)",
         "",
-        "| security | binning | genes | seconds | data sent (MB) | paper seconds |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| engine | security | binning | genes | seconds | data sent (MB) | paper seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in rows:
-        paper = PAPER[r["security"]].get(r["genes"], "")
+    for r in sorted(rows, key=lambda r: (r["genes"], r.get("engine", "mp-spdz") != "plaintext",
+                                         r.get("engine", "mp-spdz") != "rep3")):
+        paper = PAPER.get(r["security"], {}).get(r["genes"], "") if r.get("engine", "mp-spdz") == "mp-spdz" else ""
         sec = f"{r['seconds']:.1f}"
         mb = f"{r['data_sent_mb']:.0f}"
         if r["extrapolated"]:
             sec, mb = f"*{sec}*", f"*{mb}*"
-        lines.append(f"| {r['security']} | {r['binning']} | {r['genes']} | {sec} | {mb} | {paper} |")
+        lines.append(f"| {r.get('engine', 'mp-spdz')} | {r['security']} | {r['binning']} | {r['genes']} | {sec} | {mb} "
+                     f"| {paper} |")
     lines += [
         "",
         f"Paper, data sent at ~1,000 genes: passive {PAPER['data_gb_978']['passive']} GB, "
@@ -122,6 +158,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "| --- | --- | --- | " + " | ".join("---" for _ in PHASES) + " |",
     ]
     for r in rows:
+        if r.get("engine", "mp-spdz") != "mp-spdz":
+            continue
         cells = []
         for p in PHASES:
             v = r["phases"].get(p)
@@ -131,8 +169,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines += ["", "order_statistics = Pi_bin's selection or sort; comparison_bits = the bins; "
               "marginals = counts, two-way tables and bin sums; noise = Irwin-Hall; bin_means = long division.",
               "",
-              "Caveats: the 2 cores were shared with other jobs (load average 6-8 during these runs), so "
-              "times are pessimistic and noisy. Linear extrapolation from a few genes overstates the per-gene "
+              f"Caveats: 1-minute load average {meta.get('load_before', '?')} before and "
+              f"{meta.get('load_after', '?')} after the run (2 cores); a load above 2 inflates the times. Linear extrapolation from a few genes overstates the per-gene "
               "cost of phases dominated by fixed preprocessing batches (e.g. active bin_means from 5 genes); "
               "the order statistics, which dominate, do scale linearly. The paper's seconds are on a 24-core "
               "machine with the authors' own program (per-gene radix sort)."]
@@ -158,7 +196,11 @@ def main(argv=None) -> int:
     if not os.environ.get("MP_SPDZ_HOME"):
         print("MP_SPDZ_HOME is not set; see docs/mp-spdz-engine.md.", file=sys.stderr)
         return 1
+    load_before = round(os.getloadavg()[0], 2)
     rows = []
+    for d in sorted(set(args.genes)):
+        print(f"plaintext and rep3 {args.samples} x {d} ...", file=sys.stderr, flush=True)
+        rows.extend(run_side_by_side(args.samples, d))
     for security in ("passive", "active"):
         for binning in ("select", "sort"):
             limit = getattr(args, f"max_genes_{security}_{binning}")
@@ -175,7 +217,8 @@ def main(argv=None) -> int:
                     rows.append(extrapolate(base, d))
     meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "samples": args.samples, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_before": load_before, "load_after": round(os.getloadavg()[0], 2)}
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / ".mpspdz.json.tmp"
     tmp.write_text(json.dumps({"meta": meta, "paper": PAPER, "rows": rows}, indent=1))
