@@ -153,6 +153,19 @@ def test_share_cli_mpspdz_format(tmp_path):
     rows = (body[0][:, 0] + body[1][:, 0] + body[2][:, 0]).view(np.int64).reshape(4, 2 + 3)
     assert np.array_equal(rows[:, :2], encode(data.values))
 
+    res = CliRunner().invoke(cli, ["-q", "share", "-i", str(src), "-o", str(tmp_path / "a"),
+                                   "--holder-id", "H", "--format", "mp-spdz", "--security", "active"])
+    assert res.exit_code == 0, res.output
+    raw = (tmp_path / "a" / "H" / "Transactions-P1.data").read_bytes()
+    assert int.from_bytes(raw[:8], "little") == 30 and raw[8:34] == b"malicious replicated Z2^64"
+    body = [np.frombuffer((tmp_path / "a" / "H" / f"Transactions-P{i}.data").read_bytes()[38:], "<u8").reshape(-1, 2)
+            for i in range(3)]
+    rows = (body[0][:, 0] + body[1][:, 0] + body[2][:, 0]).view(np.int64).reshape(4, 2 + 3)
+    assert np.array_equal(rows[:, :2], encode(data.values))
+    res = CliRunner().invoke(cli, ["share", "-i", str(src), "-o", str(tmp_path / "b"), "--holder-id", "H",
+                                   "--security", "active"])
+    assert res.exit_code != 0 and not (tmp_path / "b").exists()
+
 
 def test_certs_cli_and_config_errors(tmp_path):
     res = CliRunner().invoke(cli, ["-q", "certs", "--out", str(tmp_path / "certs"), "--hosts", "10.0.0.1", "h1", "h2"])

@@ -40,18 +40,24 @@ def _read_list(path: str | None, what: str) -> tuple[str, ...] | None:
 @click.option("--run-id", default=None, help="Session tag binding the bundles to one run.")
 @click.option("--format", "fmt", type=click.Choice(["fedsyn", "mp-spdz"]), default="fedsyn", show_default=True,
               help="fedsyn: engine-neutral bundles (rep3 servers); mp-spdz: Persistence files for MP-SPDZ parties.")
+@click.option("--security", type=click.Choice(["passive", "active"]), default="passive", show_default=True,
+              help="--format mp-spdz only: the header for replicated-ring-party.x (passive) or "
+                   "malicious-rep-ring-party.x (active).")
 @add_options(input_options)
 @click.pass_context
 def command(ctx, input_path, out_dir, holder_id, labels_file, genes_file, frac_bits, clip, run_id, fmt,
-            label_column, sample_column):
+            security, label_column, sample_column):
     """Secret-share INPUT into one bundle per computing server.
 
     Each server's bundle holds two of three additive shares of the
     fixed-point values and one-hot labels: alone it reveals nothing. Send
     bundle i to server i only, over a confidential channel.
     """
+    from ..errors import ConfigError
     from ..io import load_expression
 
+    if fmt != "mp-spdz" and security != "passive":
+        raise ConfigError("--security applies to --format mp-spdz only (fedsyn bundles serve rep3, which is passive).")
     label_names = _read_list(labels_file, "label list")
     gene_names = _read_list(genes_file, "gene list")
     # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
@@ -59,7 +65,7 @@ def command(ctx, input_path, out_dir, holder_id, labels_file, genes_file, frac_b
                            label_names=label_names, kind="normalized")
     if fmt == "mp-spdz":
         paths = _share_mpspdz(data, out_dir=out_dir, holder_id=holder_id, label_names=label_names,
-                              gene_names=gene_names, frac_bits=frac_bits, clip=clip)
+                              gene_names=gene_names, frac_bits=frac_bits, clip=clip, security=security)
     else:
         from ..bundle import share_holder
 
@@ -70,7 +76,7 @@ def command(ctx, input_path, out_dir, holder_id, labels_file, genes_file, frac_b
         echo(ctx, str(p))
 
 
-def _share_mpspdz(data, *, out_dir, holder_id, label_names, gene_names, frac_bits, clip):
+def _share_mpspdz(data, *, out_dir, holder_id, label_names, gene_names, frac_bits, clip, security):
     """MP-SPDZ Persistence files, written by the MP-SPDZ engine's module."""
     import numpy as np
 
@@ -97,12 +103,13 @@ def _share_mpspdz(data, *, out_dir, holder_id, label_names, gene_names, frac_bit
     rows = np.concatenate([values_fp, onehot], axis=1)
     s = split_shares(to_ring(rows))
     target = Path(out_dir) / holder_id
-    paths = write_persistence_shares([(s[i], s[(i - 1) % 3]) for i in range(3)], target)
+    paths = write_persistence_shares([(s[i], s[(i - 1) % 3]) for i in range(3)], target, security=security)
     # Persistence files carry no metadata: the public facts go beside them.
     info = {
         "holder_id": holder_id, "shape": [data.n_samples, len(genes)], "n_labels": len(domain),
         "frac_bits": frac_bits, "label_names": list(domain), "gene_names": list(genes),
         "gene_digest": gene_digest(genes), "row_layout": "d values then L one-hot labels",
+        "security": security,
     }
     paths.append(write_json_atomic(target / "manifest.json", info))
     return paths
