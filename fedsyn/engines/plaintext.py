@@ -17,7 +17,7 @@ from ..data import ExpressionData
 from ..measurements import NoisyMeasurements, means_from_noisy_sums
 from ..params import ProtocolParams
 from ..randomness import SystemRandom
-from .pooling import check_holders
+from .pooling import align_holders
 
 
 class PlaintextEngine:
@@ -42,7 +42,8 @@ class PlaintextEngine:
         rng : generator, optional
             Source of the noise uniforms; the OS CSPRNG when ``None``.
         """
-        first = check_holders(holders, params)
+        holders = align_holders(holders, params)
+        first = holders[0]
         values = np.concatenate([h.values for h in holders], axis=0)
         labels = np.concatenate([h.labels for h in holders])
         if params.mean_mode == "dp":

@@ -32,7 +32,7 @@ from ...data import ExpressionData
 from ...errors import ConfigError, ProtocolError
 from ...measurements import NoisyMeasurements, means_from_noisy_sums
 from ...params import ProtocolParams
-from ..pooling import check_holders
+from ..pooling import align_holders
 from . import persistence, runner
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,8 @@ class MpSpdzEngine:
         NoisyMeasurements
             With ``meta["mpspdz"]`` holding the :class:`RunReport`.
         """
-        first = check_holders(holders, params)
+        holders = align_holders(holders, params)
+        first = holders[0]
         binning = self.binning or params.binning
         blocks = []
         for h in holders:

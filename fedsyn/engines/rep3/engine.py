@@ -33,9 +33,10 @@ import numpy as np
 
 from ...bundle import share_holder
 from ...data import ExpressionData
-from ...errors import ConfigError, InputError
+from ...errors import ConfigError
 from ...measurements import NoisyMeasurements
 from ...params import ProtocolParams
+from ..pooling import align_holders
 from .config import DeploymentConfig, load_config
 
 logger = logging.getLogger(__name__)
@@ -116,15 +117,9 @@ class Rep3Engine:
         NoisyMeasurements
             With ``engine="rep3"``.
         """
-        if not holders:
-            raise InputError("rep3 needs at least one data holder.")
+        holders = align_holders(holders, params)
         genes = tuple(holders[0].gene_names)
         domain = tuple(holders[0].label_names)
-        if len(domain) != params.n_labels:
-            raise ConfigError(f"params.n_labels is {params.n_labels} but the data have {len(domain)} labels.")
-        for h in holders[1:]:
-            if set(h.label_names) - set(domain):
-                raise InputError(f"{h.source}: labels outside the public domain {', '.join(domain)}.")
         session = self.config.session if self.config is not None else f"run-{secrets.token_hex(6)}"
         own_dir = self.workdir is None
         work = Path(tempfile.mkdtemp(prefix="fedsyn-rep3-")) if own_dir else self.workdir
