@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from fedsyn import accounting
-from fedsyn.io import write_json_atomic, write_text_atomic
+from fedsyn.atomic import write_json_atomic, write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from fedsyn.datasets.simulator import simulate_counts
-from fedsyn.io import load_expression, write_json_atomic, write_text_atomic
+from fedsyn.readers import load_expression
+from fedsyn.atomic import write_json_atomic, write_text_atomic
 from fedsyn.pipeline import RunConfig, run_pipeline
 from fedsyn.preprocess import PreprocessConfig, preprocess
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from fedsyn import release
-from fedsyn.io import write_text_atomic
+from fedsyn.atomic import write_text_atomic
 from fedsyn.measurements import NoisyMeasurements
 
 N_RECORDS = 1089

@@ -63,7 +63,7 @@ import numpy as np  # noqa: E402
 
 from fedsyn.errors import ConfigError  # noqa: E402
 from fedsyn.fixedpoint import encode  # noqa: E402
-from fedsyn.io import write_json_atomic, write_text_atomic  # noqa: E402
+from fedsyn.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from fedsyn.params import ProtocolParams  # noqa: E402
 from fedsyn.reference import bin_statistics, irwin_hall_noise, label_onehot  # noqa: E402
 

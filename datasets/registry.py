@@ -199,7 +199,7 @@ def load_dataset(
     fedsyn.errors.InputError
         If the file is absent (the message says where to get it) or invalid.
     """
-    from fedsyn.io import load_expression
+    from fedsyn.readers import load_expression
 
     info = get_dataset(name)
     if info.kind == "simulated":

@@ -407,7 +407,7 @@ def write_bundle(
     ``sharing_id`` (default None) should be one random tag for the three
     bundles of a sharing (:func:`share_holder` draws one).
     """
-    from .io import atomic_path
+    from .atomic import atomic_path
 
     arrays = [np.ascontiguousarray(a, dtype="<u8") for a in (*values, *labels)]
     n, d = arrays[0].shape

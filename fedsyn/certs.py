@@ -74,7 +74,7 @@ def _san_entries(name: str, hosts: Sequence[str]):
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    from .io import write_bytes_atomic
+    from .atomic import write_bytes_atomic
 
     write_bytes_atomic(path, data, mode=mode)
     os.chmod(path, mode)

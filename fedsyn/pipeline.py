@@ -195,7 +195,8 @@ def run_pipeline(
     RunResult
     """
     from .engines import get_engine
-    from .io import write_expression, write_json_atomic, save_npz_atomic
+    from .writers import write_expression
+    from .atomic import write_json_atomic, save_npz_atomic
     from .randomness import noise_rng, sampling_rng
     from .release import synthesize
 

@@ -27,7 +27,7 @@ import numpy as np
 from .data import ExpressionData
 from .errors import InputError
 from .evaluation import EvaluationResult
-from .io import write_bytes_atomic
+from .atomic import write_bytes_atomic
 
 __all__ = ["write_report", "REPORT_FILES"]
 

@@ -75,7 +75,7 @@ def test_real_subprocess_run(tmp_path):
 def prep_csv(tmp_path_factory):
     """A small preprocessed matrix (simulated counts, VST), written once for this module."""
     from fedsyn.datasets.simulator import simulate_counts
-    from fedsyn.io import write_expression
+    from fedsyn.writers import write_expression
     from fedsyn.preprocess import PreprocessConfig, preprocess
 
     data, _ = preprocess(simulate_counts(120, 30, n_classes=3, seed=4), PreprocessConfig(n_genes=12, seed=4))
@@ -102,7 +102,7 @@ def test_run_refuses_options_it_would_ignore(prep_csv, tmp_path, capsys, extra, 
 
 
 def test_run_dp_mean_mode_end_to_end(prep_csv, tmp_path):
-    from fedsyn.io import load_expression
+    from fedsyn.readers import load_expression
 
     res = invoke("-q", "run", "--engine", "plaintext", "-i", str(prep_csv), "-o", str(tmp_path / "out"),
                  "--mean-mode", "dp", "--clip", "6", "12", "--epsilon", "50", "--seed", "3")
@@ -119,7 +119,9 @@ def test_evaluate_prints_na_for_undefined_de_tpr(prep_csv, tmp_path):
     """A one-class synthetic set has no DE pair: the summary says n/a instead of crashing."""
     from dataclasses import replace
 
-    from fedsyn.io import load_expression, write_expression
+    from fedsyn.readers import load_expression
+
+    from fedsyn.writers import write_expression
 
     real = load_expression(prep_csv)
     one_class = replace(real, labels=np.zeros_like(real.labels))
@@ -161,7 +163,7 @@ def test_run_reads_the_preprocessed_x_of_an_h5ad_not_its_counts_layer(prep_csv, 
     import anndata
     import pandas as pd
 
-    from fedsyn.io import load_expression
+    from fedsyn.readers import load_expression
 
     prep = load_expression(prep_csv)
     adata = anndata.AnnData(

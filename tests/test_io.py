@@ -1,4 +1,4 @@
-"""Loading, writing and the atomic output helpers of fedsyn.io."""
+"""Loading (fedsyn.readers), writing (fedsyn.writers) and the atomic output helpers (fedsyn.atomic)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ import pytest
 
 from fedsyn.data import ExpressionData
 from fedsyn.errors import InputError
-from fedsyn.io import (
-    atomic_path,
-    load_expression,
-    save_npz_atomic,
-    write_bytes_atomic,
-    write_expression,
-    write_json_atomic,
-    write_text_atomic,
-)
+from fedsyn.readers import load_expression
+from fedsyn.writers import write_expression
+from fedsyn.atomic import atomic_path, save_npz_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"
 

@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from fedsyn.errors import InputError
-from fedsyn.io import load_expression
+from fedsyn.readers import load_expression
 
 GOOD = "sample_id,G1,G2,G3,label\nS1,1,2,3,a\nS2,4,5,6,b\nS3,7,8,9,a\n"
 

@@ -9,7 +9,7 @@ import pytest
 
 from fedsyn.engines import get_engine
 from fedsyn.errors import ConfigError
-from fedsyn.io import load_expression
+from fedsyn.readers import load_expression
 from fedsyn.params import ProtocolParams
 from fedsyn.pipeline import RunConfig, run_pipeline, split_holders
 

@@ -138,7 +138,7 @@ def test_log2_normalization(sim):
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason="shared fixture absent")
 def test_normalized_input_skips_with_warning():
-    from fedsyn.io import load_expression
+    from fedsyn.readers import load_expression
 
     data = load_expression(FIXTURE)
     out, report = preprocess(data, PreprocessConfig(n_genes=100, seed=1))

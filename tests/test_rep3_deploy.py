@@ -117,7 +117,7 @@ def test_bad_params_refused_before_computation(tmp_path):
 
 
 def test_share_cli_round_trip(tmp_path):
-    from fedsyn.io import write_expression
+    from fedsyn.writers import write_expression
 
     data = simulated(n=9)
     src = write_expression(data, tmp_path / "in.csv")
@@ -139,7 +139,7 @@ def test_share_cli_round_trip(tmp_path):
 
 def test_share_cli_mpspdz_format(tmp_path):
     pytest.importorskip("fedsyn.engines.mpspdz.persistence")
-    from fedsyn.io import write_expression
+    from fedsyn.writers import write_expression
 
     data = simulated(n=4, d=2)
     src = write_expression(data, tmp_path / "in.csv")
@@ -220,7 +220,7 @@ def test_serve_exits_nonzero_when_a_peer_never_comes(tmp_path):
 
     from fedsyn.engines.rep3.config import write_config
     from fedsyn.engines.rep3.local import make_local_config
-    from fedsyn.io import write_json_atomic
+    from fedsyn.atomic import write_json_atomic
 
     cfg = make_local_config(tmp_path, timeout=2.0)
     from dataclasses import replace

@@ -91,7 +91,7 @@ def test_plot_failure_writes_nothing(tmp_path, monkeypatch, evaluated):
 
 
 def test_interrupted_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch, evaluated):
-    import fedsyn.io
+    import fedsyn.atomic
 
     result, train, synth = evaluated
     target = tmp_path / "report.md"
@@ -100,7 +100,7 @@ def test_interrupted_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch, eva
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(fedsyn.io.os, "replace", failing_replace)
+    monkeypatch.setattr(fedsyn.atomic.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write_report(result, tmp_path, real_train=train, synthetic=synth)
     assert target.read_text() == "old"

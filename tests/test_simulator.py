@@ -139,7 +139,7 @@ def test_registry_facts_and_missing_file(tmp_path):
 
 
 def test_registry_loads_user_file_and_simulated(tmp_path):
-    from fedsyn.io import write_expression
+    from fedsyn.writers import write_expression
 
     small = simulate_counts(20, 8, n_classes=4, seed=2)
     write_expression(small, tmp_path / "aml.tsv")

@@ -22,7 +22,7 @@ from ._options import add_options, echo, input_options, metrics_line
 def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, label_column, sample_column):
     """Compute TSTR accuracy, Wasserstein, DE-TPR and DCR, as the paper defines them."""
     from ..evaluation import evaluate
-    from ..io import load_expression
+    from ..readers import load_expression
     from ..report import write_report
 
     # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.

@@ -32,7 +32,9 @@ def command(ctx, input_path, out_path, kind, min_count, min_fraction, normalizat
     """Filter genes, normalize with DESeq2 size factors, transform, select genes."""
     import json
 
-    from ..io import load_expression, write_expression
+    from ..readers import load_expression
+
+    from ..writers import write_expression
     from ..preprocess import PreprocessConfig, load_gene_list, preprocess
 
     data = load_expression(input_path, label_column=label_column, sample_column=sample_column, kind=kind)

@@ -59,7 +59,7 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, securit
     run.json and an evaluation report (metrics.json, report.md, PNG plots).
     """
     from ..errors import ConfigError
-    from ..io import load_expression
+    from ..readers import load_expression
     from ..pipeline import RunConfig, run_pipeline
 
     for option, engines in _ENGINE_ONLY.items():

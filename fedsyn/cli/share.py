@@ -54,7 +54,7 @@ def command(ctx, input_path, out_dir, holder_id, labels_file, genes_file, frac_b
     bundle i to server i only, over a confidential channel.
     """
     from ..errors import ConfigError
-    from ..io import load_expression
+    from ..readers import load_expression
 
     if fmt != "mp-spdz" and security != "passive":
         raise ConfigError("--security applies to --format mp-spdz only (fedsyn bundles serve rep3, which is passive).")
@@ -93,7 +93,7 @@ def _share_mpspdz(data, *, out_dir, holder_id, label_names, gene_names, frac_bit
         ) from exc
     from pathlib import Path
 
-    from ..io import write_json_atomic
+    from ..atomic import write_json_atomic
 
     values_fp, onehot, genes, domain = encode_holder(
         data, label_names=label_names, gene_names=gene_names, frac_bits=frac_bits,

@@ -29,7 +29,7 @@ def command(ctx, out_path, preset, samples, genes, classes, de_fraction, de_log2
     """Simulate negative-binomial counts with library-size variation, class-specific
     differential expression and correlated gene modules."""
     from ..datasets.simulator import simulate_counts
-    from ..io import write_expression
+    from ..writers import write_expression
 
     n, n_classes = PRESETS.get(preset, (1089, 5))
     data = simulate_counts(

@@ -195,7 +195,7 @@ def load_config(path: str | os.PathLike) -> DeploymentConfig:
 
 def write_config(config: DeploymentConfig, path: str | os.PathLike) -> Path:
     """Write ``config`` as TOML (absolute paths) atomically; used by local runs."""
-    from ...io import write_text_atomic
+    from ...atomic import write_text_atomic
 
     def q(s) -> str:
         return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'

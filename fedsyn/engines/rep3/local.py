@@ -121,7 +121,7 @@ def run_local_deployment(
     else:
         config_path = work / "deployment.toml"
         write_config(config, config_path)
-    from ...io import write_json_atomic
+    from ...atomic import write_json_atomic
 
     params_path = write_json_atomic(work / "params.json", params.to_dict())
 

@@ -178,7 +178,7 @@ def collect_measurements(
 
 def save_measurements(m: NoisyMeasurements, path: str | os.PathLike) -> Path:
     """Write ``measurements.npz`` atomically."""
-    from ...io import save_npz_atomic
+    from ...atomic import save_npz_atomic
 
     return save_npz_atomic(path, **m.to_npz_dict())
 
@@ -212,7 +212,7 @@ def run_release(
     m = collect_measurements(config, timeout=timeout)
     files = {"measurements": save_measurements(m, out / "measurements.npz")}
     if synthesize:
-        from ...io import write_expression
+        from ...writers import write_expression
         from ...pipeline import synthetic_to_expression
         from ...randomness import sampling_rng
         from ...release import synthesize as _synthesize

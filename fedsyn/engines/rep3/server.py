@@ -325,7 +325,7 @@ def run_server(
         bytes_sent=int(transport.bytes_sent), stats=stats,
     )
     if out_dir is not None:
-        from ...io import write_json_atomic
+        from ...atomic import write_json_atomic
 
         write_json_atomic(Path(out_dir) / f"server{index}.stats.json", dataclasses.asdict(result))
     logger.info("server %d: output shares delivered to the release server", index)

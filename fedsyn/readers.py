@@ -1,4 +1,4 @@
-"""Reading and validating expression matrices; atomic output helpers.
+"""Reading and validating expression matrices.
 
 A data holder's input is a samples x genes matrix with one sample-id column and
 one class-label column, as CSV/TSV (optionally gzip-compressed) or AnnData
@@ -6,29 +6,21 @@ one class-label column, as CSV/TSV (optionally gzip-compressed) or AnnData
 :class:`fedsyn.data.ExpressionData`; every problem is reported as an
 :class:`fedsyn.errors.InputError` naming the file and the row (sample id and
 1-based line), column or gene, so that a holder can fix the file before anything
-is secret-shared. ``docs/input.md`` states the rules.
-
-The second half of the module holds the atomic writers every fedsyn output goes
-through: a temporary file in the target's directory that replaces the target
-only when writing succeeded, so an interrupted run never leaves a truncated
-file behind.
+is secret-shared. ``docs/input.md`` states the rules. :mod:`fedsyn.writers`
+writes the same formats back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
-import json
 import logging
 import math
-import os
 import re
-import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -37,28 +29,17 @@ from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "load_expression",
-    "write_expression",
-    "atomic_path",
-    "write_text_atomic",
-    "write_json_atomic",
-    "write_bytes_atomic",
-    "save_npz_atomic",
-]
+__all__ = ["load_expression", "KindOption", "MISSING_TOKENS", "SEP_BY_SUFFIX"]
 
 KindOption = Literal["auto", "counts", "normalized"]
 
 #: Cell texts read as a missing value (reported as such, never silently kept).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-"})
-_SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".tab": "\t"}
+SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".tab": "\t"}
 _SEP_NAMES = {",": "comma", "\t": "tab", ";": "semicolon"}
 
 
 # ---------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------
-
 
 def load_expression(
     path: str | os.PathLike,
@@ -154,8 +135,8 @@ def _guess_sep(path: Path, header_line: str) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
-    if suffixes and suffixes[-1] in _SEP_BY_SUFFIX:
-        guess = _SEP_BY_SUFFIX[suffixes[-1]]
+    if suffixes and suffixes[-1] in SEP_BY_SUFFIX:
+        guess = SEP_BY_SUFFIX[suffixes[-1]]
         # A ".txt" file may well be comma separated: trust the header over the name.
         if suffixes[-1] != ".txt" or header_line.count("\t") >= header_line.count(","):
             return guess
@@ -617,168 +598,3 @@ def _finish(
 
 
 # ---------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------
-
-
-def write_expression(
-    data: ExpressionData,
-    path: str | os.PathLike,
-    *,
-    sep: str | None = None,
-    label_column: str = "label",
-) -> Path:
-    """Write ``data`` as a file that :func:`load_expression` reads back.
-
-    Text: columns ``sample_id``, the genes, then the label column holding label
-    *names* (not integer codes). Integral count matrices are written as
-    integers, other values with the shortest round-trip representation.
-    ``.h5ad``: an AnnData file with the values in ``X``, the sample ids as
-    ``obs_names``, the genes as ``var_names`` and the label names in
-    ``obs[label_column]``.
-
-    Parameters
-    ----------
-    data : ExpressionData
-    path : str or path-like
-        Target file; ``.h5ad`` writes AnnData, a ``.gz`` suffix writes gzip,
-        anything else delimited text. Written atomically.
-    sep : str or None, default None
-        Field separator of a text file; ``None``: tab for
-        ``.tsv``/``.txt``/``.tab``, else comma.
-    label_column : str, default "label"
-        Name of the label column.
-
-    Returns
-    -------
-    pathlib.Path
-        The written path.
-    """
-    path = Path(path)
-    if sep is None:
-        suffixes = [s.lower() for s in path.suffixes]
-        if suffixes and suffixes[-1] == ".gz":
-            suffixes = suffixes[:-1]
-        sep = _SEP_BY_SUFFIX.get(suffixes[-1] if suffixes else "", ",")
-    if label_column in data.gene_names or label_column == "sample_id":
-        raise InputError(f"label column name {label_column!r} clashes with a gene or 'sample_id'.")
-    if path.suffix.lower() == ".h5ad":
-        _write_h5ad(data, path, label_column=label_column)
-        return path
-    values = np.asarray(data.values)
-    integral = data.kind == "counts" and bool(np.all(values == np.round(values)))
-    names = np.asarray(data.label_names, dtype=object)[np.asarray(data.labels)]
-    buf = io.StringIO()
-    writer = csv.writer(buf, delimiter=sep, lineterminator="\n")
-    writer.writerow(["sample_id", *data.gene_names, label_column])
-    for i in range(data.n_samples):
-        row = values[i]
-        cells = [str(int(v)) for v in row] if integral else [repr(float(v)) for v in row]
-        writer.writerow([data.sample_ids[i], *cells, names[i]])
-    payload = buf.getvalue().encode("utf-8")
-    if path.suffix.lower() == ".gz":
-        payload = gzip.compress(payload, compresslevel=1, mtime=0)
-    write_bytes_atomic(path, payload)
-    return path
-
-
-def _write_h5ad(data: ExpressionData, path: Path, *, label_column: str) -> None:
-    import anndata
-    import pandas as pd
-
-    labels = pd.Categorical.from_codes(np.asarray(data.labels), categories=list(data.label_names))
-    obs = pd.DataFrame({label_column: labels}, index=pd.Index(list(data.sample_ids), dtype=object))
-    var = pd.DataFrame(index=pd.Index(list(data.gene_names), dtype=object))
-    adata = anndata.AnnData(X=np.asarray(data.values, dtype=np.float64), obs=obs, var=var)
-    with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, mode: int = 0o666) -> Iterator[Path]:
-    """Yield a temporary path that replaces ``path`` only if the block succeeds.
-
-    The temporary file lives in the target's directory (created if missing) and
-    keeps the target's suffixes, so writers that infer a format from the name
-    behave the same. On normal exit it is flushed to disk and ``os.replace``-d
-    onto ``path``; on any exception, ``KeyboardInterrupt`` included, it is
-    removed and the old ``path`` (if any) is left untouched.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The final file.
-    mode : int, default 0o666
-        Permission bits of the new file before the umask (use ``0o600`` for
-        files that must stay private, such as share bundles).
-
-    Yields
-    ------
-    pathlib.Path
-        The temporary path to write to (it already exists, empty).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{secrets.token_hex(6)}-{target.name}"
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
-    os.close(fd)
-    try:
-        yield tmp
-        with contextlib.suppress(OSError):
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, mode: int = 0o666) -> Path:
-    """Atomically write ``data`` to ``path`` (see :func:`atomic_path`)."""
-    with atomic_path(path, mode=mode) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-    return Path(path)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str, *, mode: int = 0o666) -> Path:
-    """Atomically write ``text`` (UTF-8) to ``path`` (see :func:`atomic_path`)."""
-    return write_bytes_atomic(path, text.encode("utf-8"), mode=mode)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-def write_json_atomic(
-    path: str | os.PathLike, obj: Any, *, indent: int | None = 2, mode: int = 0o666
-) -> Path:
-    """Atomically write ``obj`` as JSON (numpy scalars/arrays and paths converted).
-
-    Non-finite floats are refused (strict JSON), with a ``ValueError``.
-    """
-    text = json.dumps(obj, indent=indent, default=_json_default, allow_nan=False, sort_keys=False)
-    return write_text_atomic(path, text + "\n", mode=mode)
-
-
-def save_npz_atomic(path: str | os.PathLike, /, **arrays: Any) -> Path:
-    """Atomically save ``arrays`` with :func:`numpy.savez` to exactly ``path``.
-
-    Unlike ``np.savez(name)``, no ``.npz`` suffix is appended to ``path``.
-    """
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    return Path(path)
