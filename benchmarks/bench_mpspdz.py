@@ -30,11 +30,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from fedsyn.data import ExpressionData
-from fedsyn.engines.mpspdz import MpSpdzEngine
+from fedsyn.engines.mpspdz import MpSpdzEngine, MpSpdzOptions
 from fedsyn.params import ProtocolParams
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,13 +66,12 @@ def simulated(n: int, d: int, n_labels: int = 5, seed: int = 0) -> ExpressionDat
 def run_one(security: str, binning: str, n: int, d: int, timeout: float) -> dict:
     data = simulated(n, d)
     params = ProtocolParams(n_labels=5, sigma=23.4, binning=binning)
-    engine = MpSpdzEngine(security=security, binning=binning, timeout=timeout)
     with tempfile.TemporaryDirectory(prefix="bench-mpspdz-") as work:
-        engine.workdir = Path(work)
+        engine = MpSpdzEngine(MpSpdzOptions(security=security, timeout=timeout, workdir=Path(work)))
         start = time.perf_counter()
-        engine.measure([data], params)
+        measured = engine.measure([data], params)
         wall = time.perf_counter() - start
-    rep = engine.last_report
+    rep = SimpleNamespace(**measured.stats["mpspdz"])
     return {
         "engine": "mp-spdz", "security": security, "binning": binning, "samples": n, "genes": d,
         "extrapolated": False,

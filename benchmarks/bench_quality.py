@@ -30,6 +30,7 @@ import numpy as np
 from fedsyn.datasets.simulator import simulate_counts
 from fedsyn.readers import load_expression
 from fedsyn.atomic import write_json_atomic, write_text_atomic
+from fedsyn.engines import make_engine
 from fedsyn.pipeline import RunConfig, run_pipeline
 from fedsyn.preprocess import PreprocessConfig, preprocess
 
@@ -60,11 +61,11 @@ def main() -> None:
         for engine in ("plaintext", "rep3"):
             runs = []
             for seed in range(args.seeds):
-                opts = {"transport": args.transport} if engine == "rep3" else {}
-                cfg = RunConfig(engine=engine, epsilon=eps, n_holders=3, seed=seed, engine_options=opts)
+                opts = {"transport": args.transport} if engine == "rep3" else {"seed": seed}
+                cfg = RunConfig(epsilon=eps, n_holders=3, seed=seed)
                 with tempfile.TemporaryDirectory() as tmp:
                     t0 = time.perf_counter()
-                    res = run_pipeline(data, cfg, Path(tmp) / "out")
+                    res = run_pipeline(data, cfg, Path(tmp) / "out", engine=make_engine(engine, **opts))
                     wall = time.perf_counter() - t0
                 runs.append({**{k: res.metrics[k] for k in METRICS}, "wall_s": wall, **res.timings})
             row = {

@@ -95,7 +95,7 @@ def run_tcp(
     """Bundles, three ``fedsyn serve`` processes over TLS on loopback, release-side opening.
 
     Each holder splits its fixed-point values and one-hot labels into three
-    additive shares (:func:`fedsyn.bundle.split_shares`, AES-CTR CSPRNG) and
+    additive shares (:func:`fedsyn.holder.split_shares`, AES-CTR CSPRNG) and
     writes one bundle per server (:func:`fedsyn.bundle.write_bundle`); the
     servers run as separate processes (:func:`~fedsyn.engines.rep3.local.run_local_deployment`)
     and the release listener opens their output shares with the replicated
@@ -114,9 +114,9 @@ def run_tcp(
         excluded), plus ``deployment_wall_s`` (sharing excluded; process start,
         bundle loading, TLS set-up, protocol and delivery included).
     """
-    from fedsyn.bundle import split_shares, write_bundle
+    from fedsyn.bundle import write_bundle
     from fedsyn.engines.rep3.local import run_local_deployment
-    from fedsyn.fixedpoint import to_ring
+    from fedsyn.holder import split_shares
 
     f = params.frac_bits
     d = np.asarray(values_fp_list[0]).shape[1]
@@ -128,8 +128,8 @@ def run_tcp(
     try:
         per_server: list[list[Path]] = [[], [], []]
         for k, (x, y) in enumerate(zip(values_fp_list, onehot_list)):
-            v = split_shares(to_ring(np.asarray(x, dtype=np.int64)))
-            lab = split_shares(to_ring(np.asarray(y, dtype=np.int64)))
+            v = split_shares(np.asarray(x, dtype=np.int64))
+            lab = split_shares(np.asarray(y, dtype=np.int64))
             for i in range(3):
                 path = write_bundle(
                     work / "bundles" / f"holder{k}.server{i}.fsb", party=i, holder_id=f"holder{k}",

@@ -11,7 +11,8 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "write_text_atomic",
     "write_json_atomic",
     "save_npz_atomic",
+    "staged_directory",
 ]
 
 
@@ -114,3 +116,96 @@ def save_npz_atomic(path: str | os.PathLike, /, **arrays: Any) -> Path:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     return Path(path)
+
+
+# ---------------------------------------------------------------------------
+# Output directories
+# ---------------------------------------------------------------------------
+
+#: Marker file listing what fedsyn wrote into an output directory.
+MARKER = ".fedsyn-output.json"
+
+
+@contextlib.contextmanager
+def staged_directory(
+    out_dir: str | os.PathLike, *, overwrite: bool = False, protect: Sequence[str | os.PathLike] = ()
+) -> Iterator[Path]:
+    """Write a whole output directory atomically, never deleting anything fedsyn did not write.
+
+    Yields a fresh staging directory next to ``out_dir``; when the block
+    succeeds the staging directory becomes ``out_dir`` (with a marker file
+    listing its files), otherwise it is removed and ``out_dir`` is untouched.
+
+    Rules (checked before the block runs, so no work is lost to a refusal):
+
+    * ``out_dir`` may not exist yet, or be empty;
+    * if it holds files, ``overwrite`` must be given AND every file in it must
+      be one fedsyn wrote there (listed in its marker); anything else is
+      refused, naming the file;
+    * no path in ``protect`` (the command's inputs) may lie inside ``out_dir``,
+      and ``out_dir`` may not be the current directory or contain it.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The output directory.
+    overwrite : bool, default False
+        Replace an earlier fedsyn output of the same kind.
+    protect : sequence of path-like
+        Inputs that must survive.
+
+    Raises
+    ------
+    ConfigError
+        A rule above is broken.
+    """
+    from .errors import ConfigError
+
+    out = Path(out_dir)
+    target = out.resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or cwd.is_relative_to(target):
+        raise ConfigError(f"{out_dir}: refusing to write outputs into the current directory or one of its "
+                          "parents; give a new or empty directory.")
+    for p in protect:
+        q = Path(p).resolve()
+        if q == target or q.is_relative_to(target):
+            raise ConfigError(f"{out_dir}: the output directory holds the input {p}; give another directory "
+                              "(fedsyn never deletes or replaces its inputs).")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a directory.")
+    existing = sorted(q.name for q in out.iterdir()) if out.is_dir() else []
+    if existing:
+        if not overwrite:
+            raise ConfigError(f"{out_dir}: exists and is not empty; pass --overwrite to replace an earlier "
+                              "fedsyn output there, or give a new directory.")
+        ours = set(_marker_files(out)) | {MARKER}
+        foreign = [name for name in existing if name not in ours]
+        if foreign:
+            raise ConfigError(f"{out_dir}: holds {foreign[0]!r}, which fedsyn did not write there; --overwrite "
+                              "replaces only fedsyn's own outputs. Give a new directory.")
+    stage = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    stage.mkdir(parents=True, mode=0o700)
+    try:
+        yield stage
+        files = sorted(q.name for q in stage.iterdir())
+        write_json_atomic(stage / MARKER, {"written_by": "fedsyn", "files": files})
+        os.chmod(stage, 0o755)
+        if out.exists():
+            trash = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+            os.replace(out, trash)
+            os.replace(stage, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _marker_files(directory: Path) -> list[str]:
+    try:
+        data = json.loads((directory / MARKER).read_text(encoding="utf-8"))
+        return [str(x) for x in data.get("files", [])]
+    except (OSError, ValueError, AttributeError):
+        return []

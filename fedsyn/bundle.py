@@ -1,18 +1,15 @@
 """Engine-neutral share bundles: what a data holder sends to each computing server.
 
-A holder encodes its matrix in fixed point (:func:`fedsyn.fixedpoint.encode`),
-one-hot encodes its labels over the public label domain, splits both into three
-additive shares ``x = s_0 + s_1 + s_2 (mod 2**64)`` and writes one *bundle* per
-server. Server ``i`` receives the replicated pair ``(s_i, s_{(i-1) mod 3})``, the
-layout of Araki et al. (2016) and of MP-SPDZ's replicated ring protocols, so the
-same shares serve the embedded ``rep3`` engine and (through
-:mod:`fedsyn.engines.mpspdz.persistence`) MP-SPDZ.
+This module only serializes: the holder role (:mod:`fedsyn.holder`) aligns,
+encodes and splits a holder's matrix into the three servers' replicated pairs
+``(s_i, s_{(i-1) mod 3})``; :func:`write_holder_bundles` writes server ``i``'s
+pair of the values and of the one-hot labels as one *bundle*. The MP-SPDZ
+engine's Persistence files (:mod:`fedsyn.engines.mpspdz.persistence`) are the
+other serializer of the same pairs.
 
-Security: one bundle is two of the three additive shares, each uniformly random
-on its own; no single server learns anything about the values from its bundle.
-Two colluding servers learn everything (honest majority). The share randomness
-comes from AES-128-CTR keyed with :func:`secrets.token_bytes`; an explicit numpy
-generator is accepted only for tests.
+Security: one bundle is two of the three additive shares, jointly uniform
+whatever the data; no single server learns anything about the values from its
+bundle. Two colluding servers learn everything (honest majority).
 
 The byte-level format is specified in ``docs/bundle-format.md``: a magic string,
 a version, a JSON manifest, the four share arrays as little-endian ``uint64``
@@ -28,7 +25,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +32,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import ExpressionData
 from .errors import BundleError, InputError
-from .fixedpoint import DEFAULT_FRAC_BITS, RING_BITS, encode, to_ring
+from .fixedpoint import RING_BITS
+from .holder import N_SERVERS as N_PARTIES
+from .holder import SharedHolder
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +45,8 @@ __all__ = [
     "Bundle",
     "BundleManifest",
     "gene_digest",
-    "split_shares",
-    "share_holder",
-    "encode_holder",
+    "check_holder_id",
+    "write_holder_bundles",
     "write_bundle",
     "load_bundle",
     "find_bundles",
@@ -61,7 +57,6 @@ __all__ = [
 MAGIC = b"FSYNBNDL"
 #: Version of the byte layout; readers refuse any other.
 FORMAT_VERSION = 1
-N_PARTIES = 3
 BUNDLE_SUFFIX = ".fsb"
 _PREAMBLE = struct.Struct("<8sII")  # magic, version, manifest length
 _DIGEST_BYTES = 32
@@ -191,174 +186,38 @@ class Bundle:
 
 
 # ---------------------------------------------------------------------------
-# Sharing
+# One holder's three bundles
 # ---------------------------------------------------------------------------
 
 
-class _AesCtrStream:
-    """Uniform uint64 words from AES-128-CTR under a fresh random key (CSPRNG)."""
-
-    def __init__(self) -> None:
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-        key = secrets.token_bytes(16)
-        nonce = secrets.token_bytes(16)
-        self._enc = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
-
-    def words(self, shape) -> np.ndarray:
-        n = int(np.prod(shape, dtype=np.int64))
-        stream = self._enc.update(bytes(8 * n))
-        return np.frombuffer(stream, dtype="<u8").reshape(shape).astype(np.uint64, copy=True)
-
-
-def split_shares(
-    x_ring: np.ndarray, *, rng: np.random.Generator | None = None, _stream: _AesCtrStream | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split ring elements into three additive shares ``s_0 + s_1 + s_2 = x mod 2**64``.
-
-    Parameters
-    ----------
-    x_ring : ndarray of uint64
-        The secret (:func:`fedsyn.fixedpoint.to_ring` of fixed-point integers).
-    rng : numpy.random.Generator or None, default None
-        ``None`` (the default and the only choice for real data): AES-CTR under
-        a key from :mod:`secrets`. A generator only for reproducible tests.
-
-    Returns
-    -------
-    tuple of three ndarrays of uint64
-    """
-    x = np.ascontiguousarray(x_ring, dtype=np.uint64)
-    if rng is None:
-        stream = _stream or _AesCtrStream()
-        s0, s1 = stream.words(x.shape), stream.words(x.shape)
-    else:
-        s0 = rng.integers(0, 2**64, size=x.shape, dtype=np.uint64, endpoint=False)
-        s1 = rng.integers(0, 2**64, size=x.shape, dtype=np.uint64, endpoint=False)
-    s2 = x - s0 - s1  # wraps mod 2**64
-    return s0, s1, s2
-
-
-def encode_holder(
-    data: ExpressionData,
-    *,
-    label_names: Sequence[str] | None = None,
-    gene_names: Sequence[str] | None = None,
-    frac_bits: int = DEFAULT_FRAC_BITS,
-    clip: tuple[float, float] | None = None,
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """Align a holder's data to the public gene list and label domain and encode it.
-
-    Parameters
-    ----------
-    data : ExpressionData
-    label_names : sequence of str or None, default None
-        Public label domain; ``None`` uses ``data.label_names``. Every label of
-        the holder must occur in it.
-    gene_names : sequence of str or None, default None
-        Public gene list (column order of the bundle); ``None`` uses the holder's.
-    frac_bits : int, default 16
-    clip : (float, float) or None, default None
-        Clip values to this public range first (``mean_mode="dp"``).
-
-    Returns
-    -------
-    values_fp : ndarray of int64, shape (n_k, d)
-    onehot : ndarray of int64, shape (n_k, L)
-    gene_names, label_names : tuple of str
-    """
-    domain = tuple(str(x) for x in (label_names if label_names is not None else data.label_names))
-    if len(set(domain)) != len(domain):
-        raise InputError("The label domain has duplicate names.")
-    if len(domain) < 2:
-        raise InputError("The label domain needs at least two labels.")
-    genes = tuple(str(g) for g in (gene_names if gene_names is not None else data.gene_names))
-    if len(set(genes)) != len(genes):
-        raise InputError("The gene list has duplicate names.")
-    values = np.asarray(data.values, dtype=np.float64)
-    if genes != tuple(data.gene_names):
-        pos = {g: j for j, g in enumerate(data.gene_names)}
-        missing = [g for g in genes if g not in pos]
-        if missing:
-            raise InputError(
-                f"{data.source}: {len(missing)} gene(s) of the agreed gene list are missing, "
-                f"e.g. {', '.join(missing[:5])}."
-            )
-        values = values[:, [pos[g] for g in genes]]
-    index = {name: k for k, name in enumerate(domain)}
-    try:
-        remap = np.array([index[str(name)] for name in data.label_names], dtype=np.int64)
-    except KeyError as exc:
-        raise InputError(
-            f"{data.source}: label {exc.args[0]!r} is not in the public label domain "
-            f"({', '.join(domain)})."
-        ) from None
-    labels = remap[np.asarray(data.labels, dtype=np.int64)] if data.n_samples else np.zeros(0, np.int64)
-    if clip is not None:
-        lo, hi = float(clip[0]), float(clip[1])
-        if not lo < hi:
-            raise InputError(f"clip range must satisfy lo < hi, got {clip}.")
-        values = np.clip(values, lo, hi)
-    values_fp = encode(values, frac_bits, what=f"{data.source}: expression values")
-    onehot = np.zeros((data.n_samples, len(domain)), dtype=np.int64)
-    onehot[np.arange(data.n_samples), labels] = 1
-    return values_fp, onehot, genes, domain
-
-
-def share_holder(
-    data: ExpressionData,
+def write_holder_bundles(
+    shared: SharedHolder,
     *,
     holder_id: str,
     out_dir: str | os.PathLike,
-    frac_bits: int = DEFAULT_FRAC_BITS,
-    label_names: Sequence[str] | None = None,
-    gene_names: Sequence[str] | None = None,
     run_id: str | None = None,
-    clip: tuple[float, float] | None = None,
-    rng: np.random.Generator | None = None,
 ) -> list[Path]:
-    """Secret-share one holder's data into three bundles, one per server.
+    """Serialize one holder's sharing (:func:`fedsyn.holder.share_holder`) as three bundles.
 
     Parameters
     ----------
-    data : ExpressionData
-        The holder's preprocessed matrix and labels.
+    shared : SharedHolder
+        The replicated pairs of the three servers.
     holder_id : str
         Identifier of the holder (letters, digits, ``_.-``; at most 64).
     out_dir : path-like
         Directory for ``<holder_id>.server<i>.fsb`` (created if missing).
-    frac_bits : int, default 16
-        Fixed-point fractional bits; must equal the run's ``frac_bits``.
-    label_names : sequence of str or None, default None
-        Public label domain (all holders pass the same); ``None``: the holder's.
-    gene_names : sequence of str or None, default None
-        Public gene list and column order; ``None``: the holder's.
     run_id : str or None, default None
         Optional session tag; servers refuse bundles of another run.
-    clip : (float, float) or None, default None
-        Public clip range (``mean_mode="dp"``).
-    rng : numpy.random.Generator or None, default None
-        Only for tests; ``None`` uses the AES-CTR CSPRNG.
 
     Returns
     -------
     list of pathlib.Path
         The three bundle files, server 0 to 2, each written atomically with mode
-        0600 and carrying one fresh random ``sharing_id``.
+        0600 and carrying the sharing's ``sharing_id``.
     """
-    if not _HOLDER_ID.match(holder_id):
-        raise InputError(
-            f"holder id {holder_id!r} must be 1-64 letters, digits, '_', '.' or '-' "
-            "(it becomes part of file names)."
-        )
-    values_fp, onehot, genes, domain = encode_holder(
-        data, label_names=label_names, gene_names=gene_names, frac_bits=frac_bits, clip=clip
-    )
-    stream = None if rng is not None else _AesCtrStream()
-    v = split_shares(to_ring(values_fp), rng=rng, _stream=stream)
-    y = split_shares(to_ring(onehot), rng=rng, _stream=stream)
+    check_holder_id(holder_id)
     out = Path(out_dir)
-    sharing_id = secrets.token_hex(16)  # public tag, not share randomness
     paths = []
     for i in range(N_PARTIES):
         path = out / f"{holder_id}.server{i}{BUNDLE_SUFFIX}"
@@ -366,21 +225,31 @@ def share_holder(
             path,
             party=i,
             holder_id=holder_id,
-            values=(v[i], v[(i - 1) % 3]),
-            labels=(y[i], y[(i - 1) % 3]),
-            frac_bits=frac_bits,
-            gene_names=genes,
-            label_names=domain,
+            values=shared.values[i],
+            labels=shared.labels[i],
+            frac_bits=shared.frac_bits,
+            gene_names=shared.gene_names,
+            label_names=shared.label_names,
             run_id=run_id,
-            clip=clip,
-            sharing_id=sharing_id,
+            clip=shared.clip,
+            sharing_id=shared.sharing_id,
         )
         paths.append(path)
     logger.info(
         "Shared holder %s: %d samples x %d genes, %d labels -> %s",
-        holder_id, data.n_samples, len(genes), len(domain), out,
+        holder_id, shared.n_samples, len(shared.gene_names), len(shared.label_names), out,
     )
     return paths
+
+
+def check_holder_id(holder_id: str) -> str:
+    """Refuse holder ids that are unsafe in file names."""
+    if not _HOLDER_ID.match(holder_id):
+        raise InputError(
+            f"holder id {holder_id!r} must be 1-64 letters, digits, '_', '.' or '-' "
+            "(it becomes part of file names)."
+        )
+    return holder_id
 
 
 # ---------------------------------------------------------------------------

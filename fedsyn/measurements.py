@@ -123,6 +123,122 @@ class NoisyMeasurements:
         )
 
 
+# ---------------------------------------------------------------------------
+# What every engine opens, and the one decoder into NoisyMeasurements
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """The opened outputs of Protocol 1: names, shapes and their order in a flat vector.
+
+    The one definition of the outputs shared by every engine: rep3 opens them
+    by name, the MP-SPDZ program writes them back to back in :meth:`fields`
+    order (each field in C order of its shape) and the Python side splits the
+    flat vector with :meth:`split`.
+
+    Parameters
+    ----------
+    n_genes, n_labels : int
+        ``d`` and ``L``.
+    mean_mode : {"paper", "dp"}
+        ``paper``: exact bin means are opened; ``dp``: noisy bin sums.
+    """
+
+    n_genes: int
+    n_labels: int
+    mean_mode: MeanMode = "paper"
+
+    def fields(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        d, L = self.n_genes, self.n_labels
+        last = "means" if self.mean_mode == "paper" else "sums"
+        return (("one_way", (d, 4)), ("label", (L,)), ("two_way", (d, 4, L)), (last, (d, 4)))
+
+    @property
+    def size(self) -> int:
+        return sum(int(np.prod(shape)) for _, shape in self.fields())
+
+    def split(self, flat: np.ndarray, *, what: str = "the opened outputs") -> dict[str, np.ndarray]:
+        """Cut a flat int64 vector into the named arrays (a size mismatch is a ProtocolError)."""
+        from .errors import ProtocolError
+
+        flat = np.asarray(flat)
+        if flat.ndim != 1 or flat.size != self.size:
+            raise ProtocolError(f"{what} hold {flat.size} values, expected {self.size}.")
+        out, pos = {}, 0
+        for name, shape in self.fields():
+            k = int(np.prod(shape))
+            out[name] = flat[pos : pos + k].reshape(shape)
+            pos += k
+        return out
+
+    def join(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The inverse of :meth:`split`."""
+        return np.concatenate([np.asarray(outputs[name]).reshape(-1) for name, _ in self.fields()])
+
+
+def decode_outputs(
+    opened: dict[str, np.ndarray],
+    *,
+    gene_names: tuple[str, ...],
+    label_names: tuple[str, ...],
+    n_records: int,
+    params,
+    engine: str,
+    meta: dict | None = None,
+) -> NoisyMeasurements:
+    """Turn opened fixed-point outputs into :class:`NoisyMeasurements` (the release server's decoder).
+
+    Every engine and the release server of a deployment call this, so the
+    meaning of the opened numbers is defined once.
+
+    Parameters
+    ----------
+    opened : dict of str to ndarray of int64
+        As :class:`OutputLayout` names them: counts ``one_way``, ``label``,
+        ``two_way`` as ``count * 2^f + noise``; ``means`` (paper mode) or
+        ``sums`` (dp mode) in fixed point.
+    gene_names, label_names : tuple of str
+    n_records : int
+    params : fedsyn.params.ProtocolParams
+    engine : str
+        Name recorded in the measurements.
+    meta : dict, optional
+        Extra public metadata.
+    """
+    from .fixedpoint import decode
+
+    layout = OutputLayout(len(gene_names), len(label_names), params.mean_mode)
+    for name, shape in layout.fields():
+        if name not in opened or np.shape(opened[name]) != shape:
+            from .errors import ProtocolError
+
+            raise ProtocolError(f"the opened outputs lack {name!r} of shape {shape}.")
+    f = params.frac_bits
+    one_way = decode(np.asarray(opened["one_way"]), f)
+    if params.mean_mode == "dp":
+        means = means_from_noisy_sums(decode(np.asarray(opened["sums"]), f), one_way, params.clip)
+    else:
+        means = decode(np.asarray(opened["means"]), f)
+    info = {"frac_bits": f, "binning": params.binning, "noise": params.noise}
+    if params.mean_mode == "dp":
+        info.update(sum_sigma=params.sum_sigma, clip=list(params.clip))
+    info.update(meta or {})
+    return NoisyMeasurements(
+        gene_names=tuple(gene_names),
+        label_names=tuple(label_names),
+        n_records=int(n_records),
+        one_way=one_way,
+        label=decode(np.asarray(opened["label"]), f),
+        two_way=decode(np.asarray(opened["two_way"]), f),
+        bin_means=np.asarray(means, dtype=np.float64),
+        sigma=float(params.sigma) if params.noise else 0.0,
+        mean_mode=params.mean_mode,
+        engine=engine,
+        meta=info,
+    )
+
+
 def means_from_noisy_sums(
     noisy_sums: np.ndarray, noisy_counts: np.ndarray, clip: tuple[float, float]
 ) -> np.ndarray:

@@ -6,8 +6,12 @@ divided among ``n_holders`` simulated data holders, each of which hands its
 share to the engine separately; the held-out part is only used for evaluation.
 
 All outputs are first written into a staging directory next to ``out_dir`` that
-is renamed into place at the very end, so an error or Ctrl-C never leaves a
-half-written result.
+is renamed into place at the very end (:func:`fedsyn.atomic.staged_directory`),
+so an error or Ctrl-C never leaves a half-written result, and nothing fedsyn
+did not write is ever deleted.
+
+The engine is passed in (:mod:`fedsyn.engines`): ``run_pipeline(data, config,
+out, engine=Rep3Engine())``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,6 +30,7 @@ import numpy as np
 from . import accounting
 from ._version import __version__
 from .data import ExpressionData, stratified_split
+from .engines.base import Engine
 from .errors import ConfigError, InputError
 from .measurements import NoisyMeasurements
 from .params import ProtocolParams
@@ -37,14 +41,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Options of one end-to-end run.
+    """Options of one end-to-end run (the engine is passed separately).
 
     Parameters
     ----------
-    engine : {"plaintext", "rep3", "mp-spdz"}, default "plaintext"
     epsilon : float, default 10.0
     delta : float, default 1e-5
-    n_holders : int, default 1
+    n_holders : int, default 3
         Number of data holders the training set is divided among.
     binning : {"select", "sort"}, default "select"
     mean_mode : {"paper", "dp"}, default "paper"
@@ -59,19 +62,16 @@ class RunConfig:
     noise : bool, default True
         ``False`` releases exact counts: NOT private; for tests only.
     seed : int or None, default None
-        Reproducible split, holder assignment, sampling and -- on the plaintext
-        engine -- noise. The secure engines always generate the noise inside MPC
-        from fresh keys, so their noise is never reproducible. ``None`` (the
-        default) draws all randomness from the OS; a seed is for experiments and
-        tests only.
-    engine_options : dict
-        Engine-specific options (``transport`` for rep3; ``security`` for mp-spdz).
+        Reproducible split, holder assignment and sampling. The noise is the
+        engine's business: the secure engines generate it inside MPC from
+        fresh keys, so it is never reproducible; the plaintext engine takes a
+        seed in its options. ``None`` (the default) draws all randomness from
+        the OS; a seed is for experiments and tests only.
     """
 
-    engine: Literal["plaintext", "rep3", "mp-spdz"] = "plaintext"
     epsilon: float = 10.0
     delta: float = 1e-5
-    n_holders: int = 1
+    n_holders: int = 3
     binning: Literal["select", "sort"] = "select"
     mean_mode: Literal["paper", "dp"] = "paper"
     clip: tuple[float, float] | None = None
@@ -81,7 +81,6 @@ class RunConfig:
     iterations: int = DEFAULT_ITERATIONS
     noise: bool = True
     seed: int | None = None
-    engine_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_holders < 1:
@@ -113,6 +112,7 @@ class RunResult:
     noise_plan: accounting.NoisePlan | None
     metrics: dict[str, Any] | None
     timings: dict[str, float]
+    engine_stats: dict[str, Any] = field(default_factory=dict)
 
 
 def split_holders(
@@ -127,21 +127,6 @@ def split_holders(
         replace(data.subset(rows=np.sort(p)), source=f"{data.source} [holder {i}]")
         for i, p in enumerate(parts)
     ]
-
-
-def synthetic_to_expression(synth, *, source: str = "synthetic") -> ExpressionData:
-    """Wrap :class:`fedsyn.release.SyntheticData` as :class:`ExpressionData`."""
-    n = synth.n_records
-    width = max(5, len(str(n)))
-    return ExpressionData(
-        values=synth.values,
-        gene_names=tuple(synth.gene_names),
-        sample_ids=tuple(f"SYN{i + 1:0{width}d}" for i in range(n)),
-        labels=np.asarray(synth.labels, dtype=np.int64),
-        label_names=tuple(synth.label_names),
-        kind="normalized",
-        source=source,
-    )
 
 
 def make_params(config: RunConfig, n_labels: int, n_genes: int) -> tuple[ProtocolParams, accounting.NoisePlan | None]:
@@ -171,7 +156,9 @@ def run_pipeline(
     config: RunConfig,
     out_dir: str | os.PathLike,
     *,
+    engine: Engine | None = None,
     overwrite: bool = False,
+    protect: tuple[str | os.PathLike, ...] = (),
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run the paper's pipeline end to end and write its outputs.
@@ -185,8 +172,13 @@ def run_pipeline(
         Output directory: ``synthetic.csv``, ``measurements.npz``, ``run.json`` and,
         with evaluation, ``metrics.json``, ``report.md``, ``wasserstein_per_gene.csv``
         and PNG plots.
+    engine : Engine or None, default None
+        The engine that runs Protocol 1 (:mod:`fedsyn.engines`); ``None``: the
+        default engine (rep3 over three local TLS processes), as ``fedsyn run``.
     overwrite : bool, default False
-        Replace an existing non-empty ``out_dir``.
+        Replace an earlier fedsyn output in ``out_dir`` (never anything else).
+    protect : tuple of path-like, default ()
+        Inputs that must not lie inside ``out_dir`` (``data.source`` is always protected).
     progress : callable, optional
         Called with a short message at the start of every step.
 
@@ -194,15 +186,14 @@ def run_pipeline(
     -------
     RunResult
     """
-    from .engines import get_engine
-    from .writers import write_expression
-    from .atomic import write_json_atomic, save_npz_atomic
-    from .randomness import noise_rng, sampling_rng
-    from .release import synthesize
+    from .atomic import staged_directory, write_json_atomic
+    from .engines import make_engine
+    from .publish import synthesize_and_write
+    from .randomness import sampling_rng
 
+    engine = engine if engine is not None else make_engine()
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise ConfigError(f"{out_dir} exists and is not empty; pass --overwrite to replace it.")
+    protected = tuple(protect) + ((data.source,) if Path(data.source).exists() else ())
     say = progress or (lambda msg: log.info("%s", msg))
     values = np.asarray(data.values)
     if data.kind == "counts" or (np.all(values >= 0) and np.all(values == np.round(values))):
@@ -224,34 +215,26 @@ def run_pipeline(
 
     params, plan = make_params(config, train.n_labels, train.n_genes)
     holders = split_holders(train, config.n_holders, rng=np.random.default_rng(split_seed + 1))
-    engine = get_engine(config.engine, **config.engine_options)
 
-    staging = out_dir.parent / f".{out_dir.name}.partial-{secrets.token_hex(4)}"
-    staging.mkdir(parents=True)
-    try:
+    with staged_directory(out_dir, overwrite=overwrite, protect=protected) as staging:
         say(
             f"[1/3] {engine.name}: binning, marginals and noise for {train.n_samples} samples x "
             f"{train.n_genes} genes from {len(holders)} holder(s)"
             + (f" (sigma {params.sigma:.3f} per count)" if config.noise else " (NO NOISE: not private)")
         )
         t0 = time.perf_counter()
-        measurements = engine.measure(holders, params, rng=noise_rng(seed))
+        measured = engine.measure(holders, params)
+        measurements = measured.measurements
         timings["measure_s"] = time.perf_counter() - t0
 
         say(f"[2/3] release: fitting Private-PGM ({config.estimator}, {config.iterations} iterations) and sampling")
         t0 = time.perf_counter()
-        synth = synthesize(
-            measurements,
-            estimator=config.estimator,
-            iterations=config.iterations,
-            rng=sampling_rng(seed),
-        )
+        published = synthesize_and_write(measurements, staging, estimator=config.estimator,
+                                         iterations=config.iterations, rng=sampling_rng(seed))
         timings["release_s"] = time.perf_counter() - t0
-        synthetic = synthetic_to_expression(synth)
-
-        files: dict[str, Path] = {}
-        files["synthetic"] = write_expression(synthetic, staging / "synthetic.csv")
-        files["measurements"] = save_npz_atomic(staging / "measurements.npz", **measurements.to_npz_dict())
+        synthetic = published.synthetic
+        assert synthetic is not None
+        files: dict[str, Path] = dict(published.files)
 
         metrics = None
         if test is not None:
@@ -268,7 +251,7 @@ def run_pipeline(
                 real_train=train,
                 synthetic=synthetic,
                 title=f"fedsyn run: {engine.name}, epsilon {config.epsilon}, {train.n_genes} genes",
-                extra={"run": _run_summary(config, plan, measurements)},
+                extra={"run": _run_summary(config, plan, measurements, engine.name)},
             )
             timings["evaluate_s"] = time.perf_counter() - t0
             files.update({k: staging / Path(v).name for k, v in written.items()})
@@ -281,13 +264,10 @@ def run_pipeline(
             "n_train": train.n_samples,
             "n_test": 0 if test is None else test.n_samples,
             "timings_s": timings,
-            **_run_summary(config, plan, measurements),
+            **_run_summary(config, plan, measurements, engine.name),
+            "engine_stats": measured.stats,
         }
         files["run"] = write_json_atomic(staging / "run.json", run_info)
-        _commit_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     files = {k: out_dir / Path(v).name for k, v in files.items()}
     return RunResult(
         out_dir=out_dir,
@@ -297,26 +277,16 @@ def run_pipeline(
         noise_plan=plan,
         metrics=metrics,
         timings=timings,
+        engine_stats=measured.stats,
     )
 
 
-def _run_summary(config: RunConfig, plan, measurements: NoisyMeasurements) -> dict:
+def _run_summary(config: RunConfig, plan, measurements: NoisyMeasurements, engine: str) -> dict:
     return {
         "config": json.loads(json.dumps(asdict(config), default=str)),  # the seed included
         "noise_plan": None if plan is None else plan.to_dict(),
-        "engine": measurements.engine,
+        "engine": engine,
         "engine_meta": measurements.meta,
         "private": bool(config.noise),
         "bin_means": "exact (paper mode, not DP)" if config.mean_mode == "paper" else "DP (noisy sums)",
     }
-
-
-def _commit_dir(staging: Path, out_dir: Path) -> None:
-    """Move the finished staging directory onto ``out_dir`` (replacing it)."""
-    if out_dir.exists():
-        trash = out_dir.parent / f".{out_dir.name}.old-{secrets.token_hex(4)}"
-        os.replace(out_dir, trash)
-        os.replace(staging, out_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, out_dir)

@@ -17,6 +17,7 @@ import gzip
 import io
 import logging
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path

@@ -283,3 +283,41 @@ def _as_matrix(values_fp) -> np.ndarray:
     if x.dtype != np.int64:
         raise InputError("Reference protocols take fixed-point int64 values (fedsyn.fixedpoint.encode).")
     return x
+
+
+def protocol1_outputs(stats: BinStatistics, params, *, rng) -> dict[str, np.ndarray]:
+    """What Protocol 1 opens to the release server, computed in the clear.
+
+    The reference of every engine's opened outputs
+    (:class:`fedsyn.measurements.OutputLayout`): noisy counts ``one_way``,
+    ``label``, ``two_way`` (``count * 2^f + noise``), and either the exact bin
+    ``means`` (paper mode) or the noisy bin ``sums`` (dp mode), all fixed
+    point with ``params.frac_bits``.
+
+    Parameters
+    ----------
+    stats : BinStatistics
+        Exact statistics of the pooled (and, in dp mode, clipped) data.
+    params : fedsyn.params.ProtocolParams
+    rng : generator
+        Source of the noise uniforms (the OS CSPRNG unless a seed was given).
+    """
+    f = params.frac_bits
+    one = 1 << f
+
+    def noisy(values: np.ndarray, sigma: float, *, scale: int) -> np.ndarray:
+        fp = np.asarray(values, dtype=np.int64) * scale
+        if params.noise:
+            fp = fp + irwin_hall_noise(fp.shape, sigma, frac_bits=f, rng=rng)
+        return fp
+
+    out = {
+        "one_way": noisy(stats.counts, params.sigma, scale=one),
+        "label": noisy(stats.label_counts, params.sigma, scale=one),
+        "two_way": noisy(stats.two_way, params.sigma, scale=one),
+    }
+    if params.mean_mode == "paper":
+        out["means"] = stats.means
+    else:
+        out["sums"] = noisy(stats.sums, params.sum_sigma, scale=1)
+    return out

@@ -121,6 +121,22 @@ class SyntheticData:
     def n_records(self) -> int:
         return int(self.labels.shape[0])
 
+    def to_expression(self, *, source: str = "synthetic"):
+        """These records as :class:`fedsyn.data.ExpressionData` (sample ids ``SYN00001``, ...)."""
+        from .data import ExpressionData
+
+        n = self.n_records
+        width = max(5, len(str(n)))
+        return ExpressionData(
+            values=self.values,
+            gene_names=tuple(self.gene_names),
+            sample_ids=tuple(f"SYN{i + 1:0{width}d}" for i in range(n)),
+            labels=np.asarray(self.labels, dtype=np.int64),
+            label_names=tuple(self.label_names),
+            kind="normalized",
+            source=source,
+        )
+
 
 @dataclass(frozen=True)
 class ReleaseModel:

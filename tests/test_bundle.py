@@ -12,13 +12,13 @@ import pytest
 
 from fedsyn.bundle import (
     FORMAT_VERSION,
-    encode_holder,
     find_bundles,
     gene_digest,
     load_bundle,
     load_server_bundles,
-    share_holder,
 )
+from fedsyn.holder import encode_holder
+from fedsyn.holder import share_to_files
 from fedsyn.data import ExpressionData
 from fedsyn.errors import BundleError, InputError
 from fedsyn.fixedpoint import encode
@@ -47,7 +47,7 @@ def opened(paths, **kw):
 def test_round_trip_reconstructs_the_encoded_matrix(tmp_path, csprng):
     data = make_data()
     rng = None if csprng else np.random.default_rng(5)
-    paths = share_holder(data, holder_id="hospA", out_dir=tmp_path, rng=rng, run_id="r1")
+    paths = share_to_files(data, holder_id="hospA", out_dir=tmp_path, rng=rng, run_id="r1")
     assert [p.name for p in paths] == [f"hospA.server{i}.fsb" for i in range(3)]
     bs, values, labels = opened(paths)
     assert np.array_equal(values, encode(data.values, 16))
@@ -70,19 +70,19 @@ def test_round_trip_reconstructs_the_encoded_matrix(tmp_path, csprng):
 
 def test_csprng_shares_differ_between_calls(tmp_path):
     data = make_data()
-    a = share_holder(data, holder_id="a", out_dir=tmp_path / "a")
-    b = share_holder(data, holder_id="a", out_dir=tmp_path / "b")
+    a = share_to_files(data, holder_id="a", out_dir=tmp_path / "a")
+    b = share_to_files(data, holder_id="a", out_dir=tmp_path / "b")
     assert not np.array_equal(load_bundle(a[0], expected_party=0).values[0], load_bundle(b[0], expected_party=0).values[0])
 
 
 def test_label_domain_and_gene_order_are_aligned(tmp_path):
     data = make_data(labels=("B", "A"))
     genes = ("g3", "g0", "g1", "g2")
-    vals, onehot, g, dom = encode_holder(data, label_names=("A", "B", "C"), gene_names=genes)
-    assert g == genes and dom == ("A", "B", "C")
-    assert np.array_equal(vals, encode(data.values[:, [3, 0, 1, 2]]))
+    e = encode_holder(data, label_names=("A", "B", "C"), gene_names=genes)
+    assert e.gene_names == genes and e.label_names == ("A", "B", "C")
+    assert np.array_equal(e.values_fp, encode(data.values[:, [3, 0, 1, 2]]))
     # holder label 0 is "B" -> column 1 of the public domain
-    assert np.array_equal(np.argmax(onehot, axis=1), np.where(data.labels == 0, 1, 0))
+    assert np.array_equal(np.argmax(e.onehot, axis=1), np.where(data.labels == 0, 1, 0))
     with pytest.raises(InputError, match="not in the public label domain"):
         encode_holder(data, label_names=("A", "C"))
     with pytest.raises(InputError, match="missing"):
@@ -91,7 +91,7 @@ def test_label_domain_and_gene_order_are_aligned(tmp_path):
 
 def test_clip_is_applied_and_recorded(tmp_path):
     data = make_data()
-    paths = share_holder(data, holder_id="h", out_dir=tmp_path, clip=(0.0, 4.0), rng=np.random.default_rng(0))
+    paths = share_to_files(data, holder_id="h", out_dir=tmp_path, clip=(0.0, 4.0), rng=np.random.default_rng(0))
     bs, values, _ = opened(paths)
     assert np.array_equal(values, encode(np.clip(data.values, 0, 4)))
     assert bs[0].manifest.clip == (0.0, 4.0)
@@ -99,7 +99,7 @@ def test_clip_is_applied_and_recorded(tmp_path):
 
 @pytest.fixture
 def bundles(tmp_path):
-    return share_holder(make_data(), holder_id="h1", out_dir=tmp_path, rng=np.random.default_rng(1), run_id="run")
+    return share_to_files(make_data(), holder_id="h1", out_dir=tmp_path, rng=np.random.default_rng(1), run_id="run")
 
 
 def test_wrong_server_refused(bundles):
@@ -117,7 +117,7 @@ def test_other_gene_list_label_domain_frac_bits_run_refused(bundles, tmp_path):
     with pytest.raises(BundleError, match="run 'run'"):
         load_bundle(bundles[0], expected_party=0, expected_run_id="other")
     # and between holders given to the same server
-    other = share_holder(make_data(d=5, seed=3), holder_id="h2", out_dir=tmp_path / "o", rng=np.random.default_rng(2), run_id="run")
+    other = share_to_files(make_data(d=5, seed=3), holder_id="h2", out_dir=tmp_path / "o", rng=np.random.default_rng(2), run_id="run")
     with pytest.raises(BundleError, match=rf"{other[0].name}.*different gene list"):
         load_server_bundles([bundles[0], other[0]], party=0)
     with pytest.raises(BundleError, match="already given"):
@@ -125,7 +125,7 @@ def test_other_gene_list_label_domain_frac_bits_run_refused(bundles, tmp_path):
 
 
 def test_server_bundles_come_in_holder_id_order(bundles, tmp_path):
-    other = share_holder(make_data(seed=3), holder_id="a0", out_dir=tmp_path / "o", run_id="run")
+    other = share_to_files(make_data(seed=3), holder_id="a0", out_dir=tmp_path / "o", run_id="run")
     got = load_server_bundles([bundles[1], other[1]], party=1)
     assert [b.manifest.holder_id for b in got] == ["a0", "h1"]
 
@@ -177,7 +177,7 @@ def test_find_bundles(bundles, tmp_path):
 
 def test_bad_holder_id(tmp_path):
     with pytest.raises(InputError, match="holder id"):
-        share_holder(make_data(), holder_id="../x", out_dir=tmp_path)
+        share_to_files(make_data(), holder_id="../x", out_dir=tmp_path)
 
 
 def test_manifest_is_documented_json(bundles):

@@ -84,7 +84,7 @@ def prep_csv(tmp_path_factory):
 
 @pytest.mark.parametrize("extra, message", [
     (["--engine", "plaintext", "--security", "active"], "--security applies to --engine mp-spdz only"),
-    (["--engine", "rep3", "--security", "active"], "rep3 is passively secure"),
+    (["--engine", "rep3", "--security", "active"], "--security applies to --engine mp-spdz only, not rep3"),
     (["--engine", "plaintext", "--transport", "inprocess"], "--transport applies to --engine rep3 only"),
     (["--engine", "plaintext", "--timeout", "5"], "--timeout applies"),
     (["--engine", "plaintext", "--clip", "0", "20"], "only used by mean_mode 'dp'"),

@@ -18,7 +18,25 @@ from fedsyn import fixedpoint, reference
 from fedsyn.data import ExpressionData
 from fedsyn.engines.mpspdz import persistence
 from fedsyn.errors import BundleError, EngineUnavailableError, ProtocolError
+from fedsyn.holder import replicated_pairs, split_shares
+from fedsyn.measurements import OutputLayout
 from fedsyn.params import ProtocolParams
+
+
+def _pairs(secret):
+    """The three parties' replicated pairs of ``secret`` (fedsyn's one share splitter)."""
+    return list(replicated_pairs(split_shares(secret)))
+
+
+def _rows(x, y, n_labels):
+    """protocol1.mpc's row layout: the fixed-point values, then the one-hot label."""
+    return np.concatenate([fixedpoint.encode(x), reference.label_onehot(y, n_labels)], axis=1)
+
+
+def _engine(**options):
+    from fedsyn.engines.mpspdz import MpSpdzEngine, MpSpdzOptions
+
+    return MpSpdzEngine(MpSpdzOptions(**options))
 
 HOME = os.environ.get("MP_SPDZ_HOME")
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"
@@ -47,7 +65,7 @@ def test_headers_match_mp_spdz_signatures():
 def test_shares_round_trip_through_files(tmp_path):
     rng = np.random.default_rng(0)
     secret = rng.integers(-(2**40), 2**40, size=(7, 5), dtype=np.int64)
-    pairs = persistence.share_matrix(secret)
+    pairs = _pairs(secret)
     files = persistence.write_persistence_shares(pairs, tmp_path, security="active")
     assert [f.name for f in files] == [f"Transactions-P{i}.data" for i in range(3)]
     read = [persistence.read_persistence_shares(f, security="active") for f in files]
@@ -61,8 +79,8 @@ def test_shares_round_trip_through_files(tmp_path):
 
 
 def test_holders_files_concatenate_under_one_header(tmp_path):
-    a = persistence.share_matrix(np.arange(6, dtype=np.int64))
-    b = persistence.share_matrix(np.arange(6, 10, dtype=np.int64))
+    a = _pairs(np.arange(6, dtype=np.int64))
+    b = _pairs(np.arange(6, 10, dtype=np.int64))
     persistence.write_persistence_shares(a, tmp_path / "a")
     persistence.write_persistence_shares(b, tmp_path / "b")
     merged = [
@@ -99,10 +117,10 @@ def test_wrong_home_or_missing_binary_is_reported(tmp_path):
     from fedsyn.engines.mpspdz import MpSpdzEngine
 
     with pytest.raises(EngineUnavailableError, match="no compile.py"):
-        MpSpdzEngine(home=tmp_path)
+        _engine(home=tmp_path)
     (tmp_path / "compile.py").write_text("")
     with pytest.raises(EngineUnavailableError, match="make malicious-rep-ring-party.x"):
-        MpSpdzEngine(home=tmp_path, security="active")
+        _engine(home=tmp_path, security="active")
 
 
 def _fake_installation(tmp_path):
@@ -150,7 +168,7 @@ def test_compile_cache_is_keyed_on_source_args_and_flags(tmp_path):
 def test_inputs_are_checked_before_the_parties_start(tmp_path):
     from fedsyn.engines.mpspdz import runner
 
-    pairs = persistence.share_matrix(np.arange(4, dtype=np.int64))
+    pairs = _pairs(np.arange(4, dtype=np.int64))
     persistence.write_persistence_shares(pairs[:2], tmp_path / "Persistence", security="passive")
     with pytest.raises(BundleError, match="Transactions-P2.data: party 2's Persistence file is missing"):
         runner.check_inputs(tmp_path, [0, 1, 2], "passive")
@@ -194,14 +212,14 @@ def _assert_exact(meas, x, y, n_labels, frac_bits=16):
 @needs_passive
 @pytest.mark.parametrize("binning", ["select", "sort"])
 def test_passive_matches_reference_on_ties_constant_sparse(binning, tmp_path):
-    from fedsyn.engines.mpspdz import MpSpdzEngine
-
     x, y = _hard_inputs(23, 5, 3, seed=1)  # n = 23: quartiles interpolate (k = 2, 0, 2)
-    engine = MpSpdzEngine(security="passive", binning=binning, workdir=tmp_path / "run")
-    meas = engine.measure(_holders(x, y, 3, [9]), ProtocolParams(n_labels=3, sigma=0.0, noise=False))
+    engine = _engine(security="passive", workdir=tmp_path / "run")
+    measured = engine.measure(_holders(x, y, 3, [9]),
+                              ProtocolParams(n_labels=3, sigma=0.0, noise=False, binning=binning))
+    meas = measured.measurements
     _assert_exact(meas, x, y, 3)
     assert meas.engine == "mp-spdz-passive" and meas.meta["binning"] == binning
-    assert engine.last_report.phases["order_statistics"]["mb"] > 0
+    assert measured.stats["mpspdz"]["phases"]["order_statistics"]["mb"] > 0
     # a kept run directory keeps logs and output, not the shares: no Persistence
     # files and no memory dumps (shares of every intermediate value)
     run = tmp_path / "run"
@@ -216,8 +234,6 @@ def test_passive_matches_reference_on_ties_constant_sparse(binning, tmp_path):
 @pytest.mark.parametrize("binning", ["select", "sort"])
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_tiny_n_one_holder_per_sample_matches_reference(binning, n):
-    from fedsyn.engines.mpspdz import MpSpdzEngine
-
     rng = np.random.default_rng(n)
     x = np.round(rng.normal(0.0, 2.0, size=(n, 5)), 0)   # heavy ties
     x[:, 0] = 1.5                                         # constant gene
@@ -225,9 +241,9 @@ def test_tiny_n_one_holder_per_sample_matches_reference(binning, n):
     x[:, 2] = -1e6                                        # large negative constant
     x[:, 3] = rng.choice([-2.0, 2.0], size=n)             # two values only
     y = rng.integers(0, 2, size=n)
-    meas = MpSpdzEngine(security="passive", binning=binning).measure(
-        _holders(x, y, 2, list(range(1, n))), ProtocolParams(n_labels=2, sigma=0.0, noise=False)
-    )
+    meas = _engine(security="passive").measure(
+        _holders(x, y, 2, list(range(1, n))), ProtocolParams(n_labels=2, sigma=0.0, noise=False, binning=binning)
+    ).measurements
     _assert_exact(meas, x, y, 2)
     assert meas.meta["n_holders"] == n
 
@@ -238,31 +254,28 @@ def test_tiny_n_one_holder_per_sample_matches_reference(binning, n):
 def test_passive_select_on_real_fixture_columns():
     import pandas as pd
 
-    from fedsyn.engines.mpspdz import MpSpdzEngine
-
     frame = pd.read_csv(FIXTURE)
     genes = [c for c in frame.columns if c not in ("sample_id", "subtype")][::80]  # 13 genes
     x = frame[genes].to_numpy(dtype=float)
     names, y = np.unique(frame["subtype"].to_numpy(), return_inverse=True)
-    meas = MpSpdzEngine(security="passive", binning="select").measure(
+    meas = _engine(security="passive").measure(
         _holders(x, y, len(names), [30, 70]), ProtocolParams(n_labels=len(names), sigma=0.0, noise=False)
-    )
+    ).measurements
     _assert_exact(meas, x, y, len(names))
 
 
 @pytest.mark.mpspdz
 @needs_passive
 def test_noise_and_dp_mode_follow_the_plaintext_engine():
-    from fedsyn.engines.mpspdz import MpSpdzEngine
     from fedsyn.engines.plaintext import PlaintextEngine
 
     x, y = _hard_inputs(30, 20, 3, seed=2)
     holders = _holders(x, y, 3, [12])
-    engine = MpSpdzEngine(security="passive")
+    engine = _engine(security="passive")
     params = ProtocolParams(n_labels=3, sigma=2.0, mean_mode="dp", clip=(-8.0, 12.0), sum_sigma=0.5)
-    noisy = engine.measure(holders, params)
+    noisy = engine.measure(holders, params).measurements
     exact = PlaintextEngine().measure(holders, ProtocolParams(n_labels=3, sigma=0.0, noise=False,
-                                                              mean_mode="dp", clip=(-8.0, 12.0)))
+                                                              mean_mode="dp", clip=(-8.0, 12.0))).measurements
     err = np.concatenate([(noisy.one_way - exact.one_way).ravel(), (noisy.label - exact.label).ravel(),
                           (noisy.two_way - exact.two_way).ravel()])
     assert err.size == 20 * 4 + 3 + 20 * 4 * 3
@@ -279,14 +292,13 @@ def test_noise_and_dp_mode_follow_the_plaintext_engine():
 @pytest.mark.mpspdz
 @needs_passive
 def test_dp_mode_without_noise_gives_the_exact_clipped_sums():
-    from fedsyn.engines.mpspdz import MpSpdzEngine
     from fedsyn.engines.plaintext import PlaintextEngine
 
     x, y = _hard_inputs(11, 4, 2, seed=5)
     holders = _holders(x, y, 2, [4, 7])
-    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False, mean_mode="dp", clip=(-6.0, 6.5))
-    got = MpSpdzEngine(security="passive", binning="sort").measure(holders, params)
-    want = PlaintextEngine().measure(holders, params)
+    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False, mean_mode="dp", clip=(-6.0, 6.5), binning="sort")
+    got = _engine(security="passive").measure(holders, params).measurements
+    want = PlaintextEngine().measure(holders, params).measurements
     assert np.array_equal(got.one_way, want.one_way) and np.array_equal(got.two_way, want.two_way)
     assert np.array_equal(got.bin_means, want.bin_means)  # same clipped fixed-point sums, same division
     assert np.any(np.abs(x) > 6.5) and got.mean_mode == "dp"
@@ -300,16 +312,17 @@ def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_pa
 
     rep3 = pytest.importorskip("fedsyn.engines.rep3.sharing")
     x, y = _hard_inputs(23, 5, 3, seed=1)
-    rows = persistence.holder_rows(fixedpoint.encode(x), y, 3)
+    rows = _rows(x, y, 3)
     inst = runner.find_installation()
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
-    compiled = runner.compile_program(inst, "protocol1", eng.program_args(23, 5, params, "select"))
+    compiled = runner.compile_program(inst, "protocol1", eng.program_args(23, 5, params))
     work = runner.prepare_workspace(inst, tmp_path / "run", compiled)
     persistence.write_persistence_shares(list(rep3.share_array(rows)), work / "Persistence")
     runner.run_parties(inst, work, compiled.name, security="passive", timeout=120)
     out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
     st = reference.bin_statistics(fixedpoint.encode(x), y, 3)
-    assert np.array_equal(out[: 4 * 5].reshape(4, 5).T, st.counts << 16)
+    opened = OutputLayout(5, 3).split(out)
+    assert np.array_equal(opened["one_way"], st.counts << 16)
 
 
 @pytest.mark.mpspdz
@@ -320,23 +333,24 @@ def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
     from fedsyn.engines.mpspdz import runner
 
     x, y = _hard_inputs(12, 3, 2, seed=4)
-    rows = persistence.holder_rows(fixedpoint.encode(x), y, 2)
+    rows = _rows(x, y, 2)
     inst = runner.find_installation()
     params = ProtocolParams(n_labels=2, sigma=0.0, noise=False)
-    compiled = runner.compile_program(inst, "protocol1", eng.program_args(12, 3, params, "select"),
+    compiled = runner.compile_program(inst, "protocol1", eng.program_args(12, 3, params),
                                       security="active")
     st = reference.bin_statistics(fixedpoint.encode(x), y, 2)
     for tamper in (False, True):
         work = runner.prepare_workspace(inst, tmp_path / f"run{tamper}", compiled)
-        files = persistence.write_persistence_shares(persistence.share_matrix(rows), work / "Persistence",
+        files = persistence.write_persistence_shares(_pairs(rows), work / "Persistence",
                                                      security="active")
         if not tamper:
             runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
             out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
-            assert np.array_equal(out[: 4 * 3].reshape(4, 3).T, st.counts << 16)
-            assert np.array_equal(out[12:14], st.label_counts << 16)
-            assert np.array_equal(out[14:38].reshape(4, 3, 2).transpose(1, 0, 2), st.two_way << 16)
-            assert np.array_equal(out[38:].reshape(4, 3).T, st.means)
+            opened = OutputLayout(3, 2).split(out)
+            assert np.array_equal(opened["one_way"], st.counts << 16)
+            assert np.array_equal(opened["label"], st.label_counts << 16)
+            assert np.array_equal(opened["two_way"], st.two_way << 16)
+            assert np.array_equal(opened["means"], st.means)
         else:
             data = bytearray(files[1].read_bytes())
             data[38 + 16 * 5 + 3] ^= 0x10  # one byte of one share of party 1
@@ -369,10 +383,10 @@ def test_timeout_kills_the_parties_and_shows_their_logs(tmp_path):
 
     inst = runner.find_installation()
     params = ProtocolParams(n_labels=2, sigma=0.0, noise=False)
-    compiled = runner.compile_program(inst, "protocol1", eng.program_args(12, 3, params, "select"))
+    compiled = runner.compile_program(inst, "protocol1", eng.program_args(12, 3, params))
     work = runner.prepare_workspace(inst, tmp_path / "run", compiled).resolve()
-    rows = persistence.holder_rows(fixedpoint.encode(np.ones((12, 3))), np.arange(12) % 2, 2)
-    persistence.write_persistence_shares(persistence.share_matrix(rows), work / "Persistence")
+    rows = _rows(np.ones((12, 3)), np.arange(12) % 2, 2)
+    persistence.write_persistence_shares(_pairs(rows), work / "Persistence")
     # parties 0 and 1 only: they wait for party 2 until the timeout
     with pytest.raises(ProtocolError, match=r"timeout after 1\.5 s \(party 0: killed by signal 9, party 1: ") as info:
         runner.run_parties(inst, work, compiled.name, security="passive", parties=[0, 1], timeout=1.5)

@@ -7,11 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from fedsyn.engines import get_engine
+from fedsyn.engines import make_engine
+from fedsyn.engines.plaintext import PlaintextEngine, PlaintextOptions
 from fedsyn.errors import ConfigError
 from fedsyn.readers import load_expression
 from fedsyn.params import ProtocolParams
 from fedsyn.pipeline import RunConfig, run_pipeline, split_holders
+
+
+PLAIN = PlaintextEngine()
 
 
 def test_brca_fixture_plaintext_end_to_end(brca_path, tmp_path):
@@ -19,7 +23,8 @@ def test_brca_fixture_plaintext_end_to_end(brca_path, tmp_path):
     assert (data.n_samples, data.n_genes, data.n_labels) == (100, 978, 5)
     # Only 100 samples: at epsilon 10 the noise (sigma 23 per count) drowns the
     # counts, so the real-data check uses epsilon 100.
-    res = run_pipeline(data, RunConfig(engine="plaintext", epsilon=100, seed=3, n_holders=2), tmp_path / "out")
+    res = run_pipeline(data, RunConfig(epsilon=100, seed=3, n_holders=2), tmp_path / "out",
+                       engine=PlaintextEngine(PlaintextOptions(seed=3)))
     for name in ("synthetic.csv", "measurements.npz", "run.json", "metrics.json", "report.md", "pca.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     m = res.metrics
@@ -36,8 +41,8 @@ def test_brca_fixture_rep3_pre_noise_marginals_equal_plaintext(brca_path):
     data = load_expression(brca_path)
     holders = split_holders(data, 3, rng=np.random.default_rng(0))
     params = ProtocolParams(n_labels=data.n_labels, sigma=0.0, noise=False)
-    plain = get_engine("plaintext").measure(holders, params)
-    secure = get_engine("rep3", transport="inprocess").measure(holders, params)
+    plain = make_engine("plaintext").measure(holders, params).measurements
+    secure = make_engine("rep3", transport="inprocess").measure(holders, params).measurements
     assert secure.engine == "rep3"
     for field in ("one_way", "label", "two_way", "bin_means"):
         assert np.array_equal(getattr(secure, field), getattr(plain, field)), field
@@ -51,8 +56,8 @@ def test_simulated_paper_size_rep3_epsilon_10(tmp_path):
     counts = simulate_counts(1089, 240, n_classes=5, seed=5)
     data, _ = preprocess(counts, PreprocessConfig(n_genes=200, seed=5))
     assert data.n_genes == 200
-    cfg = RunConfig(engine="rep3", epsilon=10, seed=5, n_holders=3, engine_options={"transport": "inprocess"})
-    res = run_pipeline(data, cfg, tmp_path / "out")
+    cfg = RunConfig(epsilon=10, seed=5, n_holders=3)
+    res = run_pipeline(data, cfg, tmp_path / "out", engine=make_engine("rep3", transport="inprocess"))
     m = res.metrics
     assert res.measurements.engine == "rep3"
     assert res.noise_plan.sigma == pytest.approx(0.5296 * np.sqrt(401), rel=1e-3)
@@ -61,35 +66,56 @@ def test_simulated_paper_size_rep3_epsilon_10(tmp_path):
 
 
 def test_failure_leaves_no_partial_output(small_data, tmp_path, monkeypatch):
-    import fedsyn.release
+    import fedsyn.publish
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fedsyn.release, "synthesize", boom)
+    monkeypatch.setattr(fedsyn.publish, "synthesize", boom)
     with pytest.raises(KeyboardInterrupt):
-        run_pipeline(small_data, RunConfig(seed=1, test_fraction=0.3), tmp_path / "out")
+        run_pipeline(small_data, RunConfig(seed=1, test_fraction=0.3), tmp_path / "out", engine=PLAIN)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_output_needs_overwrite(small_data, tmp_path):
+def test_existing_output_needs_overwrite_and_only_fedsyn_outputs_are_replaced(small_data, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
+    cfg = RunConfig(seed=1, test_fraction=0.3)
+    run_pipeline(small_data, cfg, out, engine=PLAIN)
+    first = (out / "synthetic.csv").stat().st_mtime_ns
     with pytest.raises(ConfigError, match="--overwrite"):
-        run_pipeline(small_data, RunConfig(seed=1, test_fraction=0.3), out)
-    assert (out / "keep.txt").exists()
-    run_pipeline(small_data, RunConfig(seed=1, test_fraction=0.3), out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "synthetic.csv").exists()
+        run_pipeline(small_data, cfg, out, engine=PLAIN)
+    run_pipeline(small_data, cfg, out, engine=PLAIN, overwrite=True)
+    assert (out / "synthetic.csv").stat().st_mtime_ns != first
+    # a file fedsyn did not write is never deleted, --overwrite or not
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="notes.txt.*did not write"):
+        run_pipeline(small_data, cfg, out, engine=PLAIN, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "synthetic.csv").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_output_directory_never_holds_the_input_or_the_working_directory(small_data, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from fedsyn.writers import write_expression
+
+    src = write_expression(small_data, tmp_path / "d" / "data.csv")
+    data = replace(small_data, source=str(src))
+    with pytest.raises(ConfigError, match="holds the input"):
+        run_pipeline(data, RunConfig(seed=1), tmp_path / "d", engine=PLAIN, overwrite=True)
+    monkeypatch.chdir(tmp_path / "d")
+    with pytest.raises(ConfigError, match="current directory"):
+        run_pipeline(small_data, RunConfig(seed=1), ".", engine=PLAIN, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["data.csv"]
 
 
 def test_seeded_runs_reproduce_and_unseeded_differ(small_data, tmp_path):
     cfg = RunConfig(seed=9, test_fraction=0.0)
-    a = run_pipeline(small_data, cfg, tmp_path / "a").measurements
-    b = run_pipeline(small_data, cfg, tmp_path / "b").measurements
+    seeded = PlaintextEngine(PlaintextOptions(seed=9))
+    a = run_pipeline(small_data, cfg, tmp_path / "a", engine=seeded).measurements
+    b = run_pipeline(small_data, cfg, tmp_path / "b", engine=seeded).measurements
     assert np.array_equal(a.two_way, b.two_way)
-    c = run_pipeline(small_data, RunConfig(test_fraction=0.0), tmp_path / "c").measurements
+    c = run_pipeline(small_data, RunConfig(test_fraction=0.0), tmp_path / "c", engine=PLAIN).measurements
     assert not np.array_equal(a.two_way, c.two_way)
 
 
@@ -138,5 +164,5 @@ def test_raw_counts_input_is_warned_about(small_data, tmp_path, caplog):
 
     counts = replace(small_data, values=np.round(np.abs(small_data.values)), kind="counts")
     with caplog.at_level("WARNING", logger="fedsyn.pipeline"):
-        run_pipeline(counts, RunConfig(seed=1, test_fraction=0.0), tmp_path / "out")
+        run_pipeline(counts, RunConfig(seed=1, test_fraction=0.0), tmp_path / "out", engine=PLAIN)
     assert any("raw counts" in r.getMessage() and "fedsyn preprocess" in r.getMessage() for r in caplog.records)

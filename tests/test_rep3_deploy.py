@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fedsyn.bundle import load_bundle, share_holder
+from fedsyn.bundle import load_bundle
+from fedsyn.holder import share_to_files
 from fedsyn.cli import cli
 from fedsyn.data import ExpressionData
 from fedsyn.engines.rep3.config import load_config
-from fedsyn.engines.rep3.engine import Rep3Engine
+from fedsyn.engines.rep3.engine import Rep3Engine, Rep3Options
 from fedsyn.engines.rep3.local import run_local_deployment
 from fedsyn.errors import BundleError, ConfigError, ProtocolError
 from fedsyn.fixedpoint import decode, encode
@@ -57,14 +58,14 @@ def assert_matches_reference(m, data, params):
 def test_inprocess_equals_reference():
     data = simulated()
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
-    m = Rep3Engine("inprocess", timeout=30).measure(holders_of(data), params)
+    m = Rep3Engine(Rep3Options(transport="inprocess", timeout=30)).measure(holders_of(data), params).measurements
     assert_matches_reference(m, data, params)
 
 
 def test_inprocess_dp_mode_means_from_sums():
     data = simulated(seed=1)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, mean_mode="dp", clip=(0.0, 6.0))
-    m = Rep3Engine("inprocess", timeout=30).measure(holders_of(data), params)
+    m = Rep3Engine(Rep3Options(transport="inprocess", timeout=30)).measure(holders_of(data), params).measurements
     clipped = np.clip(data.values, 0.0, 6.0)
     ref = bin_statistics(encode(clipped), data.labels, 3)
     assert np.array_equal(m.one_way, ref.counts)
@@ -77,10 +78,12 @@ def test_tcp_three_processes_equal_reference(tmp_path):
     data = simulated(seed=2)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
     t0 = time.monotonic()
-    m = Rep3Engine("tcp", workdir=tmp_path, timeout=60).measure(holders_of(data), params)
+    measured = Rep3Engine(Rep3Options(transport="tcp", workdir=tmp_path, timeout=60)).measure(holders_of(data), params)
+    m = measured.measurements
     assert_matches_reference(m, data, params)
     assert time.monotonic() - t0 < 60
-    assert m.meta["servers"]["server1"]["bytes_sent"] > 0  # public cost figures reach the release side
+    assert "servers" not in m.meta  # cost figures (bytes depend on n) stay with the servers
+    assert measured.stats["servers"]["server1"]["bytes_sent"] > 0
     for i in range(3):
         log = (tmp_path / f"server{i}.log").read_text()
         assert "output shares delivered" in log
@@ -93,7 +96,7 @@ def test_tcp_three_processes_equal_reference(tmp_path):
 def test_refused_bundle_stops_the_run_with_log_tails(tmp_path):
     data = simulated(seed=3)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
-    paths = share_holder(data, holder_id="h", out_dir=tmp_path / "b")
+    paths = share_to_files(data, holder_id="h", out_dir=tmp_path / "b")
     raw = bytearray(paths[2].read_bytes())
     raw[-40] ^= 0xFF
     paths[2].write_bytes(bytes(raw))
@@ -109,7 +112,7 @@ def test_refused_bundle_stops_the_run_with_log_tails(tmp_path):
 
 def test_bad_params_refused_before_computation(tmp_path):
     data = simulated()
-    share_holder(data, holder_id="h", out_dir=tmp_path)
+    share_to_files(data, holder_id="h", out_dir=tmp_path)
     with pytest.raises(BundleError, match="3 labels.*say 4"):
         from fedsyn.engines.rep3.server import load_bundles_for
 
@@ -192,7 +195,7 @@ def test_no_plaintext_or_shares_in_debug_logs(tmp_path, caplog):
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
     holders = holders_of(data, cuts=(5,))
     caplog.set_level(logging.DEBUG)
-    engine = Rep3Engine("inprocess", workdir=tmp_path / "ip", timeout=30, seed=11)
+    engine = Rep3Engine(Rep3Options(transport="inprocess", workdir=tmp_path / "ip", timeout=30, seed=11))
     engine.measure(holders, params)
     text = caplog.text
     # the engine is seeded, so the bundles it wrote are the shares it used
@@ -226,7 +229,7 @@ def test_serve_exits_nonzero_when_a_peer_never_comes(tmp_path):
     from dataclasses import replace
 
     write_config(replace(cfg, connect_timeout=2.0), tmp_path / "d.toml")
-    paths = share_holder(simulated(n=8), holder_id="h", out_dir=tmp_path / "b")
+    paths = share_to_files(simulated(n=8), holder_id="h", out_dir=tmp_path / "b")
     params = write_json_atomic(tmp_path / "p.json", ProtocolParams(n_labels=3, sigma=0, noise=False).to_dict())
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -256,16 +259,16 @@ def _serve_inprocess(per_server, params, *, seed=7, timeout=20):
 
 def test_holder_order_of_the_files_does_not_matter(tmp_path):
     from fedsyn.engines.rep3.release_server import measurements_from_shares
-    from fedsyn.engines.rep3.server import public_metadata, load_bundles_for
+    from fedsyn.engines.rep3.server import load_bundles_for, release_metadata
 
     data = simulated(seed=4)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
-    paths = [share_holder(h, holder_id=f"h{k}", out_dir=tmp_path) for k, h in enumerate(holders_of(data, cuts=(18,)))]
+    paths = [share_to_files(h, holder_id=f"h{k}", out_dir=tmp_path) for k, h in enumerate(holders_of(data, cuts=(18,)))]
     # server 1 is given the holders' files in the other order
     per_server = [[paths[0][0], paths[1][0]], [paths[1][1], paths[0][1]], [paths[0][2], paths[1][2]]]
     assert [b.manifest.holder_id for b in load_bundles_for(1, per_server[1], params)] == ["h0", "h1"]
     results = _serve_inprocess(per_server, params)
-    meta = public_metadata(load_bundles_for(0, per_server[0], params), params)
+    meta = release_metadata(load_bundles_for(0, per_server[0], params), params)
     m = measurements_from_shares({i: results[i][0] for i in range(3)}, meta, params)
     assert_matches_reference(m, data, params)
 
@@ -273,8 +276,8 @@ def test_holder_order_of_the_files_does_not_matter(tmp_path):
 def test_bundles_of_another_sharing_are_refused_before_computation(tmp_path):
     data = simulated(seed=5)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
-    first = share_holder(data, holder_id="h", out_dir=tmp_path / "a")
-    again = share_holder(data, holder_id="h", out_dir=tmp_path / "b")  # the holder shared twice
+    first = share_to_files(data, holder_id="h", out_dir=tmp_path / "a")
+    again = share_to_files(data, holder_id="h", out_dir=tmp_path / "b")  # the holder shared twice
     assert load_bundle(first[0], expected_party=0).manifest.sharing_id != load_bundle(
         again[1], expected_party=1).manifest.sharing_id
     with pytest.raises(ProtocolError, match="other public inputs.*Nothing was computed"):
@@ -314,7 +317,7 @@ def test_failed_run_in_own_tempdir_removes_bundles_and_keys(tmp_path, monkeypatc
     monkeypatch.setattr(engine_mod.Rep3Engine, "_run_inprocess", boom)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
     with pytest.raises(ProtocolError, match="peer died"):
-        Rep3Engine("inprocess", timeout=10).measure(holders_of(simulated()), params)
+        Rep3Engine(Rep3Options(transport="inprocess", timeout=10)).measure(holders_of(simulated()), params)
     work = made[0]
     assert not (work / "bundles").exists() and not (work / "certs" / "server0.key").exists()
     assert (work / "server0.log").exists() and (work / "certs" / "ca.pem").exists()

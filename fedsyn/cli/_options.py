@@ -42,3 +42,89 @@ def metrics_line(metrics: dict) -> str:
 
     return (f"TSTR accuracy {fmt('tstr_accuracy', 3)} (majority {fmt('majority_rate', 3)}), "
             f"Wasserstein {fmt('wasserstein_mean', 3)}, DE-TPR {fmt('de_tpr', 3)}, DCR {fmt('dcr_mean', 2)}")
+
+
+# ---------------------------------------------------------------------------
+# Engine options, generated from the engines' options dataclasses
+# ---------------------------------------------------------------------------
+
+
+def _click_type(annotation):
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(annotation)])
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    if "Literal" in str(text):
+        import re
+
+        return click.Choice(re.findall(r"'([^']*)'", str(text)))
+    for name, typ in (("float", float), ("int", int), ("bool", bool), ("str", str)):
+        if str(text).split(" ")[0] == name:
+            return typ
+    raise TypeError(f"no CLI type for {annotation!r}")
+
+
+def engine_cli_fields() -> dict[str, dict]:
+    """``{field name: {"type", "help", "defaults": {engine: default}}}`` over every engine's options.
+
+    Only fields whose metadata does not say ``cli: False``; a field shared by
+    several engines (e.g. ``timeout``) becomes one option.
+    """
+    import dataclasses
+
+    from ..engines import ENGINES, engine_options_class
+
+    out: dict[str, dict] = {}
+    for name in ENGINES:
+        cls = engine_options_class(name)
+        hints = _resolved_hints(cls)
+        for f in dataclasses.fields(cls):
+            if not f.metadata.get("cli", True):
+                continue
+            entry = out.setdefault(f.name, {"type": _click_type(hints[f.name]), "help": f.metadata.get("help", ""),
+                                            "defaults": {}})
+            entry["defaults"][name] = f.default
+    return out
+
+
+def _resolved_hints(cls) -> dict:
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - unresolvable forward references: fall back to strings
+        return {k: v for k, v in cls.__annotations__.items()}
+
+
+def engine_options(f):
+    """Decorator adding ``--<field>`` for every CLI field of every engine's options."""
+    for field_name, spec in reversed(list(engine_cli_fields().items())):
+        engines = spec["defaults"]
+        defaults = ", ".join(f"{e}: {d}" for e, d in engines.items())
+        f = click.option(
+            "--" + field_name.replace("_", "-"), field_name, type=spec["type"], default=None,
+            help=f"{' / '.join(engines)} only: {spec['help']} [default: {defaults}].",
+        )(f)
+    return f
+
+
+def engine_from_cli(engine: str, given: dict, *, extra: dict | None = None):
+    """Build the engine from the CLI options; an option another engine takes is an error."""
+    from ..engines import engine_options_class, make_engine
+    from ..errors import ConfigError
+
+    import dataclasses
+
+    fields = engine_cli_fields()
+    own = {f.name for f in dataclasses.fields(engine_options_class(engine))}
+    options = dict(extra or {})
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in own:
+            takers = " or ".join(fields[name]["defaults"])
+            raise ConfigError(f"--{name.replace('_', '-')} applies to --engine {takers} only, not {engine}.")
+        options[name] = value
+    return make_engine(engine, **options)

@@ -5,30 +5,34 @@ from __future__ import annotations
 import click
 
 from ..release import DEFAULT_ITERATIONS
-from ._options import add_options, echo, input_options, metrics_line
+from ._options import add_options, echo, engine_from_cli, engine_options, input_options, metrics_line
 
 
-#: Options that only some engines take; giving one to another engine is an error.
-_ENGINE_ONLY = {"security": ("mp-spdz",), "transport": ("rep3",), "timeout": ("rep3", "mp-spdz")}
+def _engine_names():
+    from ..engines import ENGINES
+
+    return list(ENGINES)
+
+
+def _engine_help() -> str:
+    from ..engines import ENGINES
+
+    return "; ".join(f"{name}: {spec.summary}" for name, spec in ENGINES.items()) + "."
 
 
 @click.command(name="run")
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="Preprocessed expression matrix (CSV/TSV/h5ad; samples x genes + label).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output directory (written atomically).")
-@click.option("--engine", type=click.Choice(["plaintext", "rep3", "mp-spdz"]), default="rep3", show_default=True,
-              help="plaintext: centralized baseline; rep3: embedded 3-party MPC; mp-spdz: MP-SPDZ (needs MP_SPDZ_HOME).")
+              help="Output directory (written atomically; never one holding the input).")
+@click.option("--engine", type=click.Choice(_engine_names()), default="rep3", show_default=True,
+              help=_engine_help())
 @click.option("--epsilon", type=float, default=10.0, show_default=True, help="Privacy budget epsilon.")
 @click.option("--delta", type=float, default=1e-5, show_default=True, help="Privacy budget delta.")
 @click.option("--holders", "n_holders", type=int, default=3, show_default=True,
               help="Number of data holders the training set is divided among.")
-@click.option("--security", type=click.Choice(["passive", "active"]), default="passive", show_default=True,
-              help="mp-spdz only: replicated-ring-party.x (passive) or malicious-rep-ring-party.x (active).")
 @click.option("--binning", type=click.Choice(["select", "sort"]), default="select", show_default=True,
               help="select: quartile order statistics by shuffle-then-compare selection; sort: full secure sort (paper).")
-@click.option("--transport", type=click.Choice(["tcp", "inprocess"]), default="tcp", show_default=True,
-              help="rep3 only: three server processes over TLS, or threads in this process.")
 @click.option("--mean-mode", type=click.Choice(["paper", "dp"]), default="paper", show_default=True,
               help="paper: exact bin means (not DP, as the paper); dp: noisy bin sums under the same budget.")
 @click.option("--clip", type=(float, float), default=None, metavar="LO HI",
@@ -44,13 +48,13 @@ _ENGINE_ONLY = {"security": ("mp-spdz",), "transport": ("rep3",), "timeout": ("r
               help="Seed for a reproducible experiment (split, sampling; noise only on plaintext). "
                    "Default: OS randomness (never seed a real release).")
 @click.option("--no-noise", is_flag=True, help="Release exact counts. NOT PRIVATE: for testing engines only.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Secure engines: seconds before a stalled run fails.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier fedsyn output in the output directory.")
+@engine_options
 @add_options(input_options)
 @click.pass_context
-def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, security, binning, transport,
-            mean_mode, clip, test_fraction, iterations, estimator, frac_bits, seed, no_noise, overwrite,
-            timeout, label_column, sample_column):
+def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, binning, mean_mode, clip,
+            test_fraction, iterations, estimator, frac_bits, seed, no_noise, overwrite, label_column,
+            sample_column, **engine_given):
     """Generate a DP synthetic dataset from INPUT and evaluate it.
 
     Divides the training part among --holders simulated hospitals, runs the
@@ -58,24 +62,12 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, securit
     marginals, samples and de-bins, and writes synthetic.csv, measurements.npz,
     run.json and an evaluation report (metrics.json, report.md, PNG plots).
     """
-    from ..errors import ConfigError
-    from ..readers import load_expression
     from ..pipeline import RunConfig, run_pipeline
+    from ..readers import load_expression
 
-    for option, engines in _ENGINE_ONLY.items():
-        given = ctx.get_parameter_source(option) is not click.core.ParameterSource.DEFAULT
-        if given and engine not in engines:
-            raise ConfigError(
-                f"--{option} applies to --engine {' or '.join(engines)} only, not {engine}"
-                + (" (rep3 is passively secure)." if option == "security" else ".")
-            )
-    engine_options = {}
-    if engine == "rep3":
-        engine_options = {"transport": transport, "timeout": timeout}
-    elif engine == "mp-spdz":
-        engine_options = {"security": security, "binning": binning, "timeout": timeout}
+    extra = {"seed": seed} if engine == "plaintext" and seed is not None else None
+    engine_obj = engine_from_cli(engine, engine_given, extra=extra)
     config = RunConfig(
-        engine=engine,
         epsilon=epsilon,
         delta=delta,
         n_holders=n_holders,
@@ -88,11 +80,10 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, securit
         iterations=iterations,
         noise=not no_noise,
         seed=seed,
-        engine_options=engine_options,
     )
     # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
     data = load_expression(input_path, label_column=label_column, sample_column=sample_column, kind="normalized")
-    result = run_pipeline(data, config, out_dir, overwrite=overwrite)
+    result = run_pipeline(data, config, out_dir, engine=engine_obj, overwrite=overwrite, protect=(input_path,))
     echo(ctx, f"wrote {result.files['synthetic']} ({result.synthetic.n_samples} synthetic records)")
     if result.metrics:
         echo(ctx, metrics_line(result.metrics))

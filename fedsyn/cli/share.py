@@ -54,6 +54,7 @@ def command(ctx, input_path, out_dir, holder_id, labels_file, genes_file, frac_b
     bundle i to server i only, over a confidential channel.
     """
     from ..errors import ConfigError
+    from ..holder import share_to_files
     from ..readers import load_expression
 
     if fmt != "mp-spdz" and security != "passive":
@@ -63,53 +64,8 @@ def command(ctx, input_path, out_dir, holder_id, labels_file, genes_file, frac_b
     # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
     data = load_expression(input_path, label_column=label_column, sample_column=sample_column,
                            label_names=label_names, kind="normalized")
-    if fmt == "mp-spdz":
-        paths = _share_mpspdz(data, out_dir=out_dir, holder_id=holder_id, label_names=label_names,
-                              gene_names=gene_names, frac_bits=frac_bits, clip=clip, security=security)
-    else:
-        from ..bundle import share_holder
-
-        paths = share_holder(data, holder_id=holder_id, out_dir=out_dir, frac_bits=frac_bits,
-                             label_names=label_names, gene_names=gene_names, run_id=run_id,
-                             clip=tuple(clip) if clip else None)
+    paths = share_to_files(data, holder_id=holder_id, out_dir=out_dir, fmt=fmt, security=security,
+                           gene_names=gene_names, label_names=label_names, frac_bits=frac_bits,
+                           clip=tuple(clip) if clip else None, run_id=run_id)
     for p in paths:
         echo(ctx, str(p))
-
-
-def _share_mpspdz(data, *, out_dir, holder_id, label_names, gene_names, frac_bits, clip, security):
-    """MP-SPDZ Persistence files, written by the MP-SPDZ engine's module."""
-    import numpy as np
-
-    from ..bundle import encode_holder, gene_digest, split_shares
-    from ..errors import EngineUnavailableError
-    from ..fixedpoint import to_ring
-
-    try:
-        from ..engines.mpspdz.persistence import write_persistence_shares
-    except ImportError as exc:
-        raise EngineUnavailableError(
-            "--format mp-spdz needs fedsyn.engines.mpspdz.persistence, which this installation "
-            f"lacks ({exc}); use the default --format fedsyn."
-        ) from exc
-    from pathlib import Path
-
-    from ..atomic import write_json_atomic
-
-    values_fp, onehot, genes, domain = encode_holder(
-        data, label_names=label_names, gene_names=gene_names, frac_bits=frac_bits,
-        clip=tuple(clip) if clip else None,
-    )
-    # protocol1.mpc's layout: per sample the d values, then the L one-hot indicators.
-    rows = np.concatenate([values_fp, onehot], axis=1)
-    s = split_shares(to_ring(rows))
-    target = Path(out_dir) / holder_id
-    paths = write_persistence_shares([(s[i], s[(i - 1) % 3]) for i in range(3)], target, security=security)
-    # Persistence files carry no metadata: the public facts go beside them.
-    info = {
-        "holder_id": holder_id, "shape": [data.n_samples, len(genes)], "n_labels": len(domain),
-        "frac_bits": frac_bits, "label_names": list(domain), "gene_names": list(genes),
-        "gene_digest": gene_digest(genes), "row_layout": "d values then L one-hot labels",
-        "security": security,
-    }
-    paths.append(write_json_atomic(target / "manifest.json", info))
-    return paths

@@ -5,15 +5,16 @@ Importing this package needs no MP-SPDZ installation; constructing
 with instructions when it is missing.
 """
 
-from .engine import MpSpdzEngine, RunReport
-from .persistence import read_persistence_shares, share_matrix, write_persistence_shares
+from .engine import MpSpdzEngine, MpSpdzOptions, RunReport
+from .persistence import read_persistence_shares, write_holder_persistence, write_persistence_shares
 from .runner import find_installation
 
 __all__ = [
     "MpSpdzEngine",
+    "MpSpdzOptions",
     "RunReport",
     "find_installation",
     "read_persistence_shares",
-    "share_matrix",
+    "write_holder_persistence",
     "write_persistence_shares",
 ]

@@ -27,18 +27,21 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ... import fixedpoint
 from ...data import ExpressionData
 from ...errors import ConfigError, ProtocolError
-from ...measurements import NoisyMeasurements, means_from_noisy_sums
+from ...fixedpoint import MAX_VALUE_BITS
+from ...holder import encode_holders, share_holder
+from ...measurements import OutputLayout, decode_outputs
 from ...params import ProtocolParams
-from ..pooling import align_holders
+from ...reference import QuartilePlan
+from ..base import Measurement
 from . import persistence, runner
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["MpSpdzEngine", "MpSpdzOptions", "RunReport", "program_args"]
+
 Security = Literal["passive", "active"]
-Binning = Literal["select", "sort"]
 
 PROGRAM = "protocol1"
 #: Timer numbers of protocol1.mpc and what they measure.
@@ -67,27 +70,17 @@ class RunReport:
         return asdict(self)
 
 
-def program_args(n: int, d: int, params: ProtocolParams, binning: str) -> list[object]:
-    """Compile-time arguments of ``protocol1.mpc`` for a run."""
-    f = params.frac_bits
-    sigma_fp = int(round(params.sigma * (1 << f))) if params.noise else 0
-    sum_sigma_fp = int(round(params.sum_sigma * (1 << f))) if (params.noise and params.mean_mode == "dp") else 0
-    if params.noise and sigma_fp == 0:
-        raise ConfigError(f"sigma {params.sigma} rounds to 0 with {f} fractional bits; raise frac_bits.")
-    return [n, d, params.n_labels, f, binning, params.mean_mode, sigma_fp, sum_sigma_fp]
-
-
-class MpSpdzEngine:
-    """Runs Protocol 1 with MP-SPDZ party binaries.
+@dataclass(frozen=True)
+class MpSpdzOptions:
+    """Options of the MP-SPDZ engine.
 
     Parameters
     ----------
     security : {"passive", "active"}, default "passive"
         ``replicated-ring-party.x`` (Araki et al. 2016) or
         ``malicious-rep-ring-party.x`` (Dalskov et al. 2020).
-    binning : {"select", "sort"} or None, default None
-        Overrides ``params.binning``: ``select`` (shuffle-then-compare
-        selection, fast) or ``sort`` (per-gene radix sort, as the paper).
+    timeout : float, default 3600
+        Seconds before the parties are killed.
     home : path or None, default None
         MP-SPDZ directory; ``$MP_SPDZ_HOME`` when None.
     workdir : path or None, default None
@@ -97,8 +90,6 @@ class MpSpdzEngine:
         local run the three parties' shares side by side are the data.
     cache_dir : path or None, default None
         Compiled-program cache (``~/.cache/fedsyn/mp-spdz`` by default).
-    timeout : float, default 3600
-        Seconds before the parties are killed.
     host : str, default "localhost"
         Host of party 0.
     port : int or None, default None
@@ -107,92 +98,103 @@ class MpSpdzEngine:
         ``host[:port]`` of the three parties (MP-SPDZ ``-ip`` file) instead of host/port.
     """
 
-    def __init__(
-        self,
-        *,
-        security: Security = "passive",
-        binning: Binning | None = None,
-        home=None,
-        workdir=None,
-        cache_dir=None,
-        timeout: float = 3600.0,
-        host: str = "localhost",
-        port: int | None = None,
-        hosts: Sequence[str] | None = None,
-    ) -> None:
-        if security not in ("passive", "active"):
-            raise ConfigError(f"Unknown security {security!r}; use 'passive' or 'active'.")
-        if binning not in (None, "select", "sort"):
-            raise ConfigError(f"Unknown binning {binning!r}; use 'select' or 'sort'.")
-        self.security = security
-        self.binning = binning
-        self.installation = runner.find_installation(home)
-        self.installation.binary(security)  # fail early when the binary is not built
-        self.workdir = None if workdir is None else Path(workdir)
-        self.cache_dir = cache_dir
-        self.timeout = float(timeout)
-        self.host, self.port, self.hosts = host, port, hosts
-        self.last_report: RunReport | None = None
+    security: Security = field(default="passive", metadata={
+        "help": "replicated-ring-party.x (passive) or malicious-rep-ring-party.x (active)"})
+    timeout: float = field(default=3600.0, metadata={"help": "seconds before the parties are killed"})
+    home: Path | None = field(default=None, metadata={"cli": False})
+    workdir: Path | None = field(default=None, metadata={"cli": False})
+    cache_dir: Path | None = field(default=None, metadata={"cli": False})
+    host: str = field(default="localhost", metadata={"cli": False})
+    port: int | None = field(default=None, metadata={"cli": False})
+    hosts: tuple[str, ...] | None = field(default=None, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        if self.security not in ("passive", "active"):
+            raise ConfigError(f"Unknown security {self.security!r}; use 'passive' or 'active'.")
+        if not self.timeout > 0:
+            raise ConfigError("The MP-SPDZ timeout must be positive.")
+
+
+def program_args(n: int, d: int, params: ProtocolParams) -> list[object]:
+    """Compile-time arguments of ``protocol1.mpc``: the whole public plan, computed here.
+
+    ``N D L F BINNING MEAN_MODE SIGMA_FP SUM_SIGMA_FP VB LO1 LO2 LO3 K1 K2 K3``:
+    shapes, fixed point, the noise, the value bound ``|x| < 2^VB``
+    (:data:`fedsyn.fixedpoint.MAX_VALUE_BITS`) and the quartile plan
+    (:class:`fedsyn.reference.QuartilePlan`); the program derives nothing of
+    these itself, and writes its outputs in :class:`fedsyn.measurements.OutputLayout`
+    order.
+    """
+    f = params.frac_bits
+    sigma_fp = int(round(params.sigma * (1 << f))) if params.noise else 0
+    sum_sigma_fp = int(round(params.sum_sigma * (1 << f))) if (params.noise and params.mean_mode == "dp") else 0
+    if params.noise and sigma_fp == 0:
+        raise ConfigError(f"sigma {params.sigma} rounds to 0 with {f} fractional bits; raise frac_bits.")
+    plan = QuartilePlan.for_n(n)
+    return [n, d, params.n_labels, f, params.binning, params.mean_mode, sigma_fp, sum_sigma_fp,
+            MAX_VALUE_BITS, *plan.lo, *plan.k]
+
+
+class MpSpdzEngine:
+    """Runs Protocol 1 with MP-SPDZ party binaries.
+
+    Parameters
+    ----------
+    options : MpSpdzOptions or None, default None
+
+    Raises
+    ------
+    EngineUnavailableError
+        MP-SPDZ or the needed party binary is not installed.
+    """
+
+    def __init__(self, options: MpSpdzOptions | None = None) -> None:
+        self.options = options or MpSpdzOptions()
+        self.installation = runner.find_installation(self.options.home)
+        self.installation.binary(self.options.security)  # fail early when the binary is not built
 
     @property
     def name(self) -> str:
-        return f"mp-spdz-{self.security}"
+        return f"mp-spdz-{self.options.security}"
 
-    def measure(
-        self,
-        holders: Sequence[ExpressionData],
-        params: ProtocolParams,
-        *,
-        rng: np.random.Generator | None = None,
-    ) -> NoisyMeasurements:
+    def measure(self, holders: Sequence[ExpressionData], params: ProtocolParams) -> Measurement:
         """Share the holders' data, run ``protocol1.mpc`` and read party 0's output.
 
-        Parameters
-        ----------
-        holders : sequence of ExpressionData
-            Preprocessed data of each holder (same genes and label domain).
-        params : ProtocolParams
-        rng : ignored
-            The noise is drawn inside MPC (``sint.get_random_int``); no party,
-            and not this process, knows it. Accepted for the Engine interface.
+        The noise is drawn inside MPC (``sint.get_random_int``); no party, and
+        not this process, knows it.
 
         Returns
         -------
-        NoisyMeasurements
-            With ``meta["mpspdz"]`` holding the :class:`RunReport`.
+        Measurement
+            ``stats["mpspdz"]`` holds the :class:`RunReport`.
         """
-        holders = align_holders(holders, params)
-        first = holders[0]
-        binning = self.binning or params.binning
-        blocks = []
-        for h in holders:
-            values = np.clip(h.values, *params.clip) if params.mean_mode == "dp" else h.values
-            x = fixedpoint.encode(values, params.frac_bits, what=f"{h.source} values")
-            blocks.append(persistence.holder_rows(x, h.labels, params.n_labels))
-        n = sum(b.shape[0] for b in blocks)
-        d = first.n_genes
-        args = program_args(n, d, params, binning)
-        compiled = runner.compile_program(self.installation, PROGRAM, args, security=self.security,
-                                          cache_dir=self.cache_dir)
+        opts = self.options
+        encoded = encode_holders(holders, n_labels=params.n_labels, frac_bits=params.frac_bits,
+                                 clip=params.clip if params.mean_mode == "dp" else None)
+        first = encoded[0]
+        n = sum(e.n_samples for e in encoded)
+        d = len(first.gene_names)
+        args = program_args(n, d, params)
+        compiled = runner.compile_program(self.installation, PROGRAM, args, security=opts.security,
+                                          cache_dir=opts.cache_dir)
         tmp = None
-        work = self.workdir
+        work = opts.workdir
         if work is None:
             tmp = tempfile.mkdtemp(prefix="fedsyn-mpspdz-")
             work = Path(tmp)
+        work = Path(work)
         try:
             runner.prepare_workspace(self.installation, work, compiled)
-            # each holder shares its own matrix; files are concatenated per party
-            per_party: list[list] = [[], [], []]
-            for b in blocks:
-                for i, pair in enumerate(persistence.share_matrix(b)):
-                    per_party[i].append(pair)
-            persistence.write_persistence_shares(per_party, work / "Persistence", security=self.security)
-            del per_party
+            # each holder shares its own matrix; the pairs are written back to back per party
+            shared = [share_holder(e) for e in encoded]
+            persistence.write_persistence_shares([[s.rows_pair(i) for s in shared] for i in range(3)],
+                                                 work / "Persistence", security=opts.security)
+            del shared
             start = time.perf_counter()
             try:
                 reports = runner.run_parties(
-                    self.installation, work, compiled.name, security=self.security,
-                    host=self.host, port=self.port, hosts=self.hosts, timeout=self.timeout,
+                    self.installation, work, compiled.name, security=opts.security,
+                    host=opts.host, port=opts.port, hosts=opts.hosts, timeout=opts.timeout,
                 )
             except ProtocolError as exc:
                 if tmp is None:
@@ -210,24 +212,13 @@ class MpSpdzEngine:
             else:  # all three parties' shares side by side are the data: keep only logs and output
                 for path in (work / "Persistence").glob("Transactions-P*.data"):
                     path.unlink(missing_ok=True)
-        L = params.n_labels
-        n_counts = 4 * d + L + 4 * d * L
-        if out.size != n_counts + 4 * d:
-            raise ProtocolError(f"party 0's output has {out.size} values, expected {n_counts + 4 * d}.")
-        f = params.frac_bits
-        one_way = fixedpoint.decode(out[: 4 * d].reshape(4, d).T, f)
-        label = fixedpoint.decode(out[4 * d : 4 * d + L], f)
-        two_way = fixedpoint.decode(out[4 * d + L : n_counts].reshape(4, d, L).transpose(1, 0, 2), f)
-        last = out[n_counts:].reshape(4, d).T
-        if params.mean_mode == "paper":
-            means = fixedpoint.decode(last, f)
-        else:
-            means = means_from_noisy_sums(fixedpoint.decode(last, f), one_way, params.clip)
+        layout = OutputLayout(d, params.n_labels, params.mean_mode)
+        opened = layout.split(out, what="party 0's output")
         p0 = reports[0]
         report = RunReport(
             program=compiled.name,
-            security=self.security,
-            binning=binning,
+            security=opts.security,
+            binning=params.binning,
             compile_seconds=compiled.compile_seconds,
             compile_cached=compiled.cached,
             wall_seconds=wall,
@@ -238,19 +229,7 @@ class MpSpdzEngine:
             phases={TIMERS.get(k, str(k)): {"seconds": v[0], "mb": v[1], "rounds": v[2]}
                     for k, v in sorted(p0.timers.items())},
         )
-        self.last_report = report
-        logger.info("MP-SPDZ %s run: %.1f s, %s MB sent by party 0", self.security, wall, p0.data_sent_mb)
-        return NoisyMeasurements(
-            gene_names=first.gene_names,
-            label_names=first.label_names,
-            n_records=n,
-            one_way=one_way,
-            label=label,
-            two_way=two_way,
-            bin_means=means,
-            sigma=params.sigma if params.noise else 0.0,
-            mean_mode=params.mean_mode,
-            engine=self.name,
-            meta={"frac_bits": f, "binning": binning, "n_holders": len(holders),
-                  "mpspdz": report.to_dict()},
-        )
+        logger.info("MP-SPDZ %s run: %.1f s, %s MB sent by party 0", opts.security, wall, p0.data_sent_mb)
+        m = decode_outputs(opened, gene_names=first.gene_names, label_names=first.label_names, n_records=n,
+                           params=params, engine=self.name, meta={"n_holders": len(encoded)})
+        return Measurement(measurements=m, stats={"mpspdz": report.to_dict()})

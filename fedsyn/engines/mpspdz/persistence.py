@@ -22,16 +22,20 @@ for both engines. Fixed-point values are stored as ``round(x * 2^f)`` in two's
 complement; ``f`` is not stored, so writer and program must agree on it.
 
 Matrix layout expected by ``mpc_programs/protocol1.mpc``: one row per sample,
-the ``d`` fixed-point values then the ``L`` one-hot label indicators; the rows
-of all holders back to back (:func:`holder_rows`). Several holders' files are
-concatenated per party under a single header (:func:`append_persistence_shares`).
+the ``d`` fixed-point values then the ``L`` one-hot label indicators
+(:meth:`fedsyn.holder.SharedHolder.rows_pair`); the rows of all holders back to
+back. Several holders' files are concatenated per party under a single header
+(:func:`append_persistence_shares`).
+
+This module only serializes: the shares come from the holder role
+(:func:`fedsyn.holder.share_holder`), the same pairs the rep3 engine's bundles
+carry.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -49,8 +53,7 @@ _TYPE_STRINGS = {
 
 __all__ = [
     "header",
-    "holder_rows",
-    "share_matrix",
+    "write_holder_persistence",
     "write_persistence_shares",
     "append_persistence_shares",
     "read_persistence_shares",
@@ -78,69 +81,6 @@ def persistence_path(directory: str | os.PathLike, party: int) -> Path:
     return Path(directory) / f"Transactions-P{int(party)}.data"
 
 
-def holder_rows(values_fp: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
-    """The secret matrix of one holder in the program's layout.
-
-    Parameters
-    ----------
-    values_fp : ndarray of int64, shape (n, d)
-        Fixed-point values (:func:`fedsyn.fixedpoint.encode`).
-    labels : ndarray of int, shape (n,)
-        Labels in ``0..n_labels-1``.
-    n_labels : int
-
-    Returns
-    -------
-    ndarray of int64, shape (n, d + n_labels)
-        Values, then the one-hot labels, per row.
-    """
-    from ...reference import label_onehot
-
-    x = np.asarray(values_fp)
-    if x.ndim != 2 or x.dtype != np.int64:
-        raise InputError("holder_rows needs an (n, d) int64 fixed-point matrix.")
-    y = label_onehot(labels, n_labels)
-    if y.shape[0] != x.shape[0]:
-        raise InputError(f"{x.shape[0]} rows of values but {y.shape[0]} labels.")
-    return np.concatenate([x, y], axis=1)
-
-
-def _random_words(shape) -> np.ndarray:
-    count = int(np.prod(shape, dtype=np.int64))
-    return np.frombuffer(os.urandom(8 * count), dtype="<u8").astype(np.uint64).reshape(shape)
-
-
-def share_matrix(
-    secret, *, rng: np.random.Generator | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Replicated shares of an integer matrix, one ``(s_i, s_{i-1})`` pair per party.
-
-    Parameters
-    ----------
-    secret : array_like of int64 or uint64
-        Ring elements (negative values in two's complement).
-    rng : numpy.random.Generator or None, default None
-        ONLY for reproducible tests. By default the random shares come from the
-        operating system's CSPRNG (``os.urandom``).
-
-    Returns
-    -------
-    list of three (ndarray of uint64, ndarray of uint64)
-    """
-    arr = np.asarray(secret)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"Only integer arrays can be shared, got dtype {arr.dtype}.")
-    x = arr.astype(np.int64).view(np.uint64) if arr.dtype != np.uint64 else arr
-    if rng is None:
-        s1, s2 = _random_words(x.shape), _random_words(x.shape)
-    else:
-        s1 = rng.integers(0, 2**64, size=x.shape, dtype=np.uint64)
-        s2 = rng.integers(0, 2**64, size=x.shape, dtype=np.uint64)
-    s0 = x - s1 - s2
-    shares = (s0, s1, s2)
-    return [(shares[i], shares[(i - 1) % 3]) for i in range(3)]
-
-
 def _pair_arrays(pair) -> tuple[np.ndarray, np.ndarray]:
     """Accept ``(a, b)`` tuples or objects with ``.a``/``.b`` (rep3 ``AShare``)."""
     if hasattr(pair, "a") and hasattr(pair, "b"):
@@ -163,17 +103,56 @@ def _body(pair) -> bytes:
 
 
 def _atomic_write(path: Path, chunks: Sequence[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    from ...atomic import atomic_path
+
+    with atomic_path(path, mode=0o600) as tmp:
+        with open(tmp, "wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+
+def write_holder_persistence(
+    shared,
+    *,
+    holder_id: str,
+    out_dir: str | os.PathLike,
+    security: Security = "passive",
+) -> list[Path]:
+    """Serialize one holder's sharing as the three servers' Persistence files.
+
+    Writes ``<out_dir>/<holder_id>/Transactions-P<i>.data`` (send file ``i`` to
+    server ``i`` only) and a ``manifest.json`` with the public facts the files
+    cannot carry (shape, genes, label domain, fractional bits, sharing id).
+
+    Parameters
+    ----------
+    shared : fedsyn.holder.SharedHolder
+    holder_id : str
+    out_dir : path-like
+    security : {"passive", "active"}, default "passive"
+        Header for ``replicated-ring-party.x`` or ``malicious-rep-ring-party.x``.
+
+    Returns
+    -------
+    list of Path
+        The three share files, then the manifest.
+    """
+    from ...atomic import write_json_atomic
+    from ...bundle import check_holder_id, gene_digest
+
+    check_holder_id(holder_id)
+    target = Path(out_dir) / holder_id
+    paths = write_persistence_shares([shared.rows_pair(i) for i in range(3)], target, security=security)
+    genes = shared.gene_names
+    info = {
+        "holder_id": holder_id, "shape": [shared.n_samples, len(genes)], "n_labels": len(shared.label_names),
+        "frac_bits": shared.frac_bits, "label_names": list(shared.label_names), "gene_names": list(genes),
+        "gene_digest": gene_digest(genes), "row_layout": "d values then L one-hot labels",
+        "security": security, "clip": None if shared.clip is None else list(shared.clip),
+        "sharing_id": shared.sharing_id,
+    }
+    paths.append(write_json_atomic(target / "manifest.json", info))
+    return paths
 
 
 def write_persistence_shares(

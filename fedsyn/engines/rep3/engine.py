@@ -2,15 +2,17 @@
 
 :meth:`Rep3Engine.measure` plays every role of a deployment on one machine:
 
-1. **holders** -- each holder's matrix is secret-shared into three bundles
-   (:func:`fedsyn.bundle.share_holder`, CSPRNG shares);
+1. **holders** -- each holder's matrix is encoded and secret-shared
+   (:mod:`fedsyn.holder`, CSPRNG shares) into three bundles
+   (:func:`fedsyn.bundle.write_holder_bundles`);
 2. **servers** -- three parties run Protocol 1 on the bundles: as three threads
    over :class:`~fedsyn.engines.rep3.transport.InProcessNetwork`
    (``transport="inprocess"``, for tests) or as three ``fedsyn serve``
    processes talking TCP + TLS 1.3 on loopback (``transport="tcp"``, the
    default; :mod:`fedsyn.engines.rep3.local`);
 3. **release** -- the output shares are opened with the replicated consistency
-   check into :class:`~fedsyn.measurements.NoisyMeasurements`.
+   check and decoded (:func:`fedsyn.measurements.decode_outputs`) into
+   :class:`~fedsyn.measurements.NoisyMeasurements`.
 
 Security: passive (honest-but-curious) adversary corrupting at most one of the
 three servers (replicated secret sharing, Araki et al. 2016). Run on one
@@ -21,39 +23,43 @@ deployment comes from three institutions each running ``fedsyn serve``
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import secrets
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
 
-from ...bundle import share_holder
+from ...bundle import write_holder_bundles
 from ...data import ExpressionData
 from ...errors import ConfigError
-from ...measurements import NoisyMeasurements
+from ...holder import encode_holders, share_holder
 from ...params import ProtocolParams
-from ..pooling import align_holders
+from ..base import Measurement
 from .config import DeploymentConfig, load_config
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Rep3Engine"]
+__all__ = ["Rep3Engine", "Rep3Options"]
 
-TransportKind = Literal["inprocess", "tcp"]
+TransportKind = Literal["tcp", "inprocess"]
 
 
-class Rep3Engine:
-    """Protocol 1 by the embedded replicated-sharing engine.
+@dataclass(frozen=True)
+class Rep3Options:
+    """Options of the embedded engine.
 
     Parameters
     ----------
     transport : {"tcp", "inprocess"}, default "tcp"
-        ``tcp``: three server processes over TLS on loopback; ``inprocess``:
-        three threads in this process (fast; for tests).
+        ``tcp``: three ``fedsyn serve`` processes over TLS on loopback;
+        ``inprocess``: three threads in this process (fast; for tests).
+    timeout : float, default 600
+        Seconds before a stalled run fails (also each message's timeout).
     workdir : path-like or None, default None
         Where bundles, certificates, the deployment file and the server logs go.
         ``None``: a fresh temporary directory (mode 0700), removed after a
@@ -63,43 +69,43 @@ class Rep3Engine:
     config : DeploymentConfig, path-like or None, default None
         ``tcp`` only: addresses and certificates to use (e.g.
         ``parties/local.toml``) instead of fresh loopback ones.
-    timeout : float, default 600
-        Seconds before a stalled run fails (also each message's timeout).
     seed : int or None, default None
         Reproducible PRF keys and shares: tests ONLY (never for real data).
     """
 
+    transport: TransportKind = field(default="tcp", metadata={
+        "help": "three server processes over TLS, or threads in this process"})
+    timeout: float = field(default=600.0, metadata={"help": "seconds before a stalled run fails"})
+    workdir: Path | None = field(default=None, metadata={"cli": False})
+    config: DeploymentConfig | str | Path | None = field(default=None, metadata={"cli": False})
+    seed: int | None = field(default=None, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("tcp", "inprocess"):
+            raise ConfigError(f"Unknown rep3 transport {self.transport!r}; use 'tcp' or 'inprocess'.")
+        if not self.timeout > 0:
+            raise ConfigError("The rep3 timeout must be positive.")
+        if self.config is not None and not isinstance(self.config, DeploymentConfig):
+            object.__setattr__(self, "config", load_config(self.config))
+        if self.workdir is not None:
+            object.__setattr__(self, "workdir", Path(self.workdir))
+
+
+class Rep3Engine:
+    """Protocol 1 by the embedded replicated-sharing engine.
+
+    Parameters
+    ----------
+    options : Rep3Options or None, default None
+        Default options when ``None``.
+    """
+
     name = "rep3"
 
-    def __init__(
-        self,
-        transport: TransportKind = "tcp",
-        *,
-        workdir: str | os.PathLike | None = None,
-        config: DeploymentConfig | str | os.PathLike | None = None,
-        timeout: float = 600.0,
-        seed: int | None = None,
-    ) -> None:
-        if transport not in ("tcp", "inprocess"):
-            raise ConfigError(f"Unknown rep3 transport {transport!r}; use 'tcp' or 'inprocess'.")
-        if timeout <= 0:
-            raise ConfigError("The rep3 timeout must be positive.")
-        if config is not None and not isinstance(config, DeploymentConfig):
-            config = load_config(config)
-        self.transport = transport
-        self.workdir = None if workdir is None else Path(workdir)
-        self.config = config
-        self.timeout = float(timeout)
-        self.seed = seed
-        self.last_stats: dict = {}
+    def __init__(self, options: Rep3Options | None = None) -> None:
+        self.options = options or Rep3Options()
 
-    def measure(
-        self,
-        holders: Sequence[ExpressionData],
-        params: ProtocolParams,
-        *,
-        rng: np.random.Generator | None = None,
-    ) -> NoisyMeasurements:
+    def measure(self, holders: Sequence[ExpressionData], params: ProtocolParams) -> Measurement:
         """Share each holder's data, run the three servers, open the outputs.
 
         Parameters
@@ -108,43 +114,40 @@ class Rep3Engine:
             One matrix per holder; same genes (any column order is aligned to
             the first holder's) and labels from one public domain.
         params : ProtocolParams
-        rng : ignored
-            The noise is generated inside the MPC from the servers' keys; it
-            cannot come from a caller's generator.
+            The noise is generated inside the MPC from the servers' keys.
 
         Returns
         -------
-        NoisyMeasurements
-            With ``engine="rep3"``.
+        Measurement
+            With ``engine="rep3"``; ``stats["servers"]`` holds each server's
+            per-phase seconds, bytes and rounds.
         """
-        holders = align_holders(holders, params)
-        genes = tuple(holders[0].gene_names)
-        domain = tuple(holders[0].label_names)
-        session = self.config.session if self.config is not None else f"run-{secrets.token_hex(6)}"
-        own_dir = self.workdir is None
-        work = Path(tempfile.mkdtemp(prefix="fedsyn-rep3-")) if own_dir else self.workdir
+        opts = self.options
+        encoded = encode_holders(holders, n_labels=params.n_labels, frac_bits=params.frac_bits,
+                                 clip=params.clip if params.mean_mode == "dp" else None)
+        config = opts.config
+        session = config.session if config is not None else f"run-{secrets.token_hex(6)}"
+        own_dir = opts.workdir is None
+        work = Path(tempfile.mkdtemp(prefix="fedsyn-rep3-")) if own_dir else opts.workdir
+        assert work is not None
         work.mkdir(parents=True, exist_ok=True)
         ok = False
         try:
-            share_rng = None if self.seed is None else np.random.default_rng([self.seed, 0x7368])
+            share_rng = None if opts.seed is None else np.random.default_rng([opts.seed, 0x7368])
             per_server: list[list[Path]] = [[], [], []]
-            for k, h in enumerate(holders):
-                paths = share_holder(
-                    h, holder_id=f"holder{k}", out_dir=work / "bundles", frac_bits=params.frac_bits,
-                    label_names=domain, gene_names=genes, run_id=session or None,
-                    clip=params.clip if params.mean_mode == "dp" else None, rng=share_rng,
-                )
+            for k, e in enumerate(encoded):
+                paths = write_holder_bundles(share_holder(e, rng=share_rng), holder_id=f"holder{k}",
+                                             out_dir=work / "bundles", run_id=session or None)
                 for i, p in enumerate(paths):
                     per_server[i].append(p)
-            if self.transport == "inprocess":
+            if opts.transport == "inprocess":
                 result = self._run_inprocess(per_server, params, session)
             else:
                 from .local import run_local_deployment
 
-                result = run_local_deployment(
-                    per_server, params, workdir=work, timeout=self.timeout, config=self.config,
-                    session=session,
-                )
+                m = run_local_deployment(per_server, params, workdir=work, timeout=opts.timeout,
+                                         config=config, session=session)
+                result = Measurement(measurements=m, stats={"transport": "tcp", "servers": _read_stats(work)})
             ok = True
             return result
         finally:
@@ -156,25 +159,34 @@ class Rep3Engine:
             elif not ok:
                 logger.error("rep3: run failed; bundles, certificates and logs kept in %s", work)
 
-    def _run_inprocess(self, per_server: list[list[Path]], params: ProtocolParams, session: str) -> NoisyMeasurements:
+    def _run_inprocess(self, per_server: list[list[Path]], params: ProtocolParams, session: str) -> Measurement:
         from .release_server import check_metadata, measurements_from_shares
-        from .server import compute_output_shares, load_bundles_for, public_metadata
+        from .server import compute_output_shares, load_bundles_for, release_metadata
         from .transport import InProcessNetwork, run_parties
 
         bundles = [load_bundles_for(i, per_server[i], params, run_id=session or None) for i in range(3)]
-        metas = {i: public_metadata(bundles[i], params) for i in range(3)}
-        meta = check_metadata(metas)
+        meta = check_metadata({i: release_metadata(bundles[i], params) for i in range(3)})
 
         def party(i: int, transport):
-            return compute_output_shares(i, transport, bundles[i], params, seed=self.seed)
+            return compute_output_shares(i, transport, bundles[i], params, seed=self.options.seed)
 
-        results = run_parties(party, network=InProcessNetwork(timeout=self.timeout))
+        results = run_parties(party, network=InProcessNetwork(timeout=self.options.timeout))
         shares = {i: results[i][0] for i in range(3)}
-        stats = {f"server{i}": results[i][1] for i in range(3)}
-        self.last_stats = stats
-        return measurements_from_shares(
-            shares, meta, params, extra_meta={"transport": "inprocess", "servers": stats}
-        )
+        m = measurements_from_shares(shares, meta, params)
+        return Measurement(measurements=m, stats={"transport": "inprocess",
+                                                  "servers": {f"server{i}": results[i][1] for i in range(3)}})
+
+
+def _read_stats(work: Path) -> dict:
+    """Each local server's ``server<i>.stats.json`` (public figures), where present."""
+    out = {}
+    for i in range(3):
+        path = work / f"server{i}.stats.json"
+        try:
+            out[f"server{i}"] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def _remove_secrets(work: Path) -> None:

@@ -27,8 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...errors import ProtocolError
-from ...fixedpoint import decode
-from ...measurements import NoisyMeasurements
+from ...measurements import NoisyMeasurements, decode_outputs
 from ...params import ProtocolParams
 from .config import DeploymentConfig
 
@@ -38,12 +37,12 @@ __all__ = [
     "ReleaseResult",
     "check_metadata",
     "measurements_from_shares",
-    "measurements_from_opened",
+    "measurements_from_deliveries",
     "collect_measurements",
     "run_release",
 ]
 
-_AGREE = ("gene_digest", "gene_names", "label_names", "holders", "sharings", "n_records", "frac_bits", "run_id", "params")
+_AGREE = ("gene_digest", "gene_names", "label_names", "n_records", "frac_bits", "run_id", "params")
 
 
 @dataclass(frozen=True)
@@ -76,64 +75,15 @@ def check_metadata(metas: Mapping[int, dict]) -> dict:
     return ref
 
 
-def measurements_from_opened(opened: Any, meta: dict, params: ProtocolParams, *, engine: str = "rep3",
-                             extra_meta: dict | None = None) -> NoisyMeasurements:
-    """Build :class:`NoisyMeasurements` from opened fixed-point outputs.
-
-    ``opened`` is :func:`fedsyn.engines.rep3.protocol1.open_outputs`'s dict
-    (or an object with the same attributes).
-
-    Counts (``one_way``, ``label``, ``two_way``) arrive as fixed-point integers
-    ``count * 2**f + noise``; bin means (paper) or bin sums (dp) as fixed-point
-    values.
-    """
-    f = params.frac_bits
-    if not isinstance(opened, Mapping):
-        opened = {k: getattr(opened, k) for k in ("one_way", "label", "two_way", "means", "sums") if hasattr(opened, k)}
-    one_way = decode(np.asarray(opened["one_way"]), f)
-    label = decode(np.asarray(opened["label"]), f)
-    two_way = decode(np.asarray(opened["two_way"]), f)
-    if params.mean_mode == "dp":
-        sums = decode(np.asarray(opened["sums"]), f)
-        lo, hi = params.clip  # type: ignore[misc]
-        means = np.clip(sums / np.maximum(one_way, 1.0), lo, hi)
-    else:
-        means = decode(np.asarray(opened["means"]), f)
-    info = {
-        "frac_bits": f,
-        "binning": params.binning,
-        "noise": params.noise,
-        "holders": meta.get("holders"),
-        "run_id": meta.get("run_id"),
-    }
-    if params.mean_mode == "dp":
-        info["sum_sigma"] = params.sum_sigma
-        info["clip"] = list(params.clip)  # type: ignore[arg-type]
-    info.update(extra_meta or {})
-    return NoisyMeasurements(
-        gene_names=tuple(meta["gene_names"]),
-        label_names=tuple(meta["label_names"]),
-        n_records=int(meta["n_records"]),
-        one_way=one_way,
-        label=label,
-        two_way=two_way,
-        bin_means=means.astype(np.float64),
-        sigma=float(params.sigma) if params.noise else 0.0,
-        mean_mode=params.mean_mode,
-        engine=engine,
-        meta=info,
-    )
-
-
-def measurements_from_shares(
-    shares: Mapping[int, Any], meta: dict, params: ProtocolParams, *, engine: str = "rep3",
-    extra_meta: dict | None = None,
-) -> NoisyMeasurements:
-    """Open three servers' ``Protocol1Shares`` (with the replicated consistency check)."""
+def measurements_from_shares(shares: Mapping[int, Any], meta: dict, params: ProtocolParams) -> NoisyMeasurements:
+    """Open three servers' ``Protocol1Shares`` (with the replicated consistency check) and decode them."""
     from .protocol1 import open_outputs
 
     opened = open_outputs([shares[0], shares[1], shares[2]], params)
-    return measurements_from_opened(opened, meta, params, engine=engine, extra_meta=extra_meta)
+    return decode_outputs(
+        opened, gene_names=tuple(meta["gene_names"]), label_names=tuple(meta["label_names"]),
+        n_records=int(meta["n_records"]), params=params, engine="rep3", meta={"run_id": meta.get("run_id")},
+    )
 
 
 def measurements_from_deliveries(deliveries: Mapping[int, tuple[dict, dict[str, np.ndarray]]]) -> NoisyMeasurements:
@@ -143,8 +93,7 @@ def measurements_from_deliveries(deliveries: Mapping[int, tuple[dict, dict[str, 
     meta = check_metadata({i: m for i, (m, _) in deliveries.items()})
     params = ProtocolParams.from_dict(meta["params"])
     shares = {i: unpack_outputs(arrays, m.get("outputs", {})) for i, (m, arrays) in deliveries.items()}
-    stats = {f"server{i}": m.get("stats") for i, (m, _) in deliveries.items() if m.get("stats")}
-    return measurements_from_shares(shares, meta, params, extra_meta={"servers": stats} if stats else None)
+    return measurements_from_shares(shares, meta, params)
 
 
 def collect_measurements(
@@ -176,13 +125,6 @@ def collect_measurements(
     return measurements_from_deliveries(deliveries)
 
 
-def save_measurements(m: NoisyMeasurements, path: str | os.PathLike) -> Path:
-    """Write ``measurements.npz`` atomically."""
-    from ...atomic import save_npz_atomic
-
-    return save_npz_atomic(path, **m.to_npz_dict())
-
-
 def run_release(
     config: DeploymentConfig,
     *,
@@ -198,7 +140,9 @@ def run_release(
     ----------
     config : DeploymentConfig
     out_dir : path-like
-        Receives ``measurements.npz`` and ``synthetic.csv`` (each atomically).
+        A new (or empty) directory; receives ``measurements.npz`` and
+        ``synthetic.csv``, written as a whole (:func:`fedsyn.atomic.staged_directory`).
+        An earlier release is never replaced: it spent privacy budget.
     synthesize : bool, default True
         Fit Private-PGM, sample and de-bin (:func:`fedsyn.release.synthesize`).
     n_records : int or None, default None
@@ -208,16 +152,15 @@ def run_release(
     timeout : float or None, default None
         See :func:`collect_measurements`.
     """
-    out = Path(out_dir)
-    m = collect_measurements(config, timeout=timeout)
-    files = {"measurements": save_measurements(m, out / "measurements.npz")}
-    if synthesize:
-        from ...writers import write_expression
-        from ...pipeline import synthetic_to_expression
-        from ...randomness import sampling_rng
-        from ...release import synthesize as _synthesize
+    from ...atomic import staged_directory
+    from ...publish import synthesize_and_write
+    from ...randomness import sampling_rng
 
-        synth = _synthesize(m, n_records=n_records, rng=sampling_rng(seed))
-        files["synthetic"] = write_expression(synthetic_to_expression(synth), out / "synthetic.csv")
+    out = Path(out_dir)
+    with staged_directory(out, overwrite=False) as stage:  # refuses an existing release before waiting
+        m = collect_measurements(config, timeout=timeout)
+        published = synthesize_and_write(m, stage, synthesize_records=synthesize, n_records=n_records,
+                                         rng=sampling_rng(seed))
+    files = {k: out / p.name for k, p in published.files.items()}
     logger.info("release server: wrote %s", ", ".join(str(p) for p in files.values()))
     return ReleaseResult(measurements=m, files=files)

@@ -53,7 +53,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ServerResult",
     "load_params",
-    "public_metadata",
+    "server_metadata",
+    "release_metadata",
     "metadata_digest",
     "agree_on_metadata",
     "compute_output_shares",
@@ -124,8 +125,12 @@ def load_bundles_for(index: int, paths: Sequence[str | os.PathLike], params: Pro
     return bundles
 
 
-def public_metadata(bundles: Sequence[Bundle], params: ProtocolParams) -> dict:
-    """Public facts every server reports to the release server (they must agree)."""
+def server_metadata(bundles: Sequence[Bundle], params: ProtocolParams) -> dict:
+    """Public facts the three servers must agree on before computing (never sent to the release server).
+
+    Holds each holder's sample count and sharing id: the servers learn them
+    from the shapes anyway (``docs/security.md``), the release server must not.
+    """
     m = bundles[0].manifest
     return {
         "gene_names": list(m.gene_names),
@@ -133,6 +138,20 @@ def public_metadata(bundles: Sequence[Bundle], params: ProtocolParams) -> dict:
         "label_names": list(m.label_names),
         "holders": {b.manifest.holder_id: b.n_samples for b in bundles},
         "sharings": [[b.manifest.holder_id, b.manifest.sharing_id] for b in bundles],
+        "n_records": int(sum(b.n_samples for b in bundles)),
+        "frac_bits": m.frac_bits,
+        "run_id": m.run_id,
+        "params": params.to_dict(),
+    }
+
+
+def release_metadata(bundles: Sequence[Bundle], params: ProtocolParams) -> dict:
+    """What a server tells the release server beside its output shares (the three must agree)."""
+    m = bundles[0].manifest
+    return {
+        "gene_names": list(m.gene_names),
+        "gene_digest": gene_digest(m.gene_names),
+        "label_names": list(m.label_names),
         "n_records": int(sum(b.n_samples for b in bundles)),
         "frac_bits": m.frac_bits,
         "run_id": m.run_id,
@@ -148,7 +167,7 @@ def metadata_digest(meta: dict) -> bytes:
 def agree_on_metadata(index: int, transport: Transport, meta: dict) -> None:
     """Check, before any computation, that the three servers hold the same public inputs.
 
-    Each server sends :func:`metadata_digest` of its :func:`public_metadata`
+    Each server sends :func:`metadata_digest` of its :func:`server_metadata`
     (holders in pooling order with their sample counts and sharing ids, genes,
     labels, fractional bits, run id, parameters) to both peers and compares.
     Bundles of different sharings, another holder order or other parameters
@@ -198,7 +217,7 @@ def compute_output_shares(
     from .runtime import Party
     from .sharing import AShare
 
-    agree_on_metadata(index, transport, public_metadata(bundles, params))
+    agree_on_metadata(index, transport, server_metadata(bundles, params))
     party = Party.setup(index, transport, seed=seed)
     inputs = [
         HolderInput(values=AShare(b.values[0], b.values[1]), labels=AShare(b.labels[0], b.labels[1]))
@@ -295,7 +314,7 @@ def run_server(
     from .net import TLSTransport, send_to_release
 
     bundles = load_bundles_for(index, bundle_paths, params, run_id=config.session or None)
-    meta = public_metadata(bundles, params)
+    meta = server_metadata(bundles, params)
     logger.info(
         "server %d: %d holder bundle(s), %d samples x %d genes, %d labels",
         index, len(bundles), meta["n_records"], len(meta["gene_names"]), len(meta["label_names"]),
@@ -312,12 +331,12 @@ def run_server(
         transport.close()
     seconds = time.perf_counter() - t0
     arrays, public = pack_outputs(shares)
-    meta = dict(meta, outputs=public, party=index,
-                stats=dict(stats, seconds=round(seconds, 4), transport="tcp"))
+    public.pop("stats", None)  # cost figures stay with the server (bytes and rounds depend on n)
+    delivery = dict(release_metadata(bundles, params), outputs=public, party=index)
     logger.info("server %d: protocol done in %.2f s, %d bytes sent; delivering output shares",
                 index, seconds, transport.bytes_sent)
     send_to_release(
-        index, config.release.address, config.server_tls(index), meta=meta, arrays=arrays,
+        index, config.release.address, config.server_tls(index), meta=delivery, arrays=arrays,
         session=config.session, timeout=config.connect_timeout + config.timeout,
     )
     result = ServerResult(
@@ -327,6 +346,7 @@ def run_server(
     if out_dir is not None:
         from ...atomic import write_json_atomic
 
-        write_json_atomic(Path(out_dir) / f"server{index}.stats.json", dataclasses.asdict(result))
+        write_json_atomic(Path(out_dir) / f"server{index}.stats.json",
+                          dict(dataclasses.asdict(result), transport="tcp"))
     logger.info("server %d: output shares delivered to the release server", index)
     return result

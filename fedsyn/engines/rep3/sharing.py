@@ -24,7 +24,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ...errors import InputError, ProtocolError
-from .prf import PRF, new_key
 
 __all__ = [
     "AShare",
@@ -283,45 +282,41 @@ def stack(shares: Sequence, axis: int = 0):
     return cls(np.stack([s.a for s in shares], axis=axis), np.stack([s.b for s in shares], axis=axis))
 
 
-def _random_words(shape, rng: np.random.Generator | None, prf: PRF | None) -> np.ndarray:
-    if rng is not None:
-        return rng.integers(0, np.iinfo(np.uint64).max, size=shape, dtype=np.uint64, endpoint=True)
-    return prf.ring(shape)
-
-
 def share_array(x, *, rng: np.random.Generator | None = None) -> tuple[AShare, AShare, AShare]:
-    """Split a public integer array into the three parties' replicated pairs.
+    """Split an integer array into the three parties' replicated pairs (as holders do).
+
+    A thin wrapper over :func:`fedsyn.holder.split_shares`, fedsyn's one share
+    splitter (AES-128-CTR under a key from :mod:`secrets`).
 
     Parameters
     ----------
     x : array_like of int64 or uint64
         The secret (fixed-point encoded values, counts, 0/1 indicators...).
     rng : numpy.random.Generator or None, default None
-        Source of the share randomness, ONLY for reproducible tests. By default
-        the shares come from AES-128-CTR keyed with ``secrets.token_bytes``.
+        Source of the share randomness, ONLY for reproducible tests.
 
     Returns
     -------
     tuple of AShare
         ``(pair_0, pair_1, pair_2)``; party ``i`` receives ``pair_i = (s_i, s_{i-1})``.
     """
-    arr = np.asarray(x)
-    if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer)):
-        raise InputError(f"Only integer arrays can be shared, got dtype {arr.dtype}; encode to fixed point first.")
-    xu = np.asarray(to_u64(arr), dtype=np.uint64)
-    prf = None if rng is not None else PRF(new_key())
-    s1 = _random_words(xu.shape, rng, prf)
-    s2 = _random_words(xu.shape, rng, prf)
-    s0 = xu - s1 - s2
-    return AShare(s0, s2.copy()), AShare(s1, s0.copy()), AShare(s2, s1.copy())
+    from ...holder import ShareStream, replicated_pairs, split_shares
+
+    pairs = replicated_pairs(split_shares(x, stream=ShareStream(rng)))
+    return tuple(AShare(a, b.copy()) for a, b in pairs)  # type: ignore[return-value]
 
 
 def share_bits(x, *, rng: np.random.Generator | None = None) -> tuple[BShare, BShare, BShare]:
-    """XOR-share a public uint64 (or 0/1) array; the boolean analogue of :func:`share_array`."""
+    """XOR-share a public uint64 (or 0/1) array; the boolean analogue of :func:`share_array`.
+
+    The two random components come from :class:`fedsyn.holder.ShareStream`.
+    """
+    from ...holder import ShareStream
+
     xu = np.asarray(to_u64(np.asarray(x)), dtype=np.uint64)
-    prf = None if rng is not None else PRF(new_key())
-    x1 = _random_words(xu.shape, rng, prf)
-    x2 = _random_words(xu.shape, rng, prf)
+    stream = ShareStream(rng)
+    x1 = stream.words(xu.shape)
+    x2 = stream.words(xu.shape)
     x0 = xu ^ x1 ^ x2
     return BShare(x0, x2.copy()), BShare(x1, x0.copy()), BShare(x2, x1.copy())
 
