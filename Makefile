@@ -11,6 +11,7 @@ help:
 	@echo "make demo            install, simulate 1,089 x $(DEMO_GENES) RNA-seq counts, preprocess, run the"
 	@echo "                     embedded 3-party MPC engine (rep3, 3 TLS server processes) and evaluate"
 	@echo "make test            install and run the test suite"
+	@echo "make test-fast       the test suite without the slow and MP-SPDZ tests"
 	@echo "make run-3pc-passive the demo on MP-SPDZ, passive security (needs MP_SPDZ_HOME)"
 	@echo "make run-3pc-active  the demo on MP-SPDZ, active security (needs MP_SPDZ_HOME)"
 	@echo "make bench           the benchmarks in benchmarks/ (minutes)"
@@ -37,6 +38,9 @@ demo-plaintext: $(DEMO_DIR)/preprocessed.csv
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(PYTHON) -m pytest -q -m "not slow and not mpspdz"
 
 bench: $(VENV)/.installed
 	$(PYTHON) benchmarks/bench_release.py

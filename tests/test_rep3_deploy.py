@@ -77,11 +77,9 @@ def test_inprocess_dp_mode_means_from_sums():
 def test_tcp_three_processes_equal_reference(tmp_path):
     data = simulated(seed=2)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
-    t0 = time.monotonic()
     measured = Rep3Engine(Rep3Options(transport="tcp", workdir=tmp_path, timeout=60)).measure(holders_of(data), params)
     m = measured.measurements
     assert_matches_reference(m, data, params)
-    assert time.monotonic() - t0 < 60
     assert "servers" not in m.meta  # cost figures (bytes depend on n) stay with the servers
     assert measured.stats["servers"]["server1"]["bytes_sent"] > 0
     for i in range(3):

@@ -360,7 +360,7 @@ def test_geq_eqz_lt_public_with_ties(rng):
             p.reveal(geq(p, a, b, bits=10)),
             p.reveal(eqz(p, a - b, bits=10)),
             p.reveal(lt_public(p, a, 7, bits=10)),
-            p.reveal(p.eqz(a)),
+            p.reveal(eqz(p, a)),
         )
 
     res = run(prog, share_array(x, rng=rng), share_array(y, rng=rng))

@@ -14,8 +14,10 @@ import time
 
 import numpy as np
 
+from .compare import ltz
 from .runtime import Party
 from .sharing import share_array
+from .shuffle import shuffle
 from .transport import run_parties
 
 
@@ -30,9 +32,9 @@ def bench(n: int = 1 << 20, *, seed: int = 0) -> dict:
         p = Party.setup(i, t, seed=seed)
         tasks = {
             "mul": lambda: p.mul(sx[i], sy[i]),
-            "ltz64": lambda: p.ltz(sx[i], bits=64),
-            "ltz41": lambda: p.ltz(sy[i], bits=41),
-            "shuffle": lambda: p.shuffle([sx[i]]),
+            "ltz64": lambda: ltz(p, sx[i], bits=64),
+            "ltz41": lambda: ltz(p, sy[i], bits=41),
+            "shuffle": lambda: shuffle(p, [sx[i]]),
             "truncate": lambda: p.truncate(sy[i], 16),
         }
         out = {}

@@ -71,6 +71,7 @@ from ...errors import InputError
 from ...fixedpoint import MAX_VALUE_BITS
 from ...reference import QuartilePlan
 from .compare import ltz, msb_bits, unpack
+from .division import divide_floor
 from .runtime import Party
 from .sharing import AShare, stack
 from .shuffle import shuffle
@@ -523,7 +524,7 @@ def bin_means(party: Party, sums: AShare, counts: AShare, *, n: int) -> AShare:
     empty = ltz(party, counts.sub_public(1, party.index), bits=count_bits)
     num = sums + counts * (1 << MAX_VALUE_BITS)
     den = counts + empty
-    q = party.divide_floor(num, den, quotient_bits=MAX_VALUE_BITS + 1, den_bits=b + 1)
+    q = divide_floor(party, num, den, quotient_bits=MAX_VALUE_BITS + 1, den_bits=b + 1)
     mean = q.sub_public(1 << MAX_VALUE_BITS, party.index)
     cols = [mean[:, k] for k in range(4)]
     for k in (2, 1, 0):

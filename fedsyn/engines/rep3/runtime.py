@@ -521,37 +521,6 @@ class Party:
         wraps = (below[0] + below[1]).rsub_public(2, self.index)
         return total - wraps * (1 << nbits)
 
-    # ------------------------------------------------------ secure functions
-    def ltz(self, x: AShare, *, bits: int = 64) -> AShare:
-        from .compare import ltz
-
-        return ltz(self, x, bits=bits)
-
-    def geq(self, x: AShare, y: AShare, *, bits: int = 64) -> AShare:
-        from .compare import geq
-
-        return geq(self, x, y, bits=bits)
-
-    def eqz(self, x: AShare, *, bits: int = 64) -> AShare:
-        from .compare import eqz
-
-        return eqz(self, x, bits=bits)
-
-    def b2a(self, x: BShare) -> AShare:
-        from .compare import b2a
-
-        return b2a(self, x)
-
-    def shuffle(self, xs: list[AShare], *, axis: int = 0, independent_columns: bool = False) -> list[AShare]:
-        from .shuffle import shuffle
-
-        return shuffle(self, xs, axis=axis, independent_columns=independent_columns)
-
-    def divide_floor(self, num: AShare, den: AShare, *, quotient_bits: int, den_bits: int) -> AShare:
-        from .division import divide_floor
-
-        return divide_floor(self, num, den, quotient_bits=quotient_bits, den_bits=den_bits)
-
 
 def _shape(shape) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)):
