@@ -115,8 +115,10 @@ def run_tcp(
         bundle loading, TLS set-up, protocol and delivery included).
     """
     from fedsyn.bundle import write_bundle
-    from fedsyn.engines.rep3.local import run_local_deployment
+    from fedsyn.engines.rep3.local import read_server_stats, run_local_deployment
+    from fedsyn.accounting import plan_for_params
     from fedsyn.holder import split_shares
+    from fedsyn.params import RunParams
 
     f = params.frac_bits
     d = np.asarray(values_fp_list[0]).shape[1]
@@ -138,20 +140,19 @@ def run_tcp(
                 )
                 per_server[i].append(path)
         t0 = time.perf_counter()
-        m = run_local_deployment(per_server, params, workdir=work, timeout=timeout, session=session)
+        plan = plan_for_params(params, n_genes=d) if params.noise else None
+        m = run_local_deployment(per_server, RunParams(params, plan), workdir=work, timeout=timeout,
+                                 session=session)
         wall = time.perf_counter() - t0
-        servers = m.meta["servers"]
         stats = []
-        for i in range(3):
-            s = servers[f"server{i}"]
+        for i, server in enumerate(read_server_stats(work)):
+            s = server["stats"]
             stats.append({
                 "phases": s["phases"], "bytes_sent": s["bytes_sent"], "rounds": s["rounds"],
-                "seconds": s.get("seconds"), "deployment_wall_s": wall,
+                "seconds": server.get("seconds"), "deployment_wall_s": wall,
             })
-        outputs = {
-            "one_way": encode(m.one_way, f), "label": encode(m.label, f), "two_way": encode(m.two_way, f),
-            "means": encode(m.bin_means, f),
-        }
+        as_int = {k: np.rint(getattr(m, k)).astype(np.int64) for k in ("one_way", "label", "two_way")}
+        outputs = {**as_int, "means": encode(m.bin_means, f)}
         ok = True
         return outputs, stats
     finally:

@@ -1,356 +1,607 @@
-"""Differential-privacy accounting: from (epsilon, delta) to the noise sigma.
+"""Differential-privacy accounting of exactly what fedsyn releases.
 
-Everything the servers reveal is one Gaussian mechanism (see ``docs/privacy.md``
-for the derivation). Adding or removing one record changes, by exactly 1, one
-cell of each gene's 1-way table (``d`` cells), one cell of the label table and
-one cell of each (gene, label) table (``d`` cells), so the released count vector
-has L2 sensitivity ``sqrt(2d + 1)``. In ``dp`` mean mode the bin sums, with
-values clipped to ``[lo, hi]`` and noise scaled by ``C = max(|lo|, |hi|)``, add
-``d`` more unit-sensitivity coordinates: ``sqrt(3d + 1)``.
+Every released number is an integer statistic plus rounded Irwin-Hall noise on
+the same integer grid (:mod:`fedsyn.noise`). A record (add/remove adjacency)
+changes one cell of each of ``tables`` tables of a *release family* by at most
+``shift`` grid units (1 for counts). This module computes the exact privacy
+loss of the composition of every released table, with privacy loss
+distributions (PLDs; Koskela, Jalko & Honkela 2020; Sommer, Meiser & Mohammadi
+2019), and calibrates the noise so that the guarantee meets the budget asked
+for. No Gaussian stand-in: the single-table loss is computed from the exact
+probability mass function of the released noise (:func:`fedsyn.noise.noise_pmf`).
 
-The Gaussian mechanism with L2 sensitivity ``D`` and noise ``sigma`` on every
-coordinate has Renyi DP ``eps(alpha) = alpha * D^2 / (2 sigma^2)`` (Mironov
-2017). RDP converts to (epsilon, delta)-DP by
+Method, for one family with noise PMF ``p`` (symmetric, so adding and
+removing a record have the same loss distribution):
 
-* ``"improved"`` (default; Canonne, Kamath & Steinke 2020, Prop. 12, the
-  conversion of Google's dp-accounting ``RdpAccountant``)::
+1. single-table loss ``L(k) = log p(k) - log p(k - shift)`` with probability
+   ``p(k)``; outputs impossible under the neighbour (``p(k - shift) = 0``, the
+   two ends of the support) have infinite loss and go to ``delta`` directly;
+2. every finite loss is rounded UP to a grid of width ``h`` (pessimistic: a
+   coupling with larger losses can only increase ``delta(epsilon)``);
+3. the losses of all tables of all families are summed by FFT convolution on a
+   window chosen with Chernoff bounds; the mass above the window (bounded by
+   a Chernoff bound) is added to ``delta``, mass below it wraps to the top of
+   the window (pessimistic again);
+4. ``delta(eps) = P(any infinite loss) + E[(1 - exp(eps - S))_+] (+ tail)``,
+   and ``epsilon(delta)`` by bisection.
 
-      eps = eps(alpha) + log((alpha - 1) / alpha) - (log(delta) + log(alpha)) / (alpha - 1)
-
-* ``"classic"`` (Mironov 2017, Prop. 3)::
-
-      eps = eps(alpha) + log(1 / delta) / (alpha - 1)
-
-minimised over a continuous order ``alpha > 1`` (not a grid). :func:`calibrate_sigma`
-inverts this by bisection. The exact analytic calibration of the Gaussian mechanism
-(Balle & Wang 2018) is available for comparison: it is what no RDP bound can beat.
-
-Reproducing the authors' figures (epsilon 1 / 5 / 10 / 100, delta 1e-5): they
-compose two releases of unit sensitivity and report unit sigma
-5.721 / 1.349 / 0.760 / 0.149. :func:`calibrate_sigma` with two unit releases
-gives 5.721 / 1.347 / 0.749 / 0.138; the authors' values at the larger epsilons
-are slightly conservative (under the same accountant they spend epsilon
-1.000 / 4.99 / 9.83 / 88.7), consistent with a coarse search over the RDP
-orders. They then scale by ``sqrt(d)`` per release (23.8 per cell at d = 978,
-epsilon 10), i.e. they count ``2d`` unit tables and leave out the label table;
-fedsyn counts all ``2d + 1`` and gets ``0.5296 * sqrt(2d + 1) = 23.4``.
+The result is an upper bound on the true epsilon; the discretization adds at
+most ``h`` per table (``h`` is chosen so that this is below 0.5 % of the
+target). ``tests/test_accounting.py`` checks it against Google's
+``dp-accounting`` PLD library on the same distributions.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
 
-from scipy.optimize import brentq, minimize_scalar
-from scipy.stats import norm
+import numpy as np
+from scipy.optimize import minimize_scalar
 
 from .errors import ConfigError
+from .noise import NOISE_FRAC_BITS, GridNoise, noise_pmf, noise_width
 
-Conversion = Literal["improved", "classic"]
+__all__ = [
+    "ACCOUNTANT",
+    "ADJACENCY",
+    "ReleaseFamily",
+    "FamilyTemplate",
+    "PrivacyPlan",
+    "epsilon_spent",
+    "delta_for_epsilon",
+    "calibrate",
+    "release_templates",
+    "plan_privacy",
+    "plan_for_params",
+    "not_covered_for",
+    "check_budget",
+    "privacy_block",
+    "privacy_sentence",
+]
 
-_ALPHA_MAX = 1e7
+#: Name of the accountant recorded in plans and run.json.
+ACCOUNTANT = "fedsyn PLD: exact loss distribution of rounded Irwin-Hall noise, pessimistic discretization"
+#: The neighbouring relation every guarantee is stated with.
+ADJACENCY = "add/remove one record (one sample of one holder)"
 
-
-def rdp_to_dp(rho: float, delta: float, *, conversion: Conversion = "improved") -> float:
-    """Smallest epsilon over orders ``alpha > 1`` for an RDP curve ``rho * alpha``.
-
-    Parameters
-    ----------
-    rho : float
-        Slope of the RDP curve (``D^2 / (2 sigma^2)`` for the Gaussian mechanism,
-        summed over composed mechanisms).
-    delta : float
-        Target delta in (0, 1).
-    conversion : {"improved", "classic"}, default "improved"
-    """
-    _check_delta(delta)
-    log_delta = math.log(delta)
-    if conversion == "improved":
-
-        def eps(a: float) -> float:
-            return a * rho + math.log((a - 1) / a) - (log_delta + math.log(a)) / (a - 1)
-
-    elif conversion == "classic":
-
-        def eps(a: float) -> float:
-            return a * rho - log_delta / (a - 1)
-
-    else:
-        raise ConfigError(f"Unknown RDP conversion {conversion!r}.")
-    # The optimum is near 1 + sqrt(log(1/delta) / rho); search on a log scale.
-    res = minimize_scalar(
-        lambda t: eps(1.0 + math.exp(t)),
-        bounds=(math.log(1e-6), math.log(_ALPHA_MAX)),
-        method="bounded",
-        options={"xatol": 1e-10},
-    )
-    return max(float(res.fun), 0.0)
+#: Largest FFT window (bins); a finer loss grid is not used beyond it.
+_MAX_BINS = 1 << 22
+#: Share of the target epsilon the loss discretization may add (worst case).
+_DISCRETIZATION_SHARE = 0.005
 
 
-def epsilon_for_sigma(
-    sigma: float,
-    delta: float,
-    *,
-    sensitivity: float = 1.0,
-    compositions: int = 1,
-    conversion: Conversion = "improved",
-) -> float:
-    """Epsilon spent by ``compositions`` Gaussian releases of L2 ``sensitivity`` and noise ``sigma``."""
-    if sigma <= 0:
-        return math.inf
-    rho = compositions * sensitivity**2 / (2.0 * sigma**2)
-    return rdp_to_dp(rho, delta, conversion=conversion)
-
-
-def calibrate_sigma(
-    epsilon: float,
-    delta: float,
-    *,
-    sensitivity: float = 1.0,
-    compositions: int = 1,
-    conversion: Conversion = "improved",
-) -> float:
-    """Smallest noise ``sigma`` whose RDP guarantee meets (epsilon, delta).
-
-    Parameters
-    ----------
-    epsilon : float
-        Target epsilon > 0.
-    delta : float
-        Target delta in (0, 1).
-    sensitivity : float, default 1.0
-        L2 sensitivity of each composed release.
-    compositions : int, default 1
-        Number of releases composed, each with the same sigma and sensitivity.
-    conversion : {"improved", "classic"}, default "improved"
-
-    Returns
-    -------
-    float
-        sigma, accurate to a relative 1e-9.
-    """
-    _check_epsilon(epsilon)
-    _check_delta(delta)
-    if sensitivity <= 0 or compositions < 1:
-        raise ConfigError("sensitivity must be positive and compositions at least 1.")
-
-    def gap(log_sigma: float) -> float:
-        return (
-            epsilon_for_sigma(
-                math.exp(log_sigma),
-                delta,
-                sensitivity=sensitivity,
-                compositions=compositions,
-                conversion=conversion,
-            )
-            - epsilon
-        )
-
-    lo, hi = math.log(1e-6 * sensitivity), math.log(1e6 * sensitivity * math.sqrt(compositions))
-    return math.exp(brentq(gap, lo, hi, xtol=1e-12, rtol=1e-10))
-
-
-def analytic_gaussian_sigma(epsilon: float, delta: float, *, sensitivity: float = 1.0) -> float:
-    """Exact calibration of the Gaussian mechanism (Balle & Wang, ICML 2018, Thm. 8).
-
-    ``delta(eps) = Phi(D/(2s) - eps s/D) - e^eps Phi(-D/(2s) - eps s/D)``; no
-    accountant can give a smaller sigma for a single Gaussian release.
-    """
-    _check_epsilon(epsilon)
-    _check_delta(delta)
-
-    def gap(log_s: float) -> float:
-        s = math.exp(log_s) / sensitivity
-        a, b = 1.0 / (2.0 * s), epsilon * s
-        return (norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b)) - delta
-
-    return math.exp(brentq(gap, math.log(1e-6), math.log(1e6), xtol=1e-12)) * 1.0
-
-
-def l2_sensitivity(n_genes: int, *, mean_mode: Literal["paper", "dp"] = "paper") -> float:
-    """L2 sensitivity of everything released, in units of one count.
-
-    ``sqrt(2d + 1)`` in ``paper`` mode; ``sqrt(3d + 1)`` in ``dp`` mode, where the
-    bin sums are released with noise scaled by the clip bound (see module docstring).
-    """
-    if n_genes < 1:
-        raise ConfigError("At least one gene is needed.")
-    tables = 2 * n_genes + 1 + (n_genes if mean_mode == "dp" else 0)
-    return math.sqrt(tables)
-
-
-@dataclass(frozen=True)
-class NoisePlan:
-    """The noise a run adds, and the guarantee it gives.
-
-    Attributes
-    ----------
-    epsilon, delta : float
-        The privacy budget.
-    n_genes : int
-    mean_mode : {"paper", "dp"}
-    sensitivity : float
-        L2 sensitivity of the released vector (counts; sums scaled by ``clip_bound``).
-    sigma : float
-        Noise standard deviation on every released count.
-    sum_sigma : float
-        Noise standard deviation on every released bin sum (``dp`` mode), ``sigma * clip_bound``.
-    unit_sigma : float
-        ``sigma / sensitivity``: the noise of one unit-sensitivity Gaussian release.
-    conversion : str
-    """
-
-    epsilon: float
-    delta: float
-    n_genes: int
-    mean_mode: str
-    sensitivity: float
-    sigma: float
-    sum_sigma: float
-    unit_sigma: float
-    conversion: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def plan_noise(
-    epsilon: float,
-    delta: float,
-    *,
-    n_genes: int,
-    mean_mode: Literal["paper", "dp"] = "paper",
-    clip: tuple[float, float] | None = None,
-    conversion: Conversion = "improved",
-) -> NoisePlan:
-    """Calibrate the per-count noise for a run over ``n_genes`` genes.
-
-    Parameters
-    ----------
-    epsilon, delta : float
-        Privacy budget of the whole release.
-    n_genes : int
-        Number of genes ``d``.
-    mean_mode : {"paper", "dp"}, default "paper"
-        ``dp`` also releases noisy bin sums; needs ``clip``.
-    clip : tuple of float, optional
-        Public value range of ``dp`` mode.
-    conversion : {"improved", "classic"}, default "improved"
-    """
-    sensitivity = l2_sensitivity(n_genes, mean_mode=mean_mode)
-    unit = calibrate_sigma(epsilon, delta, conversion=conversion)
-    sigma = unit * sensitivity
-    sum_sigma = 0.0
-    if mean_mode == "dp":
-        if clip is None or not clip[0] < clip[1]:
-            raise ConfigError("mean_mode='dp' needs a public clip range lo < hi.")
-        sum_sigma = sigma * max(abs(clip[0]), abs(clip[1]))
-    return NoisePlan(
-        epsilon=float(epsilon),
-        delta=float(delta),
-        n_genes=int(n_genes),
-        mean_mode=mean_mode,
-        sensitivity=sensitivity,
-        sigma=sigma,
-        sum_sigma=sum_sigma,
-        unit_sigma=unit,
-        conversion=conversion,
-    )
-
-
-def _check_epsilon(epsilon: float) -> None:
+def _check_budget(epsilon: float, delta: float) -> None:
     if not (epsilon > 0 and math.isfinite(epsilon)):
         raise ConfigError(f"epsilon must be a positive number, got {epsilon}.")
-
-
-def _check_delta(delta: float) -> None:
     if not 0 < delta < 1:
         raise ConfigError(f"delta must lie in (0, 1), got {delta}.")
 
 
-def irwin_hall_epsilon(
-    sigma: float,
-    delta: float,
-    *,
-    n_tables: int,
-    terms: int = 12,
-    grid_per_shift: int = 4,
-    loss_interval: float = 1e-5,
-) -> dict:
-    """Numerical privacy of Irwin-Hall noise, next to the Gaussian it approximates.
+@dataclass(frozen=True)
+class ReleaseFamily:
+    """Released tables of one kind, and the noise each cell gets.
 
-    Every released count gets ``sigma * (U_1 + ... + U_terms - terms/2)``, which has
-    the Gaussian's variance but bounded support, so RDP (used for calibration) does
-    not strictly apply: the privacy loss is unbounded at the edges of the support.
-    This computes the exact (epsilon, delta) curve numerically with privacy loss
-    distributions (Koskela et al. 2020; Google's dp-accounting), for ``n_tables``
-    unit-sensitivity counts each shifted by one record, on an output grid of
-    ``grid_per_shift`` cells per unit shift, and the same for the Gaussian on the
-    same grid and exactly. Gridding the output is post-processing (slightly
-    optimistic for both); the privacy-loss discretization is pessimistic (adds at
-    most ``n_tables * loss_interval``).
+    Attributes
+    ----------
+    name : str
+        E.g. ``"counts"`` (gene 1-way, label and (gene, label) tables).
+    tables : int
+        Tables in which one record changes exactly one cell.
+    shift : int
+        Largest change of that cell, in grid units (1 for counts).
+    sigma : float
+        Noise standard deviation in grid units (:class:`fedsyn.noise.GridNoise`).
+    unit : str
+        What one grid unit is (``"count"``, ...), for people.
+    """
 
-    Requires the optional dependency ``dp-accounting`` (``pip install fedsyn[accounting]``).
+    name: str
+    tables: int
+    shift: int
+    sigma: float
+    unit: str = "count"
+
+    def __post_init__(self) -> None:
+        if self.tables < 0 or self.shift < 1:
+            raise ConfigError(f"release family {self.name!r}: tables must be >= 0 and shift >= 1.")
+        noise_width(self.sigma)  # validates sigma
+
+    @property
+    def noise(self) -> GridNoise:
+        return GridNoise(self.sigma)
+
+
+@dataclass(frozen=True)
+class FamilyTemplate:
+    """A release family before calibration: its noise is ``scale * lambda`` for a common ``lambda``."""
+
+    name: str
+    tables: int
+    shift: int
+    scale: float = 1.0
+    unit: str = "count"
+
+
+# ---------------------------------------------------------------------------
+# Privacy loss distributions
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Loss:
+    """Discretized single-table loss: ``masses`` at grid ``indices`` (loss = index * h), and the infinite-loss mass."""
+
+    indices: np.ndarray
+    masses: np.ndarray
+    inf: float
+    tables: int
+
+
+@functools.lru_cache(maxsize=256)
+def _raw_loss(width: int, shift: int) -> tuple[np.ndarray, np.ndarray, float]:
+    ks, p = noise_pmf(width, NOISE_FRAC_BITS)
+    prev = np.zeros_like(p)
+    if shift < p.size:
+        prev[shift:] = p[:-shift]  # p(k - shift): the support is a contiguous range
+    finite = prev > 0
+    losses = np.log(p[finite]) - np.log(prev[finite])
+    return losses, p[finite], float(p[~finite].sum())
+
+
+def _discretize(fam: ReleaseFamily, h: float) -> _Loss:
+    losses, masses, inf = _raw_loss(noise_width(fam.sigma), fam.shift)
+    idx = np.ceil(losses / h - 1e-12).astype(np.int64)  # round up (pessimistic)
+    uniq, inv = np.unique(idx, return_inverse=True)
+    agg = np.bincount(inv, weights=masses)
+    return _Loss(indices=uniq, masses=agg, inf=inf, tables=fam.tables)
+
+
+def _log_mgf(loss: _Loss, lam: float) -> float:
+    """``log E[exp(lam i)]`` over the finite part (a sub-probability) of one table."""
+    keep = loss.masses > 0
+    z = lam * loss.indices[keep] + np.log(loss.masses[keep])
+    top = float(z.max())
+    return top + math.log(float(np.exp(z - top).sum()))
+
+
+def _tail_bound(losses: Sequence[_Loss], x: float, *, upper: bool) -> float:
+    """Chernoff bound on ``P(S >= x)`` (``upper``) or ``P(S <= x)`` for the sum ``S`` of all tables' indices."""
+    sign = 1.0 if upper else -1.0
+
+    def log_bound(t: float) -> float:
+        lam = sign * math.exp(t)
+        return sum(fam.tables * _log_mgf(fam, lam) for fam in losses) - lam * x
+
+    res = minimize_scalar(log_bound, bounds=(-30.0, 5.0), method="bounded", options={"xatol": 1e-6})
+    return float(min(1.0, math.exp(min(0.0, float(res.fun)))))
+
+
+def _moments(losses: Sequence[_Loss]) -> tuple[float, float]:
+    mean = var = 0.0
+    for fam in losses:
+        i = fam.indices.astype(np.float64)
+        w = fam.masses / max(fam.masses.sum(), 1e-300)
+        mu = float(np.dot(w, i))
+        mean += fam.tables * mu
+        var += fam.tables * float(np.dot(w, (i - mu) ** 2))
+    return mean, math.sqrt(var)
+
+
+class _Composed:
+    """The composed loss on ``[lo h, (lo + n) h)`` and ``delta(epsilon)`` from suffix sums (O(log n) a query)."""
+
+    def __init__(self, h: float, lo: int, pmf: np.ndarray, extra_delta: float) -> None:
+        self.h, self.lo, self.extra_delta = h, lo, extra_delta
+        losses = (lo + np.arange(pmf.size)) * h
+        pos = losses > 0
+        self.losses = losses[pos]
+        p = pmf[pos]
+        # suffix sums of p and p e^-L over losses above each point (e^-L <= 1 here)
+        self.tail_p = np.cumsum(p[::-1])[::-1]
+        self.tail_pe = np.cumsum((p * np.exp(-self.losses))[::-1])[::-1]
+        self.top = float(losses[-1]) if losses.size else 0.0
+
+    def delta(self, epsilon: float) -> float:
+        j = int(np.searchsorted(self.losses, epsilon, side="right"))
+        if j >= self.losses.size:
+            return min(1.0, self.extra_delta)
+        val = float(self.tail_p[j]) - math.exp(epsilon) * float(self.tail_pe[j])
+        return min(1.0, self.extra_delta + max(val, 0.0))
+
+    def epsilon(self, delta: float) -> float:
+        if self.delta(0.0) <= delta:
+            return 0.0
+        hi = self.top
+        if self.delta(hi) > delta:
+            return math.inf
+        lo = 0.0
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if self.delta(mid) > delta:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-10 * max(1.0, hi):
+                break
+        return hi
+
+
+def _compose(families: Sequence[ReleaseFamily], *, target: float, delta: float,
+             share: float = _DISCRETIZATION_SHARE) -> _Composed:
+    fams = [f for f in families if f.tables > 0]
+    if not fams:
+        return _Composed(1.0, 0, np.zeros(1), 0.0)
+    n_tables = sum(f.tables for f in fams)
+    h = max(1e-7, min(1e-3, share * target / n_tables))
+    for _ in range(8):
+        losses = [_discretize(f, h) for f in fams]
+        mean, sd = _moments(losses)
+        tail = 1e-4 * delta
+        lo = int(math.floor(mean - 6 * sd))
+        hi = int(math.ceil(mean + 6 * sd))
+        # widen until the Chernoff bounds put less than `tail` outside
+        for _ in range(60):
+            if _tail_bound(losses, lo, upper=False) <= tail:
+                break
+            lo -= max(1, int(sd))
+        for _ in range(60):
+            if _tail_bound(losses, hi, upper=True) <= tail:
+                break
+            hi += max(1, int(sd))
+        width = hi - lo + 1
+        if width <= _MAX_BINS:
+            break
+        h *= 2.0 * width / _MAX_BINS
+    n = 1 << max(4, (width - 1).bit_length())
+    spectrum = np.ones(n // 2 + 1, dtype=np.complex128)
+    inf_free = 1.0
+    for fam in losses:
+        a = np.bincount(fam.indices % n, weights=fam.masses, minlength=n)
+        spectrum *= np.fft.rfft(a) ** fam.tables
+        inf_free *= (1.0 - fam.inf) ** fam.tables
+    comp = np.fft.irfft(spectrum, n)
+    # comp[j] = P(S = j mod n); the window [lo, lo + n) holds S = lo + ((j - lo) mod n)
+    order = (np.arange(n) + lo) % n
+    pmf = np.clip(comp[order], 0.0, None)
+    above = _tail_bound(losses, lo + n, upper=True)
+    return _Composed(h, lo, pmf, (1.0 - inf_free) + above)
+
+
+def epsilon_spent(families: Sequence[ReleaseFamily], delta: float, *, target: float | None = None,
+                  _share: float = _DISCRETIZATION_SHARE) -> float:
+    """Epsilon of releasing every family's tables together, at ``delta``.
+
+    Parameters
+    ----------
+    families : sequence of ReleaseFamily
+    delta : float
+    target : float or None, default None
+        Expected epsilon, to size the loss grid (default: an estimate from the
+        Gaussian approximation).
 
     Returns
     -------
-    dict
-        ``irwin_hall``, ``gaussian_grid`` and ``gaussian_exact`` epsilons at ``delta``.
+    float
+        An upper bound on the exact epsilon (see the module docstring).
     """
+    if not 0 < delta < 1:
+        raise ConfigError(f"delta must lie in (0, 1), got {delta}.")
+    guess = target if target is not None else _gaussian_guess(families, delta)
+    return _compose(families, target=max(guess, 0.05), delta=delta, share=_share).epsilon(delta)
+
+
+def delta_for_epsilon(families: Sequence[ReleaseFamily], epsilon: float) -> float:
+    """``delta(epsilon)`` of releasing every family's tables together (an upper bound)."""
+    return _compose(families, target=max(epsilon, 0.05), delta=1e-9).delta(epsilon)
+
+
+def _gaussian_guess(families: Sequence[ReleaseFamily], delta: float) -> float:
+    """Rough epsilon from the zCDP of a Gaussian of the same sigma (only to size grids and brackets)."""
+    rho = sum(f.tables * f.shift**2 / (2.0 * f.sigma**2) for f in families)
+    return rho + 2.0 * math.sqrt(rho * math.log(1.0 / delta))
+
+
+# ---------------------------------------------------------------------------
+# Calibration and plans
+# ---------------------------------------------------------------------------
+
+
+def calibrate(templates: Sequence[FamilyTemplate], epsilon: float, delta: float) -> list[ReleaseFamily]:
+    """The least noise (common factor ``lambda``) whose exact epsilon is at most ``epsilon``.
+
+    Every family gets ``sigma = lambda * template.scale``; ``lambda`` is found
+    by bisection to 0.1 % on the PLD epsilon (monotone in ``lambda``).
+
+    Returns
+    -------
+    list of ReleaseFamily
+        With ``epsilon_spent(result, delta) <= epsilon``.
+    """
+    _check_budget(epsilon, delta)
+    live = [t for t in templates if t.tables > 0]
+    if not live:
+        raise ConfigError("nothing is released: no table to calibrate noise for.")
+    key = (tuple((t.name, t.tables, t.shift, float(t.scale), t.unit) for t in templates), float(epsilon), float(delta))
+    return list(_calibrate_cached(key))
+
+
+@functools.lru_cache(maxsize=128)
+def _calibrate_cached(key) -> tuple[ReleaseFamily, ...]:
+    raw, epsilon, delta = key
+    templates = [FamilyTemplate(*r) for r in raw]
+    stored = _disk_cache_get(key)
+    if stored is not None:
+        return tuple(ReleaseFamily(t.name, t.tables, t.shift, lam * t.scale, t.unit)
+                     for t, lam in zip(templates, stored))
+
+    def families(lam: float) -> list[ReleaseFamily]:
+        return [ReleaseFamily(t.name, t.tables, t.shift, lam * t.scale, t.unit) for t in templates]
+
+    def eps(lam: float, share: float) -> float:
+        return epsilon_spent(families(lam), delta, target=epsilon, _share=share)
+
+    def search(lo: float, hi: float, share: float, ratio: float) -> tuple[float, float]:
+        while eps(hi, share) > epsilon:
+            lo, hi = hi, hi * 1.5
+        while eps(lo, share) <= epsilon and lo > 1e-6:
+            hi, lo = lo, lo * 0.7
+        while hi / lo > ratio:
+            mid = math.sqrt(lo * hi)
+            if eps(mid, share) > epsilon:
+                lo = mid
+            else:
+                hi = mid
+        return lo, hi
+
+    # Gaussian zCDP guess of lambda; a coarse loss grid (cheap, more pessimistic) to 1 %, then the fine one
+    rho_unit = sum(t.tables * t.shift**2 / (2.0 * t.scale**2) for t in templates)
+    rho = (math.sqrt(epsilon + math.log(1 / delta)) - math.sqrt(math.log(1 / delta))) ** 2
+    lam0 = math.sqrt(rho_unit / rho)
+    lo, hi = search(lam0 * 0.5, lam0 * 1.2, 10 * _DISCRETIZATION_SHARE, 1.01)
+    # fine grid: secant steps on log(eps) against log(lambda) from the coarse (feasible) end
+    best, lam, e = None, hi, eps(hi, _DISCRETIZATION_SHARE)
+    prev = None
+    for _ in range(6):
+        if e <= epsilon and (best is None or lam < best):
+            best = lam
+        if e <= epsilon and e >= epsilon * 0.999:
+            break
+        if prev is None or prev[1] == e:
+            slope = -1.0  # eps ~ 1 / lambda locally
+        else:
+            slope = (math.log(e) - math.log(prev[1])) / (math.log(lam) - math.log(prev[0]))
+            slope = min(-0.2, slope)
+        prev = (lam, e)
+        lam = lam * math.exp((math.log(epsilon * 0.9995) - math.log(e)) / slope)
+        e = eps(lam, _DISCRETIZATION_SHARE)
+    if best is None:  # pragma: no cover - the coarse end is feasible on the finer grid in practice
+        _, best = search(lo, hi, _DISCRETIZATION_SHARE, 1.001)
+    out = tuple(families(best))
+    _disk_cache_put(key, [f.sigma / t.scale for f, t in zip(out, templates)])
+    return out
+
+
+def _cache_file():
+    import os
+    from pathlib import Path
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fedsyn" / "calibrations.json"
+
+
+def _cache_key(key) -> str:
+    return hashlib.sha256(json.dumps([key, NOISE_FRAC_BITS, _DISCRETIZATION_SHARE, 2]).encode()).hexdigest()
+
+
+def _disk_cache_get(key) -> list[float] | None:
+    """A stored calibration (saves tens of seconds at ~1,000 genes); any problem means a recomputation."""
     try:
-        from dp_accounting.pld import privacy_loss_distribution as pldm
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise ConfigError("irwin_hall_epsilon needs dp-accounting: pip install 'fedsyn[accounting]'") from exc
-    import numpy as np
+        data = json.loads(_cache_file().read_text(encoding="utf-8"))
+        got = data.get(_cache_key(key))
+        return [float(x) for x in got] if isinstance(got, list) else None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
 
-    _check_delta(delta)
-    half = terms / 2.0
-    m = int(grid_per_shift)
-    h = (1.0 / sigma) / m  # grid width in units of sigma; one record shifts by exactly m cells
 
-    def cdf_low(x):  # CDF of the Irwin-Hall sum for 0 <= x <= terms/2 (no cancellation issue)
-        x = np.clip(np.asarray(x, dtype=np.float64), 0.0, half)
-        out = np.zeros_like(x)
-        for k in range(terms // 2 + 1):
-            out += (-1) ** k * math.comb(terms, k) * np.clip(x - k, 0, None) ** terms
-        return out / math.factorial(terms)
+def _disk_cache_put(key, lambdas: list[float]) -> None:
+    from .atomic import write_json_atomic
 
-    a = np.arange(int(math.ceil(terms / h))) * h
-    b = np.minimum(a + h, terms)
-    upper_half = a >= half
-    ih = np.where(
-        upper_half,
-        cdf_low(terms - a) - cdf_low(terms - b),
-        np.where(b <= half, cdf_low(b), 1.0 - cdf_low(terms - b)) - cdf_low(a),
-    )
-    ih = np.clip(ih, 0.0, None)
-    ih /= ih.sum()
+    path = _cache_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if not isinstance(data, dict):
+            data = {}
+        data[_cache_key(key)] = lambdas
+        write_json_atomic(path, data, indent=None)
+    except (OSError, ValueError):
+        pass  # a cache only
 
-    wide = int(math.ceil(15.0 / h))
-    g_edges = np.arange(-wide, wide + 1) * h
-    gauss = np.diff(norm.cdf(g_edges))
-    gauss[0] += norm.cdf(g_edges[0])
-    gauss[-1] += norm.sf(g_edges[-1])
 
-    def eps(pmf: np.ndarray) -> float:
-        idx = np.nonzero(pmf > 0)[0]
-        lower = {int(i): float(np.log(pmf[i])) for i in idx}
-        upper = {int(i) + m: float(np.log(pmf[i])) for i in idx}
-        pld = pldm.from_two_probability_mass_functions(
-            lower, upper, pessimistic_estimate=True, value_discretization_interval=loss_interval
+def release_templates(
+    *,
+    n_genes: int,
+    n_labels: int,
+    mean_mode: Literal["paper", "dp"] = "paper",
+    sum_shift: int = 0,
+) -> list[FamilyTemplate]:
+    """What Protocol 1 releases, as release families (before calibration).
+
+    ``paper`` and ``dp`` modes release the gene 1-way tables (``d``), the label
+    table (1) and the (gene, label) tables (``d``): ``2d + 1`` count tables in
+    each of which one record changes one cell by one. ``dp`` mode also releases
+    the bin sums: ``d`` tables, one cell per gene changed by at most
+    ``sum_shift`` grid units, with noise ``sum_shift`` times that of the counts.
+    """
+    if n_genes < 1 or n_labels < 2:
+        raise ConfigError("a release needs at least one gene and two labels.")
+    out = [FamilyTemplate("counts", 2 * n_genes + 1, 1, 1.0, "count")]
+    if mean_mode == "dp":
+        if sum_shift < 1:
+            raise ConfigError("dp mean mode needs the bin sums' grid shift (>= 1).")
+        out.append(FamilyTemplate("bin_sums", n_genes, int(sum_shift), float(sum_shift), "sum grid unit"))
+    return out
+
+
+@dataclass(frozen=True)
+class PrivacyPlan:
+    """The guarantee of one release: budget, what is released with which noise, what is not covered.
+
+    Attributes
+    ----------
+    epsilon, delta : float
+        The budget asked for.
+    epsilon_spent : float
+        The accountant's epsilon for ``families`` at ``delta`` (at most ``epsilon``).
+    n_genes, n_labels : int
+        Shapes the plan was made for (servers refuse bundles of other shapes).
+    families : tuple of ReleaseFamily
+        Every released table and its noise.
+    accountant, adjacency : str
+    not_covered : tuple of str
+        Released things the guarantee does not cover, in words.
+    """
+
+    epsilon: float
+    delta: float
+    epsilon_spent: float
+    n_genes: int
+    n_labels: int
+    families: tuple[ReleaseFamily, ...]
+    accountant: str = ACCOUNTANT
+    adjacency: str = ADJACENCY
+    not_covered: tuple[str, ...] = field(default_factory=tuple)
+
+    def family(self, name: str) -> ReleaseFamily:
+        for f in self.families:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["families"] = [asdict(f) for f in self.families]
+        d["not_covered"] = list(self.not_covered)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PrivacyPlan":
+        data = dict(data)
+        data["families"] = tuple(ReleaseFamily(**f) for f in data.get("families", ()))
+        data["not_covered"] = tuple(data.get("not_covered", ()))
+        return cls(**data)
+
+    def digest(self) -> str:
+        """SHA-256 of the plan's canonical JSON (recorded in the servers' ledgers)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def plan_privacy(
+    epsilon: float,
+    delta: float,
+    *,
+    n_genes: int,
+    n_labels: int,
+    mean_mode: Literal["paper", "dp"] = "paper",
+    sum_shift: int = 0,
+    not_covered: Sequence[str] = (),
+) -> PrivacyPlan:
+    """Calibrate the noise of a run and state its guarantee.
+
+    Parameters
+    ----------
+    epsilon, delta : float
+        Budget of the whole release.
+    n_genes, n_labels : int
+    mean_mode : {"paper", "dp"}, default "paper"
+    sum_shift : int, default 0
+        ``dp`` mode: the bin sums' sensitivity in grid units.
+    not_covered : sequence of str
+        What the release reveals outside the guarantee.
+    """
+    templates = release_templates(n_genes=n_genes, n_labels=n_labels, mean_mode=mean_mode, sum_shift=sum_shift)
+    fams = calibrate(templates, epsilon, delta)
+    spent = epsilon_spent(fams, delta, target=epsilon)
+    return PrivacyPlan(epsilon=float(epsilon), delta=float(delta), epsilon_spent=spent, n_genes=int(n_genes),
+                       n_labels=int(n_labels), families=tuple(fams), not_covered=tuple(not_covered))
+
+
+def check_budget(plan: PrivacyPlan, *, tolerance: float = 1e-6) -> float:
+    """Recompute the epsilon of a plan's families and refuse a plan that spends more than it states.
+
+    Returns
+    -------
+    float
+        The recomputed epsilon.
+
+    Raises
+    ------
+    ConfigError
+        The noise of the plan spends more than its epsilon.
+    """
+    _check_budget(plan.epsilon, plan.delta)
+    spent = epsilon_spent(plan.families, plan.delta, target=plan.epsilon)
+    if spent > plan.epsilon * (1 + tolerance):
+        raise ConfigError(
+            f"the noise of this plan spends epsilon {spent:.4g} at delta {plan.delta:g}, more than its stated "
+            f"epsilon {plan.epsilon:g}; write the plan again with `fedsyn plan`."
         )
-        return float(pld.self_compose(n_tables).get_epsilon_for_delta(delta))
+    return spent
 
-    exact = pldm.from_gaussian_mechanism(
-        sigma, sensitivity=1.0, value_discretization_interval=loss_interval
-    ).self_compose(n_tables)
+
+def plan_for_params(params, *, n_genes: int, delta: float = 1e-5, not_covered: Sequence[str] = ()) -> PrivacyPlan:
+    """The guarantee of given noise scales (a plan whose epsilon is what they spend at ``delta``).
+
+    For runs whose sigma was chosen by hand (tests, experiments): the plan
+    states the epsilon the noise really gives instead of a budget.
+    """
+    from .params import sum_shift
+
+    fams = [ReleaseFamily("counts", 2 * n_genes + 1, 1, float(params.sigma), "count")]
+    if params.mean_mode == "dp":
+        fams.append(ReleaseFamily("bin_sums", n_genes, sum_shift(params.clip, params.frac_bits),
+                                  float(params.sum_sigma), "sum grid unit"))
+    spent = epsilon_spent(fams, delta)
+    return PrivacyPlan(epsilon=spent, delta=float(delta), epsilon_spent=spent, n_genes=int(n_genes),
+                       n_labels=int(params.n_labels), families=tuple(fams), not_covered=tuple(not_covered))
+
+
+def not_covered_for(mean_mode: str) -> tuple[str, ...]:
+    """What a Protocol 1 release reveals outside its DP guarantee, in words."""
+    items = [
+        "bin edges: the quartile boundaries are computed from the private data and the noisy counts are "
+        "analysed as if the bins were fixed (as in the paper)",
+    ]
+    if mean_mode == "paper":
+        items.append("bin means: revealed exactly (paper mode); they are a deterministic function of the data "
+                     "and the synthetic values are built from them")
+    items.append("shapes: the computing servers (not the release server) learn each holder's number of samples")
+    return tuple(items)
+
+
+def privacy_block(plan: PrivacyPlan | None) -> dict:
+    """The ``privacy`` block of run.json and of the release summary: which guarantee holds."""
+    if plan is None:
+        return {"epsilon": None, "delta": None, "epsilon_spent": None, "accountant": None, "adjacency": None,
+                "not_covered": ["everything: the noise was switched off (--insecure-no-noise); exact counts "
+                                "were released"]}
     return {
-        "sigma": sigma,
-        "n_tables": n_tables,
-        "delta": delta,
-        "grid_width_sigma_units": h,
-        "irwin_hall": eps(ih),
-        "gaussian_grid": eps(gauss),
-        "gaussian_exact": float(exact.get_epsilon_for_delta(delta)),
+        "epsilon": plan.epsilon, "delta": plan.delta, "epsilon_spent": plan.epsilon_spent,
+        "accountant": plan.accountant, "adjacency": plan.adjacency, "not_covered": list(plan.not_covered),
+        "families": [{"name": f.name, "tables": f.tables, "shift": f.shift, "sigma": f.sigma, "unit": f.unit}
+                     for f in plan.families],
     }
+
+
+def privacy_sentence(plan: PrivacyPlan | None) -> str:
+    """The guarantee in one sentence, for report.md and the command line."""
+    if plan is None:
+        return "NOT PRIVATE: the noise was switched off and exact counts were released."
+    gaps = "; ".join(item.split(":")[0] for item in plan.not_covered)
+    return (f"The released noisy tables are ({plan.epsilon_spent:.3g}, {plan.delta:g})-differentially private "
+            f"(budget epsilon {plan.epsilon:g}; {plan.adjacency}; {plan.accountant})"
+            + (f"; not covered: {gaps}." if gaps else "."))

@@ -30,8 +30,8 @@ class NoisyMeasurements:
     label_names : tuple of str
         The ``L`` class labels; label ``l`` is ``label_names[l]``.
     n_records : int
-        Total number of training records (public: holders' sample counts are
-        not protected, see ``docs/security.md``).
+        Number of records to synthesize: the noisy total of the label table
+        (:func:`noisy_total`), never the exact ``n``.
     one_way : ndarray of float, shape (d, 4)
         Noisy gene 1-way marginals.
     label : ndarray of float, shape (L,)
@@ -177,17 +177,32 @@ class OutputLayout:
         return np.concatenate([np.asarray(outputs[name]).reshape(-1) for name, _ in self.fields()])
 
 
+def privacy_meta(privacy) -> dict:
+    """``{"privacy": plan as a dict}`` for a :class:`fedsyn.accounting.PrivacyPlan` (or its dict), else ``{}``."""
+    if privacy is None:
+        return {}
+    return {"privacy": privacy if isinstance(privacy, dict) else privacy.to_dict()}
+
+
+def noisy_total(label: np.ndarray) -> int:
+    """The number of records the release server uses: the noisy label table's sum, rounded, at least 1.
+
+    Under add/remove adjacency the exact ``n`` is private; this is
+    post-processing of a DP output.
+    """
+    return max(1, int(round(float(np.sum(np.asarray(label, dtype=np.float64))))))
+
+
 def decode_outputs(
     opened: dict[str, np.ndarray],
     *,
     gene_names: tuple[str, ...],
     label_names: tuple[str, ...],
-    n_records: int,
     params,
     engine: str,
     meta: dict | None = None,
 ) -> NoisyMeasurements:
-    """Turn opened fixed-point outputs into :class:`NoisyMeasurements` (the release server's decoder).
+    """Turn opened outputs into :class:`NoisyMeasurements` (the release server's decoder).
 
     Every engine and the release server of a deployment call this, so the
     meaning of the opened numbers is defined once.
@@ -195,42 +210,49 @@ def decode_outputs(
     Parameters
     ----------
     opened : dict of str to ndarray of int64
-        As :class:`OutputLayout` names them: counts ``one_way``, ``label``,
-        ``two_way`` as ``count * 2^f + noise``; ``means`` (paper mode) or
-        ``sums`` (dp mode) in fixed point.
+        As :class:`OutputLayout` names them (:func:`fedsyn.reference.protocol1_outputs`):
+        integer noisy counts ``one_way``, ``label``, ``two_way``; fixed-point
+        ``means`` (paper mode) or integer noisy ``sums`` in units of
+        ``2^params.sum_bits`` ulps (dp mode).
     gene_names, label_names : tuple of str
-    n_records : int
     params : fedsyn.params.ProtocolParams
     engine : str
         Name recorded in the measurements.
     meta : dict, optional
         Extra public metadata.
+
+    Notes
+    -----
+    The number of records is taken from the noisy label table
+    (:func:`noisy_total`): nothing exact about ``n`` is used or recorded.
     """
+    from .errors import ProtocolError
     from .fixedpoint import decode
 
     layout = OutputLayout(len(gene_names), len(label_names), params.mean_mode)
     for name, shape in layout.fields():
         if name not in opened or np.shape(opened[name]) != shape:
-            from .errors import ProtocolError
-
             raise ProtocolError(f"the opened outputs lack {name!r} of shape {shape}.")
     f = params.frac_bits
-    one_way = decode(np.asarray(opened["one_way"]), f)
+    one_way = np.asarray(opened["one_way"], dtype=np.float64)
+    label = np.asarray(opened["label"], dtype=np.float64)
     if params.mean_mode == "dp":
-        means = means_from_noisy_sums(decode(np.asarray(opened["sums"]), f), one_way, params.clip)
+        sums = np.asarray(opened["sums"], dtype=np.float64) * float(1 << params.sum_bits) / float(1 << f)
+        means = means_from_noisy_sums(sums, one_way, params.clip)
     else:
         means = decode(np.asarray(opened["means"]), f)
     info = {"frac_bits": f, "binning": params.binning, "noise": params.noise}
     if params.mean_mode == "dp":
-        info.update(sum_sigma=params.sum_sigma, clip=list(params.clip))
+        info.update(sum_sigma=params.sum_sigma, sum_unit=float(1 << params.sum_bits) / float(1 << f),
+                    clip=list(params.clip))
     info.update(meta or {})
     return NoisyMeasurements(
         gene_names=tuple(gene_names),
         label_names=tuple(label_names),
-        n_records=int(n_records),
+        n_records=noisy_total(label),
         one_way=one_way,
-        label=decode(np.asarray(opened["label"]), f),
-        two_way=decode(np.asarray(opened["two_way"]), f),
+        label=label,
+        two_way=np.asarray(opened["two_way"], dtype=np.float64),
         bin_means=np.asarray(means, dtype=np.float64),
         sigma=float(params.sigma) if params.noise else 0.0,
         mean_mode=params.mean_mode,

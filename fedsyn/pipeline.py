@@ -33,7 +33,7 @@ from .data import ExpressionData, stratified_split
 from .engines.base import Engine
 from .errors import ConfigError, InputError
 from .measurements import NoisyMeasurements
-from .params import ProtocolParams
+from .params import ProtocolParams, sum_shift
 from .release import DEFAULT_ITERATIONS
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class RunResult:
     files: dict[str, Path]
     measurements: NoisyMeasurements
     synthetic: ExpressionData
-    noise_plan: accounting.NoisePlan | None
+    privacy: accounting.PrivacyPlan | None
     metrics: dict[str, Any] | None
     timings: dict[str, float]
     engine_stats: dict[str, Any] = field(default_factory=dict)
@@ -129,24 +129,28 @@ def split_holders(
     ]
 
 
-def make_params(config: RunConfig, n_labels: int, n_genes: int) -> tuple[ProtocolParams, accounting.NoisePlan | None]:
-    """Calibrate the noise and build the servers' public parameters."""
-    plan = None
-    sigma = sum_sigma = 0.0
-    if config.noise:
-        plan = accounting.plan_noise(
-            config.epsilon, config.delta, n_genes=n_genes, mean_mode=config.mean_mode, clip=config.clip
-        )
-        sigma, sum_sigma = plan.sigma, plan.sum_sigma
+def make_params(config: RunConfig, n_labels: int, n_genes: int) -> tuple[ProtocolParams, accounting.PrivacyPlan | None]:
+    """Calibrate the noise with the exact accountant and build the servers' public parameters.
+
+    Returns
+    -------
+    params : ProtocolParams
+    plan : PrivacyPlan or None
+        ``None`` for a noise-free (not private) run.
+    """
+    common = dict(n_labels=n_labels, frac_bits=config.frac_bits, binning=config.binning,
+                  mean_mode=config.mean_mode, clip=config.clip, n_genes=n_genes)
+    if not config.noise:
+        return ProtocolParams(sigma=0.0, noise=False, **common), None  # type: ignore[arg-type]
+    shift = sum_shift(config.clip, config.frac_bits) if config.mean_mode == "dp" else 0
+    plan = accounting.plan_privacy(
+        config.epsilon, config.delta, n_genes=n_genes, n_labels=n_labels, mean_mode=config.mean_mode,
+        sum_shift=shift, not_covered=accounting.not_covered_for(config.mean_mode),
+    )
     params = ProtocolParams(
-        n_labels=n_labels,
-        sigma=sigma,
-        frac_bits=config.frac_bits,
-        noise=config.noise,
-        binning=config.binning,
-        mean_mode=config.mean_mode,
-        clip=config.clip,
-        sum_sigma=sum_sigma,
+        sigma=plan.family("counts").sigma,
+        sum_sigma=plan.family("bin_sums").sigma if config.mean_mode == "dp" else 0.0,
+        **common,  # type: ignore[arg-type]
     )
     return params, plan
 
@@ -214,6 +218,7 @@ def run_pipeline(
         raise InputError(f"{data.source}: the training set has a single class; need at least two.")
 
     params, plan = make_params(config, train.n_labels, train.n_genes)
+    say(accounting.privacy_sentence(plan))
     holders = split_holders(train, config.n_holders, rng=np.random.default_rng(split_seed + 1))
 
     with staged_directory(out_dir, overwrite=overwrite, protect=protected) as staging:
@@ -223,7 +228,7 @@ def run_pipeline(
             + (f" (sigma {params.sigma:.3f} per count)" if config.noise else " (NO NOISE: not private)")
         )
         t0 = time.perf_counter()
-        measured = engine.measure(holders, params)
+        measured = engine.measure(holders, params, privacy=plan)
         measurements = measured.measurements
         timings["measure_s"] = time.perf_counter() - t0
 
@@ -251,7 +256,8 @@ def run_pipeline(
                 real_train=train,
                 synthetic=synthetic,
                 title=f"fedsyn run: {engine.name}, epsilon {config.epsilon}, {train.n_genes} genes",
-                extra={"run": _run_summary(config, plan, measurements, engine.name)},
+                extra={"run": _run_summary(config, plan, measurements, engine.name),
+                       "privacy": accounting.privacy_sentence(plan)},
             )
             timings["evaluate_s"] = time.perf_counter() - t0
             files.update({k: staging / Path(v).name for k, v in written.items()})
@@ -268,13 +274,14 @@ def run_pipeline(
             "engine_stats": measured.stats,
         }
         files["run"] = write_json_atomic(staging / "run.json", run_info)
+        _restrict_non_dp(staging, files, dp_release=plan is not None and config.mean_mode == "dp")
     files = {k: out_dir / Path(v).name for k, v in files.items()}
     return RunResult(
         out_dir=out_dir,
         files=files,
         measurements=measurements,
         synthetic=synthetic,
-        noise_plan=plan,
+        privacy=plan,
         metrics=metrics,
         timings=timings,
         engine_stats=measured.stats,
@@ -284,9 +291,23 @@ def run_pipeline(
 def _run_summary(config: RunConfig, plan, measurements: NoisyMeasurements, engine: str) -> dict:
     return {
         "config": json.loads(json.dumps(asdict(config), default=str)),  # the seed included
-        "noise_plan": None if plan is None else plan.to_dict(),
+        "privacy": accounting.privacy_block(plan),
         "engine": engine,
-        "engine_meta": measurements.meta,
+        "engine_meta": {k: v for k, v in measurements.meta.items() if k != "privacy"},
         "private": bool(config.noise),
         "bin_means": "exact (paper mode, not DP)" if config.mean_mode == "paper" else "DP (noisy sums)",
     }
+
+
+def _restrict_non_dp(directory: Path, files: dict[str, Path], *, dp_release: bool) -> None:
+    """Make every file the DP guarantee does not cover readable by its owner only.
+
+    The evaluation (metrics, report, plots) and run.json are computed from the
+    real data; in paper mode the measurements hold exact bin means and the
+    synthetic values are built from them. Only a DP release's measurements and
+    synthetic data stay readable by others (subject to the umask).
+    """
+    public = {"measurements", "synthetic"} if dp_release else set()
+    for name, path in files.items():
+        if name not in public:
+            os.chmod(Path(directory) / Path(path).name, 0o600)

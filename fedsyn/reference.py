@@ -46,19 +46,19 @@ arrive one-hot (``L`` columns of 0/1) from the holders. Then::
     label[l]         = sum_i y_il
     two_way[g, k, l] = sum_i I_k(x_ig) * y_il      (one matrix product)
 
-Noise (``Pi_noise``)
---------------------
-Each released count ``c`` becomes ``c + sigma * (U_1 + ... + U_12 - 6)`` with
-``U_i`` uniform on the grid ``{0, 2^-f, ..., 1 - 2^-f}`` -- the Irwin-Hall
-approximation of a Gaussian. In fixed point::
+Noise (``Pi_noise``) and what is opened
+---------------------------------------
+Every opened number is an integer on the grid of its sensitivity unit plus
+rounded Irwin-Hall noise on that grid (:mod:`fedsyn.noise`):
 
-    s        = r_1 + ... + r_12 - 6 * 2^f        (r_i uniform in [0, 2^f))
-    noise_fp = floor(s * round(sigma * 2^f) / 2^f)
-    noisy_fp = c * 2^f + noise_fp
+    count:    c + Z_sigma                       (grid: one count)
+    bin sum:  round(S / 2^k) + Z_sum_sigma      (dp mode; grid: 2^k ulps)
 
-Secure engines generate ``r_i`` inside MPC and truncate probabilistically, so
-their noise differs from this function's in the last bit; only its distribution
-is specified.
+with ``Z = floor((R s - c0) / 2^32)`` computed from 12 uniform 16-bit integers
+``R = r_1 + ... + r_12`` (:func:`fedsyn.noise.sample_noise`). The secure
+engines compute exactly this function of their in-MPC uniforms, so every
+engine's opened values have the same distribution, and with the noise off the
+same values bit for bit.
 """
 
 from __future__ import annotations
@@ -70,8 +70,6 @@ import numpy as np
 from .errors import InputError
 
 N_BINS = 4
-#: Number of uniforms summed by the Irwin-Hall noise.
-IRWIN_HALL_TERMS = 12
 
 
 @dataclass(frozen=True)
@@ -247,35 +245,6 @@ def bin_statistics(values_fp: np.ndarray, labels: np.ndarray, n_labels: int) -> 
     )
 
 
-def irwin_hall_noise(
-    shape, sigma: float, *, frac_bits: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Fixed-point Irwin-Hall noise ``sigma * (U_1 + ... + U_12 - 6)``.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        Shape of the noise array.
-    sigma : float
-        Standard deviation (the Irwin-Hall sum of 12 uniforms has unit variance).
-    frac_bits : int
-        Fractional bits of the fixed-point grid.
-    rng : numpy.random.Generator
-        Source of the uniforms. Callers pass a generator seeded from the OS CSPRNG
-        unless the user asked for a reproducible ``--seed``.
-
-    Returns
-    -------
-    ndarray of int64
-        Noise in fixed point (add it to ``count * 2**frac_bits``).
-    """
-    one = 1 << frac_bits
-    r = rng.integers(0, one, size=(IRWIN_HALL_TERMS, *np.atleast_1d(shape)), dtype=np.int64)
-    s = r.sum(axis=0) - 6 * one
-    sigma_fp = int(round(sigma * one))
-    return np.floor_divide(s * sigma_fp, one)
-
-
 def _as_matrix(values_fp) -> np.ndarray:
     x = np.asarray(values_fp)
     if x.ndim != 2:
@@ -285,14 +254,22 @@ def _as_matrix(values_fp) -> np.ndarray:
     return x
 
 
+def round_to_unit(values: np.ndarray, bits: int) -> np.ndarray:
+    """``round(values / 2^bits)`` (halves up), exactly: ``floor((v + 2^(bits-1)) / 2^bits)``."""
+    v = np.asarray(values, dtype=np.int64)
+    if bits == 0:
+        return v.copy()
+    return np.floor_divide(v + (1 << (bits - 1)), 1 << bits)
+
+
 def protocol1_outputs(stats: BinStatistics, params, *, rng) -> dict[str, np.ndarray]:
     """What Protocol 1 opens to the release server, computed in the clear.
 
     The reference of every engine's opened outputs
     (:class:`fedsyn.measurements.OutputLayout`): noisy counts ``one_way``,
-    ``label``, ``two_way`` (``count * 2^f + noise``), and either the exact bin
-    ``means`` (paper mode) or the noisy bin ``sums`` (dp mode), all fixed
-    point with ``params.frac_bits``.
+    ``label``, ``two_way`` (integers), and either the exact fixed-point bin
+    ``means`` (paper mode, not DP) or the noisy bin ``sums`` (dp mode, integers
+    in units of ``2^params.sum_bits`` ulps).
 
     Parameters
     ----------
@@ -302,22 +279,19 @@ def protocol1_outputs(stats: BinStatistics, params, *, rng) -> dict[str, np.ndar
     rng : generator
         Source of the noise uniforms (the OS CSPRNG unless a seed was given).
     """
-    f = params.frac_bits
-    one = 1 << f
+    from .noise import GridNoise
 
-    def noisy(values: np.ndarray, sigma: float, *, scale: int) -> np.ndarray:
-        fp = np.asarray(values, dtype=np.int64) * scale
-        if params.noise:
-            fp = fp + irwin_hall_noise(fp.shape, sigma, frac_bits=f, rng=rng)
-        return fp
+    def noisy(values: np.ndarray, sigma: float) -> np.ndarray:
+        v = np.asarray(values, dtype=np.int64)
+        return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
 
     out = {
-        "one_way": noisy(stats.counts, params.sigma, scale=one),
-        "label": noisy(stats.label_counts, params.sigma, scale=one),
-        "two_way": noisy(stats.two_way, params.sigma, scale=one),
+        "one_way": noisy(stats.counts, params.sigma),
+        "label": noisy(stats.label_counts, params.sigma),
+        "two_way": noisy(stats.two_way, params.sigma),
     }
     if params.mean_mode == "paper":
         out["means"] = stats.means
     else:
-        out["sums"] = noisy(stats.sums, params.sum_sigma, scale=1)
+        out["sums"] = noisy(round_to_unit(stats.sums, params.sum_bits), params.sum_sigma)
     return out

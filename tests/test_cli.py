@@ -109,7 +109,11 @@ def test_run_dp_mean_mode_end_to_end(prep_csv, tmp_path):
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["config"]["mean_mode"] == "dp" and run["config"]["clip"] == [6.0, 12.0]
-    assert run["bin_means"] == "DP (noisy sums)" and run["noise_plan"]["sum_sigma"] > 0
+    assert run["bin_means"] == "DP (noisy sums)"
+    fams = {f["name"]: f for f in run["privacy"]["families"]}
+    assert fams["bin_sums"]["sigma"] > 0 and fams["bin_sums"]["shift"] > 1
+    assert run["privacy"]["epsilon_spent"] <= 50 and not any(x.startswith("bin means") for x in
+                                                              run["privacy"]["not_covered"])
     synth = load_expression(tmp_path / "out" / "synthetic.csv")
     assert synth.values.min() >= 6.0 and synth.values.max() <= 12.0  # de-binned to clipped DP means
     assert len(np.unique(synth.values[:, 0])) <= 4
@@ -174,7 +178,7 @@ def test_run_reads_the_preprocessed_x_of_an_h5ad_not_its_counts_layer(prep_csv, 
     adata.layers["counts"] = np.full(prep.values.shape, 1000.0)  # raw counts kept beside X, as is common
     adata.write_h5ad(tmp_path / "in.h5ad")
     res = invoke("-q", "run", "--engine", "plaintext", "-i", str(tmp_path / "in.h5ad"), "-o", str(tmp_path / "out"),
-                 "--no-noise", "--test-fraction", "0", "--seed", "1")
+                 "--insecure-no-noise", "--test-fraction", "0", "--seed", "1")
     assert res.exit_code == 0, res.output
     with np.load(tmp_path / "out" / "measurements.npz") as npz:
         means = npz["bin_means"]

@@ -47,7 +47,6 @@ def test_engines_give_the_same_result_for_reordered_holders(small_data, engine, 
 
 
 def test_mismatches_are_refused_naming_the_gene_or_label(small_data):
-    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
     fewer = small_data.subset(genes=np.arange(5))
     with pytest.raises(InputError, match="lacks gene 'G5'"):
         align_holders([small_data, fewer], n_labels=3)

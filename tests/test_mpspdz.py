@@ -114,7 +114,6 @@ def test_unset_home_is_reported_with_instructions(monkeypatch):
 
 
 def test_wrong_home_or_missing_binary_is_reported(tmp_path):
-    from fedsyn.engines.mpspdz import MpSpdzEngine
 
     with pytest.raises(EngineUnavailableError, match="no compile.py"):
         _engine(home=tmp_path)
@@ -241,11 +240,12 @@ def test_tiny_n_one_holder_per_sample_matches_reference(binning, n):
     x[:, 2] = -1e6                                        # large negative constant
     x[:, 3] = rng.choice([-2.0, 2.0], size=n)             # two values only
     y = rng.integers(0, 2, size=n)
+    holders = _holders(x, y, 2, list(range(1, n)))
+    assert len(holders) == n
     meas = _engine(security="passive").measure(
-        _holders(x, y, 2, list(range(1, n))), ProtocolParams(n_labels=2, sigma=0.0, noise=False, binning=binning)
+        holders, ProtocolParams(n_labels=2, sigma=0.0, noise=False, binning=binning)
     ).measurements
     _assert_exact(meas, x, y, 2)
-    assert meas.meta["n_holders"] == n
 
 
 @pytest.mark.mpspdz
@@ -268,24 +268,28 @@ def test_passive_select_on_real_fixture_columns():
 @needs_passive
 def test_noise_and_dp_mode_follow_the_plaintext_engine():
     from fedsyn.engines.plaintext import PlaintextEngine
+    from fedsyn.noise import GridNoise
 
     x, y = _hard_inputs(30, 20, 3, seed=2)
     holders = _holders(x, y, 3, [12])
     engine = _engine(security="passive")
-    params = ProtocolParams(n_labels=3, sigma=2.0, mean_mode="dp", clip=(-8.0, 12.0), sum_sigma=0.5)
+    params = ProtocolParams(n_labels=3, sigma=2.0, mean_mode="dp", clip=(-8.0, 12.0), sum_sigma=5.0)
     noisy = engine.measure(holders, params).measurements
-    exact = PlaintextEngine().measure(holders, ProtocolParams(n_labels=3, sigma=0.0, noise=False,
-                                                              mean_mode="dp", clip=(-8.0, 12.0))).measurements
+    exact_params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, mean_mode="dp", clip=(-8.0, 12.0))
+    exact = PlaintextEngine().measure(holders, exact_params).measurements
     err = np.concatenate([(noisy.one_way - exact.one_way).ravel(), (noisy.label - exact.label).ravel(),
                           (noisy.two_way - exact.two_way).ravel()])
     assert err.size == 20 * 4 + 3 + 20 * 4 * 3
-    assert 1.6 < err.std() < 2.4 and abs(err.mean()) < 0.4  # Irwin-Hall, sigma = 2
-    assert np.abs(err).max() <= 6 * 2.0 + 1e-9                 # bounded support
-    # dp means: noisy sums / noisy counts, clipped; sum noise lies in +-6 sum_sigma
+    assert np.array_equal(err, np.round(err))                  # integers: on the grid of one count
+    assert 1.6 < err.std() < 2.4 and abs(err.mean()) < 0.4     # rounded Irwin-Hall, sigma = 2
+    assert np.abs(err).max() <= GridNoise(2.0).pmf()[0][-1]    # inside the exact support
+    # dp means: noisy sums on their grid / noisy counts, clipped
+    unit = noisy.meta["sum_unit"]
     st = reference.bin_statistics(fixedpoint.encode(np.clip(x, -8, 12)), y, 3)
+    grid_sums = reference.round_to_unit(st.sums, exact_params.sum_bits) * unit
     denom = np.maximum(noisy.one_way, 1.0)
-    want = np.clip(fixedpoint.decode(st.sums) / denom, -8, 12)
-    assert np.all(np.abs(noisy.bin_means - want) <= 6 * 0.5 / denom + 1e-6)
+    want = np.clip(grid_sums / denom, -8, 12)
+    assert np.all(np.abs(noisy.bin_means - want) <= GridNoise(5.0).pmf()[0][-1] * unit / denom + 1e-9)
     assert not np.allclose(noisy.bin_means, want)
 
 
@@ -322,7 +326,7 @@ def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_pa
     out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
     st = reference.bin_statistics(fixedpoint.encode(x), y, 3)
     opened = OutputLayout(5, 3).split(out)
-    assert np.array_equal(opened["one_way"], st.counts << 16)
+    assert np.array_equal(opened["one_way"], st.counts)
 
 
 @pytest.mark.mpspdz
@@ -347,9 +351,9 @@ def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
             runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
             out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
             opened = OutputLayout(3, 2).split(out)
-            assert np.array_equal(opened["one_way"], st.counts << 16)
-            assert np.array_equal(opened["label"], st.label_counts << 16)
-            assert np.array_equal(opened["two_way"], st.two_way << 16)
+            assert np.array_equal(opened["one_way"], st.counts)
+            assert np.array_equal(opened["label"], st.label_counts)
+            assert np.array_equal(opened["two_way"], st.two_way)
             assert np.array_equal(opened["means"], st.means)
         else:
             data = bytearray(files[1].read_bytes())

@@ -12,7 +12,7 @@ from fedsyn.engines.plaintext import PlaintextEngine, PlaintextOptions
 from fedsyn.errors import ConfigError
 from fedsyn.readers import load_expression
 from fedsyn.params import ProtocolParams
-from fedsyn.pipeline import RunConfig, run_pipeline, split_holders
+from fedsyn.pipeline import RunConfig, make_params, run_pipeline, split_holders
 
 
 PLAIN = PlaintextEngine()
@@ -28,13 +28,24 @@ def test_brca_fixture_plaintext_end_to_end(brca_path, tmp_path):
     for name in ("synthetic.csv", "measurements.npz", "run.json", "metrics.json", "report.md", "pca.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     m = res.metrics
-    assert m["n_synthetic"] == 80 and m["n_real_test"] == 20
+    # the release server never sees the exact n: it samples the noisy total of the label table
+    sigma = res.privacy.family("counts").sigma
+    assert m["n_real_test"] == 20 and abs(m["n_synthetic"] - 80) <= 6 * sigma * 5**0.5 + 1
+    assert res.measurements.n_records == m["n_synthetic"]
     assert m["tstr_accuracy"] >= m["majority_rate"] + 0.15
     synth = load_expression(tmp_path / "out" / "synthetic.csv", label_names=data.label_names)
     assert synth.gene_names == data.gene_names
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["noise_plan"]["sigma"] == pytest.approx(res.noise_plan.sigma)
+    assert run["privacy"]["families"][0]["sigma"] == pytest.approx(res.privacy.family("counts").sigma)
+    assert run["privacy"]["epsilon"] == 100 and run["privacy"]["epsilon_spent"] <= 100
+    assert "add/remove" in run["privacy"]["adjacency"] and run["privacy"]["not_covered"]
     assert run["private"] is True
+    # files the DP guarantee does not cover are readable by their owner only
+    import stat
+
+    for name in ("metrics.json", "report.md", "run.json", "measurements.npz", "synthetic.csv"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o600, name
+    assert "differentially private" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_brca_fixture_rep3_pre_noise_marginals_equal_plaintext(brca_path):
@@ -60,7 +71,7 @@ def test_simulated_paper_size_rep3_epsilon_10(tmp_path):
     res = run_pipeline(data, cfg, tmp_path / "out", engine=make_engine("rep3", transport="inprocess"))
     m = res.metrics
     assert res.measurements.engine == "rep3"
-    assert res.noise_plan.sigma == pytest.approx(0.5296 * np.sqrt(401), rel=1e-3)
+    assert res.privacy.family("counts").sigma == pytest.approx(10.05, abs=0.05)  # exact accountant, eps 10, d 200
     assert m["tstr_accuracy"] >= m["majority_rate"] + 0.2
     assert m["de_tpr"] > 0.3
 
@@ -120,12 +131,15 @@ def test_seeded_runs_reproduce_and_unseeded_differ(small_data, tmp_path):
 
 
 def test_dp_mean_mode_needs_public_clip(small_data):
+    from fedsyn.params import sum_shift
+
     with pytest.raises(ConfigError, match="public value range"):
         RunConfig(mean_mode="dp")
     cfg = RunConfig(mean_mode="dp", clip=(0.0, 12.0), seed=2, test_fraction=0.0)
-    params_plan = __import__("fedsyn.pipeline", fromlist=["make_params"]).make_params(cfg, 3, 6)
-    params, plan = params_plan
-    assert params.sum_sigma == pytest.approx(plan.sigma * 12.0)
+    params, plan = make_params(cfg, 3, 6)
+    shift = sum_shift((0.0, 12.0), 16)
+    assert plan.family("bin_sums").shift == shift
+    assert params.sum_sigma == pytest.approx(plan.family("counts").sigma * shift)
 
 
 def test_split_holders_partitions_samples(small_data):

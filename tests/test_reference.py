@@ -108,13 +108,29 @@ def test_bin_means_floor_towards_minus_infinity():
         ref.bin_means(np.zeros((1, 4), dtype=np.int64), np.zeros((1, 4), dtype=np.int64))
 
 
-def test_irwin_hall_noise_moments():
+def test_opened_outputs_are_integers_on_their_grids():
+    from fedsyn.params import ProtocolParams
+
     rng = np.random.default_rng(1)
-    sigma = 3.5
-    noise = fp.decode(ref.irwin_hall_noise((200_000,), sigma, frac_bits=16, rng=rng), 16)
-    assert abs(noise.mean()) < 0.03
-    assert abs(noise.std() / sigma - 1) < 0.01
-    assert np.all(np.abs(noise) <= 6 * sigma + 1e-9)  # bounded support: not a Gaussian
+    x = fp.encode(rng.normal(5, 2, size=(40, 3)))
+    y = rng.integers(0, 2, size=40)
+    stats = ref.bin_statistics(x, y, 2)
+    exact = ref.protocol1_outputs(stats, ProtocolParams(n_labels=2, sigma=0, noise=False), rng=rng)
+    assert np.array_equal(exact["one_way"], stats.counts) and np.array_equal(exact["means"], stats.means)
+    noisy = ref.protocol1_outputs(stats, ProtocolParams(n_labels=2, sigma=3.0), rng=rng)
+    for name in ("one_way", "label", "two_way"):
+        assert noisy[name].dtype == np.int64 and noisy[name].shape == exact[name].shape
+    assert not np.array_equal(noisy["two_way"], exact["two_way"])
+    dp = ProtocolParams(n_labels=2, sigma=3.0, mean_mode="dp", clip=(0.0, 10.0), sum_sigma=40.0)
+    sums = ref.protocol1_outputs(stats, dp, rng=rng)["sums"]
+    unit = ref.round_to_unit(stats.sums, dp.sum_bits)
+    assert sums.dtype == np.int64 and np.abs(sums - unit).max() <= 6 * 40 + 1
+
+
+def test_round_to_unit_rounds_halves_up():
+    v = np.array([-3, -2, -1, 0, 1, 2, 3, 5, 6], dtype=np.int64)
+    assert ref.round_to_unit(v, 0).tolist() == v.tolist()
+    assert ref.round_to_unit(v, 2).tolist() == [-1, 0, 0, 0, 0, 1, 1, 1, 2]
 
 
 def test_bad_inputs():

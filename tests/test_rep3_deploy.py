@@ -20,8 +20,8 @@ from fedsyn.engines.rep3.engine import Rep3Engine, Rep3Options
 from fedsyn.engines.rep3.local import run_local_deployment
 from fedsyn.errors import BundleError, ConfigError, ProtocolError
 from fedsyn.fixedpoint import decode, encode
-from fedsyn.params import ProtocolParams
-from fedsyn.reference import bin_statistics
+from fedsyn.params import ProtocolParams, RunParams
+from fedsyn.reference import bin_statistics, round_to_unit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,9 @@ def test_inprocess_dp_mode_means_from_sums():
     clipped = np.clip(data.values, 0.0, 6.0)
     ref = bin_statistics(encode(clipped), data.labels, 3)
     assert np.array_equal(m.one_way, ref.counts)
-    expect = np.clip(decode(ref.sums) / np.maximum(ref.counts, 1), 0.0, 6.0)
+    unit = 2.0 ** (params.sum_bits - params.frac_bits)  # sums are released on their grid
+    assert m.meta["sum_unit"] == unit
+    expect = np.clip(round_to_unit(ref.sums, params.sum_bits) * unit / np.maximum(ref.counts, 1), 0.0, 6.0)
     assert np.allclose(m.bin_means, expect)
     assert m.mean_mode == "dp"
 
@@ -100,7 +102,7 @@ def test_refused_bundle_stops_the_run_with_log_tails(tmp_path):
     paths[2].write_bytes(bytes(raw))
     t0 = time.monotonic()
     with pytest.raises(ProtocolError) as err:
-        run_local_deployment([[p] for p in paths], params, workdir=tmp_path / "w", timeout=20)
+        run_local_deployment([[p] for p in paths], RunParams(params, None), workdir=tmp_path / "w", timeout=20)
     msg = str(err.value)
     assert "server 2 exited with code 4" in msg
     assert "checksum" in msg  # the tail of server 2's log
@@ -228,11 +230,13 @@ def test_serve_exits_nonzero_when_a_peer_never_comes(tmp_path):
 
     write_config(replace(cfg, connect_timeout=2.0), tmp_path / "d.toml")
     paths = share_to_files(simulated(n=8), holder_id="h", out_dir=tmp_path / "b")
-    params = write_json_atomic(tmp_path / "p.json", ProtocolParams(n_labels=3, sigma=0, noise=False).to_dict())
+    params = write_json_atomic(tmp_path / "p.json",
+                               RunParams(ProtocolParams(n_labels=3, sigma=0, noise=False), None).to_dict())
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "fedsyn", "serve", "--id", "1", "--config", str(tmp_path / "d.toml"),
-         "--bundles", str(paths[1]), "--params", str(params)],
+         "--bundles", str(paths[1]), "--params", str(params), "--insecure-no-noise",
+         "--ledger", str(tmp_path / "ledger.jsonl")],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 5, proc.stderr

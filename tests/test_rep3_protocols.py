@@ -9,12 +9,13 @@ import pytest
 
 from fedsyn.engines.rep3 import Party, run_parties, share_array
 from fedsyn.engines.rep3.binning import SelectionState, select_order_statistics
-from fedsyn.engines.rep3.noise import irwin_hall_noise
+from fedsyn.engines.rep3.noise import grid_noise
 from fedsyn.engines.rep3.protocol1 import HolderInput, open_outputs, run_in_process, run_protocol1
 from fedsyn.errors import InputError, ProtocolError
 from fedsyn.fixedpoint import encode
 from fedsyn.params import ProtocolParams
-from fedsyn.reference import QuartilePlan, bin_statistics, label_onehot
+from fedsyn.noise import GridNoise
+from fedsyn.reference import QuartilePlan, bin_statistics, label_onehot, round_to_unit
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"
 F = 16
@@ -33,9 +34,9 @@ def _check_exact(x, y, n_labels, sizes, *, binning="select", seed=0):
     xs, ys = _split(x, y, n_labels, sizes)
     out, stats = run_in_process(xs, ys, params, seed=seed)
     ref = bin_statistics(x, y, n_labels)
-    np.testing.assert_array_equal(out["one_way"], ref.counts * ONE)
-    np.testing.assert_array_equal(out["label"], ref.label_counts * ONE)
-    np.testing.assert_array_equal(out["two_way"], ref.two_way * ONE)
+    np.testing.assert_array_equal(out["one_way"], ref.counts)
+    np.testing.assert_array_equal(out["label"], ref.label_counts)
+    np.testing.assert_array_equal(out["two_way"], ref.two_way)
     np.testing.assert_array_equal(out["means"], ref.means)
     assert set(stats[0]["phases"]) >= {"binning", "marginals", "means", "noise"}
     return out, stats
@@ -94,7 +95,7 @@ def test_all_samples_tied_and_two_valued_genes():
     y = rng.integers(0, 2, size=n)
     out, _ = _check_exact(x, y, 2, [25, 15])
     # a constant gene puts everybody in bin 3 and maps every bin to its value
-    np.testing.assert_array_equal(out["one_way"][0], [0, 0, 0, n * ONE])
+    np.testing.assert_array_equal(out["one_way"][0], [0, 0, 0, n])
     np.testing.assert_array_equal(out["means"][0], [0, 0, 0, 0])
 
 
@@ -135,20 +136,28 @@ def test_secure_selection_matches_plaintext_order_statistics():
     np.testing.assert_array_equal(np.take_along_axis(keys, pos[0], 1), np.sort(keys, 1)[:, [0, 17, n - 1]])
 
 
-def test_noise_mean_and_variance():
-    sigma, m = 3.5, 40_000
+def test_in_mpc_noise_has_the_exact_reference_distribution():
+    """The rep3 noise is the integer Z of fedsyn.noise: same support, same probabilities."""
+    from scipy.stats import chisquare
+
+    from fedsyn.engines.rep3 import reconstruct
+
+    sigma, m = 3.5, 60_000
 
     def server(i, transport):
         party = Party.setup(i, transport, seed=9)
-        return irwin_hall_noise(party, (m,), sigma, frac_bits=F)
+        return grid_noise(party, m, sigma)
 
-    pairs = run_parties(server)
-    from fedsyn.engines.rep3 import reconstruct
-
-    noise = reconstruct(pairs).view(np.int64) / ONE
-    assert abs(noise.mean()) < 5 * sigma / np.sqrt(m)
-    assert abs(noise.var() / sigma**2 - 1) < 0.05
-    assert np.abs(noise).max() <= 6 * sigma + 1e-3  # Irwin-Hall support
+    z = reconstruct(run_parties(server)).view(np.int64)
+    ks, probs = GridNoise(sigma).pmf()
+    assert z.min() >= ks[0] and z.max() <= ks[-1]  # integers inside the exact support
+    counts = np.bincount(z - ks[0], minlength=ks.size)
+    expected = probs * m
+    keep = expected >= 5  # chi-square on the cells with enough mass, the tails pooled
+    obs = np.append(counts[keep], counts[~keep].sum())
+    exp = np.append(expected[keep], expected[~keep].sum())
+    assert chisquare(obs, exp * obs.sum() / exp.sum()).pvalue > 1e-4
+    assert abs(z.mean()) < 5 * sigma / np.sqrt(m)
 
 
 def test_noisy_outputs_are_near_exact_counts():
@@ -162,11 +171,12 @@ def test_noisy_outputs_are_near_exact_counts():
     ref = bin_statistics(x, y, n_labels)
     err = np.concatenate(
         [
-            (out["one_way"] / ONE - ref.counts).ravel(),
-            (out["label"] / ONE - ref.label_counts).ravel(),
-            (out["two_way"] / ONE - ref.two_way).ravel(),
+            (out["one_way"] - ref.counts).ravel(),
+            (out["label"] - ref.label_counts).ravel(),
+            (out["two_way"] - ref.two_way).ravel(),
         ]
     )
+    assert err.dtype == np.int64  # every released count is an integer
     assert err.size == d * 4 + n_labels + d * 4 * n_labels
     assert abs(err.mean()) < 5 * sigma / np.sqrt(err.size)
     assert 0.8 < err.std() / sigma < 1.2
@@ -184,11 +194,13 @@ def test_dp_mode_releases_noisy_clipped_sums():
     assert "means" not in out
     xc = np.clip(x, 0, 8 * ONE)
     ref = bin_statistics(xc, y, 2)
-    np.testing.assert_array_equal(out["sums"], ref.sums)
+    k = exact.sum_bits
+    assert k > 0
+    np.testing.assert_array_equal(out["sums"], round_to_unit(ref.sums, k))  # on the sums' grid, bit for bit
     noisy = ProtocolParams(n_labels=2, sigma=1.0, mean_mode="dp", clip=clip, sum_sigma=4.0)
     out, _ = run_in_process([x], [label_onehot(y, 2)], noisy, seed=2)
-    dev = (out["sums"] - ref.sums) / ONE
-    assert 0 < np.abs(dev).max() <= 6 * 4.0 + 1e-3
+    dev = out["sums"] - round_to_unit(ref.sums, k)
+    assert 0 < np.abs(dev).max() <= GridNoise(4.0).pmf()[0][-1]
 
 
 def test_open_outputs_detects_inconsistent_shares():
@@ -230,7 +242,7 @@ def test_output_shares_are_fresh(mean_mode):
     first, second = run(1), run(2)
     a, b = open_outputs(first, params), open_outputs(second, params)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    label_sum = shared[1][0].a.sum(axis=0, dtype=np.uint64) * np.uint64(ONE)
+    label_sum = shared[1][0].a.sum(axis=0, dtype=np.uint64)
     assert not np.any(first[0].label.a == label_sum)
     for name in a:
         for j in range(3):  # every share of every output element changes with the servers' keys
@@ -285,6 +297,6 @@ def test_gene_blocks_give_identical_outputs(monkeypatch):
     monkeypatch.setattr(protocol1, "GENE_BLOCK_ELEMENTS", 37 * 4)  # blocks of 4 genes: 4, 4, 3
     out, stats = protocol1.run_in_process([x[:20], x[20:]], [label_onehot(y[:20], 3), label_onehot(y[20:], 3)], params, seed=1)
     assert stats[0]["phases"]["gene_blocks"] == 3
-    assert np.array_equal(out["one_way"], ref.counts << 16)
-    assert np.array_equal(out["two_way"], ref.two_way << 16)
+    assert np.array_equal(out["one_way"], ref.counts)
+    assert np.array_equal(out["two_way"], ref.two_way)
     assert np.array_equal(out["means"], ref.means)

@@ -19,7 +19,7 @@ from ..errors import FedsynError
 log = logging.getLogger("fedsyn")
 
 #: Subcommand modules, in the order ``fedsyn --help`` lists them.
-_COMMANDS = ("simulate", "preprocess", "run", "evaluate", "share", "serve", "release", "certs")
+_COMMANDS = ("simulate", "preprocess", "run", "evaluate", "plan", "share", "serve", "release", "certs")
 
 
 def progress_enabled(quiet: bool) -> bool:

@@ -11,7 +11,7 @@ from ._options import echo
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Deployment file (parties/*.toml).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory for measurements.npz and synthetic.csv.")
+              help="A new directory for measurements.npz, synthetic.csv and release.json (never an earlier release's).")
 @click.option("--no-synthesize", is_flag=True, help="Only open and save the noisy measurements.")
 @click.option("--n-records", type=int, default=None, help="Synthetic records to sample [default: training size].")
 @click.option("--seed", type=int, default=None,
@@ -32,5 +32,9 @@ def command(ctx, config_path, out_dir, no_synthesize, n_records, seed, timeout):
     config = load_config(config_path)
     result = run_release(config, out_dir=out_dir, synthesize=not no_synthesize, n_records=n_records,
                          seed=seed, timeout=timeout)
+    from ..accounting import PrivacyPlan, privacy_sentence
+
     for name, path in result.files.items():
         echo(ctx, f"{name}: {path}")
+    raw = result.measurements.meta.get("privacy")
+    echo(ctx, privacy_sentence(None if raw is None else PrivacyPlan.from_dict(raw)))

@@ -47,7 +47,8 @@ def _engine_help() -> str:
 @click.option("--seed", type=int, default=None,
               help="Seed for a reproducible experiment (split, sampling; noise only on plaintext). "
                    "Default: OS randomness (never seed a real release).")
-@click.option("--no-noise", is_flag=True, help="Release exact counts. NOT PRIVATE: for testing engines only.")
+@click.option("--insecure-no-noise", "no_noise", is_flag=True,
+              help="Release exact counts. NOT PRIVATE: for testing engines only.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier fedsyn output in the output directory.")
 @engine_options
 @add_options(input_options)
@@ -84,7 +85,10 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, binning
     # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
     data = load_expression(input_path, label_column=label_column, sample_column=sample_column, kind="normalized")
     result = run_pipeline(data, config, out_dir, engine=engine_obj, overwrite=overwrite, protect=(input_path,))
+    from ..accounting import privacy_sentence
+
     echo(ctx, f"wrote {result.files['synthetic']} ({result.synthetic.n_samples} synthetic records)")
+    echo(ctx, privacy_sentence(result.privacy))
     if result.metrics:
         echo(ctx, metrics_line(result.metrics))
         echo(ctx, f"report: {result.out_dir / 'report.md'}")

@@ -14,25 +14,39 @@ from ._options import echo
 @click.option("--bundles", "bundles", required=True, multiple=True, type=click.Path(exists=True),
               help="This server's share bundles: files or directories (repeat for several).")
 @click.option("--params", "params_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="params.json with the run's public protocol parameters (same on all servers).")
+              help="params.json written by `fedsyn plan` (same file on all servers): protocol parameters "
+                   "and the privacy plan, checked against the bundles before anything is computed.")
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Directory for server<i>.stats.json (timings and bytes; no data).")
+@click.option("--ledger", "ledger_path", default=None, type=click.Path(dir_okay=False),
+              help="This server's privacy-budget ledger (JSON lines) [default: "
+                   "$XDG_STATE_HOME/fedsyn/ledger-server<i>.jsonl].")
+@click.option("--allow-reuse", is_flag=True,
+              help="Run bundles the ledger has seen before: spends their privacy budget again.")
+@click.option("--insecure-no-noise", is_flag=True,
+              help="Accept params without noise (exact counts are released). NOT PRIVATE: testing engines only.")
 @click.pass_context
-def command(ctx, index, config_path, bundles, params_path, out_dir):
+def command(ctx, index, config_path, bundles, params_path, out_dir, ledger_path, allow_reuse, insecure_no_noise):
     """Run computing server --id of a three-server deployment.
 
-    Validates this server's bundles, connects to the two other servers over
-    mutually authenticated TLS, runs the secure protocol and sends this
-    server's output shares to the release server only. Exits non-zero with a
-    clear message if a bundle is refused or a peer fails or times out.
+    Validates this server's bundles and the privacy plan in --params (shapes,
+    noise, epsilon recomputed), records the run in the privacy-budget ledger
+    (refusing bundles used before unless --allow-reuse), connects to the two
+    other servers over mutually authenticated TLS, runs the secure protocol
+    and sends this server's output shares to the release server only. Exits
+    non-zero with a clear message if anything is refused or a peer fails.
     """
     from ..bundle import find_bundles
     from ..engines.rep3.config import load_config
-    from ..engines.rep3.server import load_params, run_server
+    from ..engines.rep3.server import run_server
+    from ..ledger import Ledger, default_ledger_path
+    from ..params import load_run_params
 
     config = load_config(config_path)
-    params = load_params(params_path)
+    run_params = load_run_params(params_path)
     paths = find_bundles(bundles, party=index)
-    result = run_server(index, config, paths, params, out_dir=out_dir)
+    ledger = Ledger(ledger_path if ledger_path is not None else default_ledger_path(index))
+    result = run_server(index, config, paths, run_params, out_dir=out_dir, ledger=ledger, allow_reuse=allow_reuse,
+                        insecure_no_noise=insecure_no_noise)
     echo(ctx, f"server {index}: done in {result.seconds:.1f} s, {result.bytes_sent} bytes sent, "
               f"{result.n_records} records from {len(result.holders)} holder(s)")

@@ -43,5 +43,9 @@ class Engine(Protocol):
 
     name: str
 
-    def measure(self, holders: Sequence[ExpressionData], params: ProtocolParams) -> Measurement:
+    def measure(
+        self, holders: Sequence[ExpressionData], params: ProtocolParams, *, privacy: Any | None = None
+    ) -> Measurement:
+        """Run Protocol 1; ``privacy`` (:class:`fedsyn.accounting.PrivacyPlan`) is the plan behind
+        ``params``' noise, which the engine's servers check and the measurements record."""
         ...

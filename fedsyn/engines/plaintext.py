@@ -17,7 +17,7 @@ import numpy as np
 from .. import reference
 from ..data import ExpressionData
 from ..holder import encode_holders
-from ..measurements import decode_outputs
+from ..measurements import decode_outputs, privacy_meta
 from ..params import ProtocolParams
 from ..randomness import noise_rng
 from .base import Measurement
@@ -47,7 +47,9 @@ class PlaintextEngine:
     def __init__(self, options: PlaintextOptions | None = None) -> None:
         self.options = options or PlaintextOptions()
 
-    def measure(self, holders: Sequence[ExpressionData], params: ProtocolParams) -> Measurement:
+    def measure(
+        self, holders: Sequence[ExpressionData], params: ProtocolParams, *, privacy=None
+    ) -> Measurement:
         """Bin, count and noise the pooled data of all holders.
 
         Parameters
@@ -55,6 +57,8 @@ class PlaintextEngine:
         holders : sequence of ExpressionData
             Preprocessed data of each holder (same genes, same label domain).
         params : ProtocolParams
+        privacy : fedsyn.accounting.PrivacyPlan or None
+            Recorded in the measurements' metadata.
 
         Returns
         -------
@@ -67,8 +71,6 @@ class PlaintextEngine:
         stats = reference.bin_statistics(x, labels, params.n_labels)
         opened = reference.protocol1_outputs(stats, params, rng=noise_rng(self.options.seed))
         first = encoded[0]
-        m = decode_outputs(
-            opened, gene_names=first.gene_names, label_names=first.label_names, n_records=int(x.shape[0]),
-            params=params, engine=self.name, meta={"n_holders": len(encoded)},
-        )
+        m = decode_outputs(opened, gene_names=first.gene_names, label_names=first.label_names, params=params,
+                           engine=self.name, meta=privacy_meta(privacy))
         return Measurement(measurements=m, stats={})

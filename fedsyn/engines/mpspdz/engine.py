@@ -31,7 +31,8 @@ from ...data import ExpressionData
 from ...errors import ConfigError, ProtocolError
 from ...fixedpoint import MAX_VALUE_BITS
 from ...holder import encode_holders, share_holder
-from ...measurements import OutputLayout, decode_outputs
+from ...measurements import OutputLayout, decode_outputs, privacy_meta
+from ...noise import NOISE_FRAC_BITS, GridNoise
 from ...params import ProtocolParams
 from ...reference import QuartilePlan
 from ..base import Measurement
@@ -118,21 +119,26 @@ class MpSpdzOptions:
 def program_args(n: int, d: int, params: ProtocolParams) -> list[object]:
     """Compile-time arguments of ``protocol1.mpc``: the whole public plan, computed here.
 
-    ``N D L F BINNING MEAN_MODE SIGMA_FP SUM_SIGMA_FP VB LO1 LO2 LO3 K1 K2 K3``:
-    shapes, fixed point, the noise, the value bound ``|x| < 2^VB``
+    ``N D L F BINNING MEAN_MODE NF A T K Q A_SUM T_SUM K_SUM Q_SUM SUM_BITS VB LO1 LO2 LO3 K1 K2 K3``:
+    shapes, fixed point, the noise circuit of :mod:`fedsyn.noise`
+    (``Z = floor((R + T) A / 2^K) - Q``) for the counts and for the bin sums
+    (``A = 0``: no noise), the
+    bin sums' grid unit ``2^SUM_BITS``, the value bound ``|x| < 2^VB``
     (:data:`fedsyn.fixedpoint.MAX_VALUE_BITS`) and the quartile plan
-    (:class:`fedsyn.reference.QuartilePlan`); the program derives nothing of
-    these itself, and writes its outputs in :class:`fedsyn.measurements.OutputLayout`
-    order.
+    (:class:`fedsyn.reference.QuartilePlan`); the program derives none of
+    these itself, and writes its outputs in :class:`fedsyn.measurements.OutputLayout` order.
     """
-    f = params.frac_bits
-    sigma_fp = int(round(params.sigma * (1 << f))) if params.noise else 0
-    sum_sigma_fp = int(round(params.sum_sigma * (1 << f))) if (params.noise and params.mean_mode == "dp") else 0
-    if params.noise and sigma_fp == 0:
-        raise ConfigError(f"sigma {params.sigma} rounds to 0 with {f} fractional bits; raise frac_bits.")
+    count_noise = sum_noise = [0, 0, 0, 0]
+    if params.noise:
+        c = GridNoise(params.sigma).circuit
+        count_noise = [c.a, c.t, c.k, c.q]
+        if params.mean_mode == "dp":
+            c = GridNoise(params.sum_sigma).circuit
+            sum_noise = [c.a, c.t, c.k, c.q]
     plan = QuartilePlan.for_n(n)
-    return [n, d, params.n_labels, f, params.binning, params.mean_mode, sigma_fp, sum_sigma_fp,
-            MAX_VALUE_BITS, *plan.lo, *plan.k]
+    sum_bits = params.sum_bits if params.mean_mode == "dp" else 0
+    return [n, d, params.n_labels, params.frac_bits, params.binning, params.mean_mode, NOISE_FRAC_BITS,
+            *count_noise, *sum_noise, sum_bits, MAX_VALUE_BITS, *plan.lo, *plan.k]
 
 
 class MpSpdzEngine:
@@ -157,7 +163,9 @@ class MpSpdzEngine:
     def name(self) -> str:
         return f"mp-spdz-{self.options.security}"
 
-    def measure(self, holders: Sequence[ExpressionData], params: ProtocolParams) -> Measurement:
+    def measure(
+        self, holders: Sequence[ExpressionData], params: ProtocolParams, *, privacy=None
+    ) -> Measurement:
         """Share the holders' data, run ``protocol1.mpc`` and read party 0's output.
 
         The noise is drawn inside MPC (``sint.get_random_int``); no party, and
@@ -230,6 +238,6 @@ class MpSpdzEngine:
                     for k, v in sorted(p0.timers.items())},
         )
         logger.info("MP-SPDZ %s run: %.1f s, %s MB sent by party 0", opts.security, wall, p0.data_sent_mb)
-        m = decode_outputs(opened, gene_names=first.gene_names, label_names=first.label_names, n_records=n,
-                           params=params, engine=self.name, meta={"n_holders": len(encoded)})
+        m = decode_outputs(opened, gene_names=first.gene_names, label_names=first.label_names,
+                           params=params, engine=self.name, meta=privacy_meta(privacy))
         return Measurement(measurements=m, stats={"mpspdz": report.to_dict()})

@@ -23,7 +23,6 @@ deployment comes from three institutions each running ``fedsyn serve``
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import shutil
@@ -105,7 +104,9 @@ class Rep3Engine:
     def __init__(self, options: Rep3Options | None = None) -> None:
         self.options = options or Rep3Options()
 
-    def measure(self, holders: Sequence[ExpressionData], params: ProtocolParams) -> Measurement:
+    def measure(
+        self, holders: Sequence[ExpressionData], params: ProtocolParams, *, privacy=None
+    ) -> Measurement:
         """Share each holder's data, run the three servers, open the outputs.
 
         Parameters
@@ -115,6 +116,10 @@ class Rep3Engine:
             the first holder's) and labels from one public domain.
         params : ProtocolParams
             The noise is generated inside the MPC from the servers' keys.
+        privacy : fedsyn.accounting.PrivacyPlan or None
+            The plan behind the noise; the ``tcp`` servers check it as
+            ``fedsyn serve`` does (without one, a plan stating what the given
+            noise spends is made).
 
         Returns
         -------
@@ -140,14 +145,20 @@ class Rep3Engine:
                                              out_dir=work / "bundles", run_id=session or None)
                 for i, p in enumerate(paths):
                     per_server[i].append(p)
-            if opts.transport == "inprocess":
-                result = self._run_inprocess(per_server, params, session)
-            else:
-                from .local import run_local_deployment
+            if privacy is None and params.noise:
+                from ...accounting import plan_for_params
 
-                m = run_local_deployment(per_server, params, workdir=work, timeout=opts.timeout,
-                                         config=config, session=session)
-                result = Measurement(measurements=m, stats={"transport": "tcp", "servers": _read_stats(work)})
+                privacy = plan_for_params(params, n_genes=len(encoded[0].gene_names))
+            if opts.transport == "inprocess":
+                result = self._run_inprocess(per_server, params, session, privacy)
+            else:
+                from ...params import RunParams
+                from .local import read_server_stats, run_local_deployment
+
+                m = run_local_deployment(per_server, RunParams(params, privacy), workdir=work,
+                                         timeout=opts.timeout, config=config, session=session)
+                stats = {f"server{s['index']}": s for s in read_server_stats(work)}
+                result = Measurement(measurements=m, stats={"transport": "tcp", "servers": stats})
             ok = True
             return result
         finally:
@@ -159,13 +170,14 @@ class Rep3Engine:
             elif not ok:
                 logger.error("rep3: run failed; bundles, certificates and logs kept in %s", work)
 
-    def _run_inprocess(self, per_server: list[list[Path]], params: ProtocolParams, session: str) -> Measurement:
+    def _run_inprocess(self, per_server: list[list[Path]], params: ProtocolParams, session: str,
+                       privacy) -> Measurement:
         from .release_server import check_metadata, measurements_from_shares
         from .server import compute_output_shares, load_bundles_for, release_metadata
         from .transport import InProcessNetwork, run_parties
 
         bundles = [load_bundles_for(i, per_server[i], params, run_id=session or None) for i in range(3)]
-        meta = check_metadata({i: release_metadata(bundles[i], params) for i in range(3)})
+        meta = check_metadata({i: release_metadata(bundles[i], params, privacy) for i in range(3)})
 
         def party(i: int, transport):
             return compute_output_shares(i, transport, bundles[i], params, seed=self.options.seed)
@@ -175,18 +187,6 @@ class Rep3Engine:
         m = measurements_from_shares(shares, meta, params)
         return Measurement(measurements=m, stats={"transport": "inprocess",
                                                   "servers": {f"server{i}": results[i][1] for i in range(3)}})
-
-
-def _read_stats(work: Path) -> dict:
-    """Each local server's ``server<i>.stats.json`` (public figures), where present."""
-    out = {}
-    for i in range(3):
-        path = work / f"server{i}.stats.json"
-        try:
-            out[f"server{i}"] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-    return out
 
 
 def _remove_secrets(work: Path) -> None:

@@ -26,12 +26,12 @@ from typing import Sequence
 from ...certs import generate_deployment_certs
 from ...errors import ProtocolError
 from ...measurements import NoisyMeasurements
-from ...params import ProtocolParams
+from ...params import RunParams
 from .config import DeploymentConfig, Endpoint, write_config
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["free_ports", "make_local_config", "run_local_deployment"]
+__all__ = ["free_ports", "make_local_config", "read_server_stats", "run_local_deployment"]
 
 _TAIL_LINES = 15
 
@@ -81,7 +81,7 @@ def _tail(path: Path, n: int = _TAIL_LINES) -> str:
 
 def run_local_deployment(
     bundle_paths: Sequence[Sequence[str | os.PathLike]],
-    params: ProtocolParams,
+    run_params: RunParams,
     *,
     workdir: str | os.PathLike,
     timeout: float = 600.0,
@@ -95,7 +95,11 @@ def run_local_deployment(
     ----------
     bundle_paths : three sequences of path-like
         ``bundle_paths[i]``: the bundle files (or directories) of server ``i``.
-    params : ProtocolParams
+    run_params : RunParams
+        Written to ``params.json`` for the servers, which check it as
+        ``fedsyn serve`` does (noise-free parameters are passed with
+        ``--insecure-no-noise``). Each server keeps its privacy ledger in
+        ``workdir``.
     workdir : path-like
         Receives certificates, ``deployment.toml``, ``params.json`` and the logs.
     timeout : float, default 600
@@ -123,7 +127,7 @@ def run_local_deployment(
         write_config(config, config_path)
     from ...atomic import write_json_atomic
 
-    params_path = write_json_atomic(work / "params.json", params.to_dict())
+    params_path = write_json_atomic(work / "params.json", run_params.to_dict())
 
     from .release_server import collect_measurements
 
@@ -156,7 +160,10 @@ def run_local_deployment(
     try:
         for i in range(3):
             cmd = [sys.executable, "-m", "fedsyn", "-vv" if verbose else "-v", "serve", "--id", str(i),
-                   "--config", str(config_path), "--params", str(params_path), "--out", str(work)]
+                   "--config", str(config_path), "--params", str(params_path), "--out", str(work),
+                   "--ledger", str(work / f"ledger-server{i}.jsonl")]
+            if not run_params.protocol.noise:
+                cmd.append("--insecure-no-noise")
             for p in bundle_paths[i]:
                 cmd += ["--bundles", str(p)]
             with open(logs[i], "wb") as log:
@@ -218,3 +225,14 @@ def run_local_deployment(
                     logger.debug("server %d stats: %s", i, json.loads(stats.read_text())["seconds"])
                 except (OSError, ValueError, KeyError):
                     pass
+
+
+def read_server_stats(workdir: str | os.PathLike) -> list[dict]:
+    """Each local server's ``server<i>.stats.json`` (public cost figures), in server order, where present."""
+    out = []
+    for i in range(3):
+        try:
+            out.append(json.loads((Path(workdir) / f"server{i}.stats.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return out

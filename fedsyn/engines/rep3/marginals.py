@@ -6,8 +6,7 @@ one-hot labels ``y``, shape ``(n, L)``. The bin indicators are the degree-one
 indicator polynomials ``I_0 = 1 - c_1``, ``I_1 = c_1 - c_2``, ``I_2 = c_2 - c_3``,
 ``I_3 = c_3`` (exact because ``c_1 >= c_2 >= c_3``).
 
-Outputs (secret-shared, fixed point with ``f`` fractional bits, i.e. counts
-times ``2^f``, ready for :mod:`~fedsyn.engines.rep3.noise`):
+Outputs (secret-shared integer counts, ready for :mod:`~fedsyn.engines.rep3.noise`):
 
 * ``one_way[g, k] = sum_i I_k(x_ig)``: local column sums;
 * ``label[l] = sum_i y_il``: local column sums;
@@ -39,22 +38,19 @@ class MarginalShares:
     Attributes
     ----------
     counts : AShare, shape (d, 4)
-        Integer bin counts (for the bin means).
-    one_way : AShare, shape (d, 4)
-        ``counts * 2^f``.
+        Integer bin counts: the gene 1-way marginals.
     label : AShare, shape (L,)
-        Label counts ``* 2^f``.
+        Label counts.
     two_way : AShare, shape (d, 4, L)
-        (gene, label) counts ``* 2^f``.
+        (gene, label) counts.
     """
 
     counts: AShare
-    one_way: AShare
     label: AShare
     two_way: AShare
 
 
-def marginals(party: Party, bits: AShare, labels: AShare, *, frac_bits: int) -> MarginalShares:
+def marginals(party: Party, bits: AShare, labels: AShare) -> MarginalShares:
     """Compute every gene 1-way, the label 1-way and every (gene, label) 2-way marginal.
 
     Parameters
@@ -65,8 +61,6 @@ def marginals(party: Party, bits: AShare, labels: AShare, *, frac_bits: int) -> 
         Comparison bits ``c_j`` from :func:`fedsyn.engines.rep3.binning.bin`.
     labels : AShare, shape (n, L)
         One-hot labels (0/1), rows aligned with ``bits``.
-    frac_bits : int
-        Fractional bits ``f`` of the outputs.
 
     Returns
     -------
@@ -78,16 +72,10 @@ def marginals(party: Party, bits: AShare, labels: AShare, *, frac_bits: int) -> 
     if labels.ndim != 2 or labels.shape[0] != n:
         raise InputError(f"Labels must have shape ({n}, L), got {labels.shape}.")
     n_labels = labels.shape[1]
-    scale = 1 << frac_bits
     counts = bin_counts(bits, n, party.index)
     label_counts = labels.sum(axis=0)  # (L,)
     c_rows = bits.transpose(0, 2, 1).reshape(3 * d, n)
     p = party.matmul(c_rows, labels).reshape(3, d, n_labels)  # sum_i c_j(x_ig) y_il
     lab = label_counts[None].broadcast_to((d, n_labels))
     two_way = stack([lab - p[0], p[0] - p[1], p[1] - p[2], p[2]], axis=1)  # (d, 4, L)
-    return MarginalShares(
-        counts=counts,
-        one_way=counts * scale,
-        label=label_counts * scale,
-        two_way=two_way * scale,
-    )
+    return MarginalShares(counts=counts, label=label_counts, two_way=two_way)

@@ -1,10 +1,12 @@
-"""``Pi_noise``: Irwin-Hall noise generated inside MPC.
+"""``Pi_noise``: the released values on their grid, with rounded Irwin-Hall noise generated inside MPC.
 
-Every released count ``c`` (in fixed point, ``c 2^f``) receives
-``sigma (U_1 + ... + U_12 - 6)`` with ``U_i`` uniform on the grid
-``{0, 2^-f, ..., 1 - 2^-f}`` (:func:`fedsyn.reference.irwin_hall_noise`): an
-approximation of ``N(0, sigma^2)`` with bounded support ``[-6 sigma, 6 sigma]``
-(the privacy effect of the approximation is quantified in the accounting docs).
+Every released number is an integer in units of its sensitivity grid plus the
+integer noise ``Z = round((R - 6 (2^f - 1)) / w)`` of :mod:`fedsyn.noise`
+(``R`` the sum of 12 uniform ``f``-bit integers, ``w`` an odd bucket width),
+evaluated as ``floor((R + t) a / 2^K) - q`` with the public constants of
+:func:`fedsyn.noise.noise_circuit`: the exact function the reference
+computes, so the opened values have exactly the distribution the accountant
+analyses (:mod:`fedsyn.accounting`).
 
 Steps, for ``m`` released cells at once:
 
@@ -12,75 +14,69 @@ Steps, for ``m`` released cells at once:
    (:meth:`~fedsyn.engines.rep3.runtime.Party.random_uniform_bits`: each is the
    sum mod ``2^f`` of three PRF values, one per key, so every server misses one
    term and the value is uniform to it). ``R = r_1 + ... + r_12`` (local).
-2. With ``sigma_fp = round(sigma 2^f) = A 2^f + B`` (``0 <= B < 2^f``)::
+2. ``Z = floor((R + t) a / 2^K) - q`` by ONE exact truncation
+   (:meth:`~fedsyn.engines.rep3.runtime.Party.truncate_exact`, no failure
+   event) of the non-negative ``(R + t) a < 2^62``.
+3. ``released = value + Z`` (local), where ``value`` is already an integer on
+   the grid: a count, or for a bin sum ``round(S / 2^k)``, one more exact
+   truncation of ``S + 2^(k-1)`` (:func:`round_to_unit`).
 
-       noise = floor((R - 6 2^f) sigma_fp / 2^f)
-             = A R + floor(B R / 2^f) - 6 sigma_fp
-
-   The floor is an exact truncation
-   (:meth:`~fedsyn.engines.rep3.runtime.Party.truncate_exact`) of the
-   non-negative ``B R < 12 2^(2f)``: the in-MPC noise is exactly
-   ``fedsyn.reference.irwin_hall_noise``'s function of the uniforms, with no
-   failure event (a probabilistic truncation would return a garbage value with
-   probability about ``2^(2f + 5 - 64)`` per cell, i.e. somewhere in one run of
-   10^4 at paper sizes; the exact one costs ~250 bytes and 10 rounds per cell,
-   under 10 MB per run).
-
-Cost: the uniforms need two ``(f + 3)``-bit comparisons each (12 per cell,
-all batched: one comparison's rounds), the exact truncation six more comparisons. Security: no
-server learns any ``r_i``, so the noise is unknown to every single server;
-nothing is revealed.
+Cost per cell: the uniforms need two ``(f + 3)``-bit comparisons each (24 per
+cell, batched: one comparison's rounds), the truncation six more comparisons
+of at most ``K + 3`` bits. Security: no server learns any ``r_i``, so the noise is
+unknown to every single server; nothing is revealed here (the caller opens
+the released values to the release server only).
 """
 
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ...reference import IRWIN_HALL_TERMS
+from ...noise import IRWIN_HALL_TERMS, GridNoise
 from .runtime import Party
-from .sharing import AShare
+from .sharing import AShare, concatenate
+
+__all__ = ["grid_noise", "round_to_unit", "release_on_grid"]
 
 
-def irwin_hall_noise(party: Party, shape, sigma: float, *, frac_bits: int) -> AShare:
-    """Secret-shared fixed-point noise ``sigma (U_1 + ... + U_12 - 6)``.
+def grid_noise(party: Party, size: int, sigma: float) -> AShare:
+    """Secret-shared integer noise ``Z`` (:mod:`fedsyn.noise`) for ``size`` cells.
 
     Parameters
     ----------
     party : Party
         This server's runtime.
-    shape : tuple of int
-        Shape of the noise array.
+    size : int
+        Number of cells.
     sigma : float
-        Standard deviation (in units of the released quantity).
-    frac_bits : int
-        Fractional bits ``f`` (at most 24, so that ``B R`` stays far below ``2^63``).
-
-    Returns
-    -------
-    AShare
-        Noise in fixed point, to be added to ``count 2^f``.
+        Standard deviation in grid units.
     """
-    if sigma < 0:
-        raise ConfigError(f"Noise standard deviation must be non-negative, got {sigma}.")
-    if not 1 <= frac_bits <= 24:
-        raise ConfigError(f"In-MPC noise supports 1..24 fractional bits, got {frac_bits}.")
-    shape = tuple(int(s) for s in ((shape,) if isinstance(shape, int) else shape))
-    one = 1 << frac_bits
-    sigma_fp = int(round(sigma * one))
-    a_part, b_part = divmod(sigma_fp, one)
-    r = party.random_uniform_bits((IRWIN_HALL_TERMS, *shape), frac_bits)
+    if sigma <= 0:
+        raise ConfigError(f"Noise standard deviation must be positive, got {sigma}.")
+    c = GridNoise(sigma).circuit
+    r = party.random_uniform_bits((IRWIN_HALL_TERMS, int(size)), c.frac_bits)
     big_r = r.sum(axis=0)
-    noise = party.truncate_exact(big_r * b_part, frac_bits)
-    if a_part:
-        noise = noise + big_r * a_part
-    return noise.sub_public(6 * sigma_fp, party.index)
+    return party.truncate_exact(big_r.add_public(c.t, party.index) * c.a, c.k).sub_public(c.q, party.index)
 
 
-def add_noise(party: Party, cells: list[AShare], sigma: float, *, frac_bits: int) -> list[AShare]:
-    """Add independent Irwin-Hall noise to every element of several arrays (one batch)."""
-    sizes = [c.size for c in cells]
-    noise = irwin_hall_noise(party, (sum(sizes),), sigma, frac_bits=frac_bits)
+def round_to_unit(party: Party, x: AShare, bits: int) -> AShare:
+    """``round(x / 2^bits)`` (halves up) by one exact truncation; ``x`` unchanged for ``bits = 0``."""
+    if bits == 0:
+        return x
+    if bits < 3:  # exact truncation needs >= 3 bits: scale up first (exact, |x| small)
+        return party.truncate_exact(x.add_public(1 << (bits - 1), party.index) * (1 << (3 - bits)), 3)
+    return party.truncate_exact(x.add_public(1 << (bits - 1), party.index), bits)
+
+
+def release_on_grid(party: Party, cells: list[AShare], sigma: float) -> list[AShare]:
+    """Add independent grid noise of standard deviation ``sigma`` to every element of several integer arrays.
+
+    One batch for all of them (one comparison's rounds for the uniforms, one
+    truncation's for ``Z``).
+    """
+    flat = concatenate([c.ravel() for c in cells], axis=0)
+    noisy = flat + grid_noise(party, flat.size, sigma)
     out, pos = [], 0
-    for c, k in zip(cells, sizes):
-        out.append(c + noise[pos : pos + k].reshape(c.shape))
-        pos += k
+    for c in cells:
+        out.append(noisy[pos : pos + c.size].reshape(c.shape))
+        pos += c.size
     return out

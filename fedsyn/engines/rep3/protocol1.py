@@ -11,14 +11,17 @@ bin statistics (phase ``means``)
     bin sums by dot products; in ``paper`` mode exact bin means by secure
     division with the empty-bin rule; in ``dp`` mode the sums themselves;
 ``Pi_noise`` (:mod:`~fedsyn.engines.rep3.noise`)
-    Irwin-Hall noise on every released count (and, in ``dp`` mode, on the sums),
+    every released count (and, in ``dp`` mode, every bin sum rounded to its
+    grid unit) plus rounded Irwin-Hall integer noise (:mod:`fedsyn.noise`),
     then one rerandomization of all outputs (fresh shares for the release server).
 
 The outputs stay secret-shared; each server sends its pairs of output shares
 to the release server only (:func:`fedsyn.engines.rep3.server.run_server`),
-which reconstructs them with the consistency check of :func:`open_outputs`. Semantics are those of :mod:`fedsyn.reference`: with
-``noise=False`` the opened counts equal ``bin_statistics(...).counts * 2^f`` and
-the means equal ``bin_statistics(...).means`` bit for bit.
+which reconstructs them with the consistency check of :func:`open_outputs`.
+Semantics are those of :func:`fedsyn.reference.protocol1_outputs`: with
+``noise=False`` the opened counts equal ``bin_statistics(...).counts`` and the
+means ``bin_statistics(...).means`` bit for bit; with noise, every opened
+count is the count plus the same integer function of 12 uniforms.
 
 Security: passive adversary corrupting at most one of the three servers. Each
 server sees its own pairs of shares, uniformly masked messages, and the
@@ -80,13 +83,13 @@ class Protocol1Shares:
     ----------
     party_index : int
     one_way : AShare, shape (d, 4)
-        ``count 2^f + noise``.
+        ``count + noise`` (integers, :mod:`fedsyn.noise`).
     label : AShare, shape (L,)
     two_way : AShare, shape (d, 4, L)
     means : AShare or None, shape (d, 4)
         Exact fixed-point bin means (``paper`` mode).
     sums : AShare or None, shape (d, 4)
-        Noisy fixed-point bin sums (``dp`` mode).
+        ``round(sum / 2^k) + noise`` (``dp`` mode; integers in units of ``2^k`` ulps).
     stats : dict
         Per phase: ``seconds``, ``bytes_sent``, ``rounds``, ``messages``; plus
         ``selection_rounds`` and ``selection_comparisons``.
@@ -159,7 +162,6 @@ def run_protocol1(
         Shares of the outputs; nothing has been opened.
     """
     n, d = _check_inputs(inputs, params)
-    f = params.frac_bits
     values = concatenate([h.values for h in inputs], axis=0)
     labels = concatenate([h.labels for h in inputs], axis=0)
     limit = GENE_BLOCK_ELEMENTS if gene_block_elements is None else int(gene_block_elements)
@@ -171,11 +173,11 @@ def run_protocol1(
         with party.phase("binning"):
             br = binning.bin(party, vb, binning=params.binning)
         with party.phase("marginals"):
-            marg = marginals.marginals(party, br.bits, labels, frac_bits=f)
+            marg = marginals.marginals(party, br.bits, labels)
         with party.phase("means"):
             s = binning.bin_sums(party, br.bits, vb)
             m = binning.bin_means(party, s, marg.counts, n=n) if params.mean_mode == "paper" else s
-        parts.append((marg.one_way, marg.two_way, m, marg.label))
+        parts.append((marg.counts, marg.two_way, m, marg.label))
         selection_rounds += br.selection_rounds
         selection_comparisons += br.selection_comparisons
     one_way = concatenate([p[0] for p in parts], axis=0)
@@ -185,10 +187,12 @@ def run_protocol1(
     means = per_bin if params.mean_mode == "paper" else None
     sums = per_bin if params.mean_mode != "paper" else None
     with party.phase("noise"):
+        if sums is not None:
+            sums = noise.round_to_unit(party, sums, params.sum_bits)
         if params.noise:
-            one_way, label, two_way = noise.add_noise(party, [one_way, label, two_way], params.sigma, frac_bits=f)
-            if sums is not None and params.sum_sigma > 0:
-                (sums,) = noise.add_noise(party, [sums], params.sum_sigma, frac_bits=f)
+            one_way, label, two_way = noise.release_on_grid(party, [one_way, label, two_way], params.sigma)
+            if sums is not None:
+                (sums,) = noise.release_on_grid(party, [sums], params.sum_sigma)
         bin_stat = sums if sums is not None else means
         one_way, label, two_way, bin_stat = _rerandomize_outputs(party, [one_way, label, two_way, bin_stat])
         if sums is not None:
@@ -242,9 +246,9 @@ def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> d
     Returns
     -------
     dict of str to ndarray of int64
-        ``one_way`` (d, 4), ``label`` (L,), ``two_way`` (d, 4, L) and ``means``
-        (paper mode) or ``sums`` (dp mode), all fixed point with
-        ``params.frac_bits``.
+        As :func:`fedsyn.reference.protocol1_outputs`: integer counts
+        ``one_way`` (d, 4), ``label`` (L,), ``two_way`` (d, 4, L), and fixed-point
+        ``means`` (paper mode) or integer ``sums`` (dp mode).
 
     Raises
     ------

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...errors import ProtocolError
-from ...measurements import NoisyMeasurements, decode_outputs
+from ...measurements import NoisyMeasurements, decode_outputs, privacy_meta
 from ...params import ProtocolParams
 from .config import DeploymentConfig
 
@@ -42,7 +42,7 @@ __all__ = [
     "run_release",
 ]
 
-_AGREE = ("gene_digest", "gene_names", "label_names", "n_records", "frac_bits", "run_id", "params")
+_AGREE = ("gene_digest", "gene_names", "label_names", "frac_bits", "run_id", "params", "privacy")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def measurements_from_shares(shares: Mapping[int, Any], meta: dict, params: Prot
     opened = open_outputs([shares[0], shares[1], shares[2]], params)
     return decode_outputs(
         opened, gene_names=tuple(meta["gene_names"]), label_names=tuple(meta["label_names"]),
-        n_records=int(meta["n_records"]), params=params, engine="rep3", meta={"run_id": meta.get("run_id")},
+        params=params, engine="rep3", meta={"run_id": meta.get("run_id"), **privacy_meta(meta.get("privacy"))},
     )
 
 
@@ -156,11 +156,26 @@ def run_release(
     from ...publish import synthesize_and_write
     from ...randomness import sampling_rng
 
+    from ...accounting import PrivacyPlan, check_budget, privacy_block, privacy_sentence
+    from ...atomic import write_json_atomic
+
     out = Path(out_dir)
     with staged_directory(out, overwrite=False) as stage:  # refuses an existing release before waiting
         m = collect_measurements(config, timeout=timeout)
+        raw = m.meta.get("privacy")
+        plan = None if raw is None else PrivacyPlan.from_dict(raw)
+        if plan is not None:
+            check_budget(plan)  # the release server checks the guarantee it reports, too
         published = synthesize_and_write(m, stage, synthesize_records=synthesize, n_records=n_records,
                                          rng=sampling_rng(seed))
-    files = {k: out / p.name for k, p in published.files.items()}
+        summary = {"privacy": privacy_block(plan), "statement": privacy_sentence(plan),
+                   "run_id": m.meta.get("run_id"), "genes": m.n_genes, "labels": list(m.label_names),
+                   "synthetic_records": None if published.synthetic is None else published.synthetic.n_samples}
+        files = dict(published.files, summary=write_json_atomic(stage / "release.json", summary))
+        if plan is None or m.mean_mode == "paper":  # not covered by a DP guarantee: owner only
+            for path in files.values():
+                os.chmod(path, 0o600)
+    files = {k: out / p.name for k, p in files.items()}
+    logger.info("release server: %s", privacy_sentence(plan))
     logger.info("release server: wrote %s", ", ".join(str(p) for p in files.values()))
     return ReleaseResult(measurements=m, files=files)

@@ -44,7 +44,8 @@ import numpy as np
 
 from ...bundle import Bundle, gene_digest, load_server_bundles
 from ...errors import BundleError, ConfigError, ProtocolError
-from ...params import ProtocolParams
+from ...ledger import Ledger
+from ...params import ProtocolParams, RunParams
 from .config import DeploymentConfig
 from .transport import Transport
 
@@ -52,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ServerResult",
-    "load_params",
+    "check_run_params",
     "server_metadata",
     "release_metadata",
     "metadata_digest",
@@ -90,24 +91,58 @@ class ServerResult:
     stats: dict
 
 
-def load_params(path: str | os.PathLike) -> ProtocolParams:
-    """Read ``params.json`` (:meth:`ProtocolParams.to_dict`), with a clear :class:`ConfigError`."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the protocol parameters ({exc.strerror or exc}).") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc}).") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object of protocol parameters.")
-    data.pop("_comment", None)
-    try:
-        return ProtocolParams.from_dict(data)
-    except TypeError as exc:
-        raise ConfigError(f"{path}: unknown or missing protocol parameters ({exc}).") from exc
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+def check_run_params(run_params: RunParams, bundles: Sequence[Bundle], *, insecure_no_noise: bool = False):
+    """Refuse parameters whose noise does not give the guarantee they state for these bundles.
+
+    Checks, before any connection is opened: the noise is on (or the loudly
+    named testing flag was given); a privacy plan is present, made for the
+    bundles' number of genes and labels, describing exactly the tables this
+    run releases with the noise ``params`` will add; and its noise spends no
+    more than its epsilon (recomputed here with the accountant).
+
+    Returns
+    -------
+    fedsyn.accounting.PrivacyPlan or None
+        The checked plan (``None`` only for an allowed noise-free test run).
+
+    Raises
+    ------
+    ConfigError
+        Naming what is wrong and what to do.
+    """
+    from ...accounting import check_budget, release_templates
+    from ...params import sum_shift
+
+    params, plan = run_params.protocol, run_params.privacy
+    m = bundles[0].manifest
+    d, n_labels = m.n_genes, m.n_labels
+    if not params.noise:
+        if not insecure_no_noise:
+            raise ConfigError("the parameters switch the noise off: exact counts would be released. Refused; "
+                              "--insecure-no-noise exists for testing engines only.")
+        logger.warning("NO NOISE: this run releases exact counts (--insecure-no-noise); it is not private")
+        return None
+    if plan is None:
+        raise ConfigError("the parameters carry no privacy plan; write params.json with `fedsyn plan`.")
+    if (plan.n_genes, plan.n_labels) != (d, n_labels) or (params.n_genes not in (None, d)):
+        raise ConfigError(
+            f"the privacy plan was made for {plan.n_genes} genes and {plan.n_labels} labels, but the bundles "
+            f"hold {d} genes and {n_labels} labels: its noise would not give its epsilon. Write a plan for these "
+            "shapes with `fedsyn plan`."
+        )
+    shift = sum_shift(params.clip, params.frac_bits) if params.mean_mode == "dp" else 0
+    want = {(t.name, t.tables, t.shift) for t in release_templates(
+        n_genes=d, n_labels=n_labels, mean_mode=params.mean_mode, sum_shift=shift)}
+    have = {(f.name, f.tables, f.shift) for f in plan.families}
+    sigmas = {"counts": params.sigma, "bin_sums": params.sum_sigma}
+    if want != have or any(abs(f.sigma - sigmas.get(f.name, -1.0)) > 1e-9 * max(1.0, f.sigma)
+                           for f in plan.families):
+        raise ConfigError("the privacy plan does not describe what these parameters release (tables, "
+                          "sensitivities or noise differ); write params.json with `fedsyn plan`.")
+    spent = check_budget(plan)
+    logger.info("server: privacy plan checked: epsilon %.4g (spent %.4g) at delta %g", plan.epsilon, spent,
+                plan.delta)
+    return plan
 
 
 def load_bundles_for(index: int, paths: Sequence[str | os.PathLike], params: ProtocolParams, *,
@@ -145,17 +180,22 @@ def server_metadata(bundles: Sequence[Bundle], params: ProtocolParams) -> dict:
     }
 
 
-def release_metadata(bundles: Sequence[Bundle], params: ProtocolParams) -> dict:
-    """What a server tells the release server beside its output shares (the three must agree)."""
+def release_metadata(bundles: Sequence[Bundle], params: ProtocolParams, privacy=None) -> dict:
+    """What a server tells the release server beside its output shares (the three must agree).
+
+    Nothing about the number of records: under add/remove adjacency ``n`` and
+    every holder's ``n_k`` are private (the release server takes the total
+    from the noisy label table).
+    """
     m = bundles[0].manifest
     return {
         "gene_names": list(m.gene_names),
         "gene_digest": gene_digest(m.gene_names),
         "label_names": list(m.label_names),
-        "n_records": int(sum(b.n_samples for b in bundles)),
         "frac_bits": m.frac_bits,
         "run_id": m.run_id,
         "params": params.to_dict(),
+        "privacy": None if privacy is None else privacy.to_dict(),
     }
 
 
@@ -280,10 +320,13 @@ def run_server(
     index: int,
     config: DeploymentConfig,
     bundle_paths: Sequence[str | os.PathLike],
-    params: ProtocolParams,
+    run_params: RunParams,
     *,
     out_dir: str | os.PathLike | None = None,
     seed: int | None = None,
+    ledger: Ledger | None = None,
+    allow_reuse: bool = False,
+    insecure_no_noise: bool = False,
 ) -> ServerResult:
     """Run computing server ``index`` of a deployment from start to delivery.
 
@@ -295,17 +338,28 @@ def run_server(
         Addresses, certificates, session tag and timeouts.
     bundle_paths : sequence of path-like
         This server's bundle files (one per holder).
-    params : ProtocolParams
-        The run's public parameters (identical on all servers).
+    run_params : RunParams
+        ``params.json``: the protocol parameters and their privacy plan
+        (identical on all servers), checked by :func:`check_run_params`.
     out_dir : path-like or None, default None
         Where to write ``server<i>.stats.json`` (public figures only).
     seed : int or None, default None
         Reproducible PRF keys, for tests ONLY.
+    ledger : Ledger or None, default None
+        This server's privacy-budget ledger (:mod:`fedsyn.ledger`); ``None``
+        keeps no ledger (tests).
+    allow_reuse : bool, default False
+        Run bundles the ledger has seen before (spending their budget again).
+    insecure_no_noise : bool, default False
+        Accept noise-free parameters (testing engines only).
 
     Raises
     ------
     BundleError
         A bundle is refused (before any connection is opened).
+    ConfigError
+        The parameters or their privacy plan are refused, or the ledger
+        shows the bundles were used before (before any connection is opened).
     ProtocolError
         A peer or the release server failed, vanished or timed out.
     """
@@ -313,12 +367,23 @@ def run_server(
         raise ConfigError(f"Server index must be 0, 1 or 2, got {index}.")
     from .net import TLSTransport, send_to_release
 
+    params = run_params.protocol
     bundles = load_bundles_for(index, bundle_paths, params, run_id=config.session or None)
+    plan = check_run_params(run_params, bundles, insecure_no_noise=insecure_no_noise)
     meta = server_metadata(bundles, params)
     logger.info(
         "server %d: %d holder bundle(s), %d samples x %d genes, %d labels",
         index, len(bundles), meta["n_records"], len(meta["gene_names"]), len(meta["label_names"]),
     )
+    if ledger is not None:
+        total = ledger.admit(
+            run_id=config.session or bundles[0].manifest.run_id,
+            sharings={b.manifest.holder_id: b.manifest.sharing_id or "" for b in bundles},
+            epsilon=plan.epsilon if plan is not None else 0.0, delta=plan.delta if plan is not None else 0.0,
+            plan_digest=plan.digest() if plan is not None else None, allow_reuse=allow_reuse,
+        )
+        logger.info("server %d: ledger %s: epsilon %.4g, delta %.3g spent on these sharings in total",
+                    index, ledger.path, *total)
     me = config.servers[index]
     transport = TLSTransport.connect(
         index, config.addresses, config.server_tls(index), bind_host=me.bind,
@@ -332,7 +397,7 @@ def run_server(
     seconds = time.perf_counter() - t0
     arrays, public = pack_outputs(shares)
     public.pop("stats", None)  # cost figures stay with the server (bytes and rounds depend on n)
-    delivery = dict(release_metadata(bundles, params), outputs=public, party=index)
+    delivery = dict(release_metadata(bundles, params, plan), outputs=public, party=index)
     logger.info("server %d: protocol done in %.2f s, %d bytes sent; delivering output shares",
                 index, seconds, transport.bytes_sent)
     send_to_release(
