@@ -251,9 +251,18 @@ def test_real_tcga_subset():
     assert res.tstr_accuracy > res.majority_rate
     assert 0.0 < res.wasserstein_mean < 0.5
     smaller = replace(train, values=train.values + rng.normal(scale=0.1, size=train.values.shape))
-    assert evaluate(train, test, smaller, compute_trtr=False).wasserstein_mean < res.wasserstein_mean
+    res_small = evaluate(train, test, smaller, compute_trtr=False)
+    assert res_small.wasserstein_mean < res.wasserstein_mean
     assert 0.0 < res.dcr_mean < res.dcr_holdout_mean
     assert res.de_tpr is not None and 0.3 < res.de_tpr <= 1.0
+    # co-expression: small jitter keeps the real network (strong jitter attenuates it),
+    # a within-class permutation of each gene destroys it
+    within = res_small.coexpression_scope("within").at(0.3)
+    assert 0.1 < within.real_fraction < 0.3 and within.recall > 0.8 and within.precision > 0.8
+    assert res.coexpression_scope("within").at(0.3).recall < within.recall
+    star = evaluate(train, test, star_like(train, seed=8), compute_trtr=False).coexpression_scope("within")
+    assert star.at(0.3).recall < 0.05 and abs(star.similarity) < 0.1
+    assert 0.0 < res.dcr_relative < 1.0 and res.mia_auc > 0.9  # jittered copies are found
 
 
 @pytest.mark.slow
