@@ -3,18 +3,22 @@
 fedsyn ships no patient data. :func:`load_dataset` loads a registered dataset
 from a file the user obtained (and says where to get it when it is absent), the
 small real fixture used by the tests, or a simulated data set of the paper's
-shape (:mod:`fedsyn.datasets.simulator`).
+shape (:mod:`fedsyn.datasets.simulator`) with the realistic, TCGA-BRCA-like
+co-expression profile (:data:`fedsyn.datasets.simulator.BRCA_LIKE`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fedsyn.data import ExpressionData
 from fedsyn.errors import InputError
+
+from .simulator import BRCA_LIKE
 
 __all__ = ["DatasetInfo", "DATASETS", "dataset_names", "get_dataset", "load_dataset", "default_data_dir"]
 
@@ -42,6 +46,10 @@ class DatasetInfo:
         Label column of the file (``None``: detected).
     source : str
         Where the data comes from and how to get it.
+    simulator_options : mapping
+        Simulated presets: keyword options of
+        :func:`fedsyn.datasets.simulator.simulate` besides the shape (the
+        co-expression profile); empty for files.
     """
 
     name: str
@@ -54,6 +62,7 @@ class DatasetInfo:
     files: tuple[str, ...] = ()
     label_column: str | None = None
     source: str = ""
+    simulator_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _files(stem: str) -> tuple[str, ...]:
@@ -66,6 +75,11 @@ _CAMDA = (
     "(GDC portal): genes with count >= 1 in >= 10% of samples, DESeq2 VST, the 978 L1000 "
     "landmark genes. From raw GDC counts, `fedsyn.preprocess` with the L1000 list reproduces "
     "the preparation."
+)
+
+_SIMULATED = (
+    "fedsyn.datasets.simulator with TCGA-BRCA-like co-expression modules (raw counts; run "
+    "fedsyn.preprocess for VST values)"
 )
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -138,7 +152,8 @@ DATASETS: dict[str, DatasetInfo] = {
             n_genes=1000,
             labels="class_0..class_4 (imbalanced)",
             kind="simulated",
-            source="fedsyn.datasets.simulator (raw counts; run fedsyn.preprocess for VST values)",
+            source=_SIMULATED,
+            simulator_options=BRCA_LIKE,
         ),
         DatasetInfo(
             name="simulated-combined",
@@ -148,7 +163,8 @@ DATASETS: dict[str, DatasetInfo] = {
             n_genes=1000,
             labels="class_0..class_9 (imbalanced)",
             kind="simulated",
-            source="fedsyn.datasets.simulator (raw counts; run fedsyn.preprocess for VST values)",
+            source=_SIMULATED,
+            simulator_options=BRCA_LIKE,
         ),
     )
 }
@@ -205,7 +221,9 @@ def load_dataset(
     if info.kind == "simulated":
         from .simulator import simulate_counts
 
-        return simulate_counts(info.n_samples, info.n_genes, n_classes=info.n_labels, seed=seed)
+        return simulate_counts(
+            info.n_samples, info.n_genes, n_classes=info.n_labels, seed=seed, **info.simulator_options
+        )
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     search = [directory]
     if info.kind == "fixture":

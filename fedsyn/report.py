@@ -6,8 +6,9 @@ a failure while computing or plotting leaves no file behind and a reader never
 sees a half-written one.
 
 The report contains statistics of the *real* data (per-gene means and standard
-deviations in the plots, a PCA of the real training records, test-set
-accuracies, distances to real records). It is **not** covered by the
+deviations in the plots, a PCA of the real training records, the real gene-gene
+correlations, test-set accuracies, distances to real records, membership
+attacks on real records). It is **not** covered by the
 differential-privacy guarantee of the synthetic data: keep it with the data
 holders.
 """
@@ -38,12 +39,16 @@ REPORT_FILES: dict[str, str] = {
     "wasserstein_csv": "wasserstein_per_gene.csv",
     "marginal_fidelity_png": "marginal_fidelity.png",
     "pca_png": "pca.png",
+    "correlation_png": "correlation.png",
     "report_md": "report.md",
     "metrics_json": "metrics.json",
 }
 
 _REAL_COLOR = "#1f77b4"
 _SYNTH_COLOR = "#d62728"
+# Genes in the correlation heatmaps, and genes whose pairs make the scatter of pairwise r.
+_HEATMAP_GENES = 60
+_SCATTER_GENES = 200
 
 
 def write_report(
@@ -82,9 +87,12 @@ def write_report(
         ``metrics_json`` (``result.to_dict()`` plus ``"title"`` and ``"extra"``),
         ``report_md``, ``wasserstein_csv`` (gene, distance),
         ``marginal_fidelity_png`` (per-gene mean and standard deviation, real vs
-        synthetic, and the histogram of per-gene Wasserstein distances) and
+        synthetic, and the histogram of per-gene Wasserstein distances),
         ``pca_png`` (real training and synthetic records projected on the first
-        two principal components of the real training data).
+        two principal components of the real training data) and
+        ``correlation_png`` (within-class and pooled gene-gene correlation:
+        heatmaps of the most connected real genes in module order, real vs
+        synthetic, and the scatter of real vs synthetic pairwise r).
 
     Raises
     ------
@@ -104,6 +112,9 @@ def write_report(
         "wasserstein_csv": _wasserstein_csv(result).encode("utf-8"),
         "marginal_fidelity_png": _marginal_fidelity_png(result, real_x, synth_x),
         "pca_png": _pca_png(real_x, synth_x),
+        "correlation_png": _correlation_png(
+            result, real_x, np.asarray(real_train.labels), synth_x, np.asarray(synthetic.labels)
+        ),
         "report_md": _report_markdown(result, title=title, extra=extra).encode("utf-8"),
         "metrics_json": (
             json.dumps(
@@ -253,6 +264,82 @@ def _pca_png(real_x: np.ndarray, synth_x: np.ndarray) -> bytes:
     return _png_bytes(fig)
 
 
+def _module_order(r: np.ndarray) -> np.ndarray:
+    """Leaf order of average-linkage clustering on ``1 - r`` (co-expressed genes side by side)."""
+    if r.shape[0] < 3:
+        return np.arange(r.shape[0])
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    dist = np.clip(1.0 - r, 0.0, 2.0)
+    np.fill_diagonal(dist, 0.0)
+    return leaves_list(linkage(squareform(dist, checks=False), method="average"))
+
+
+def _correlation_png(
+    result: EvaluationResult,
+    real_x: np.ndarray,
+    real_y: np.ndarray,
+    synth_x: np.ndarray,
+    synth_y: np.ndarray,
+) -> bytes:
+    """Within-class and pooled correlation, real vs synthetic: heatmaps and pairwise scatter."""
+    from .coexpression import gene_connectivity, standardized
+
+    d = real_x.shape[1]
+    fig = _new_figure(15.0, 9.5)
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(2, 3)
+    if d < 2:
+        for ax in axes.ravel():
+            ax.set_axis_off()
+        axes[0, 0].text(0.0, 0.5, "fewer than 2 genes: no correlations", fontsize=12)
+        return _png_bytes(fig)
+    # Genes: the most connected within class in the real data, in module order.
+    connectivity = gene_connectivity(real_x, real_y)
+    genes = np.sort(np.argsort(-connectivity, kind="stable")[: min(_HEATMAP_GENES, d)])
+    n_pairs = d * (d - 1) // 2
+    # Scatter: all pairs of at most _SCATTER_GENES random genes (19,900 pairs).
+    scatter_genes = np.sort(np.random.default_rng(0).permutation(d)[: min(_SCATTER_GENES, d)])
+    upper = np.triu_indices(scatter_genes.size, 1)
+    order = None
+    for row, scope in enumerate(("within", "pooled")):
+        labels_r, labels_s = (real_y, synth_y) if scope == "within" else (None, None)
+        z_real, _, _ = standardized(real_x, labels_r)
+        z_syn, _, _ = standardized(synth_x, labels_s)
+        r_real = np.clip(z_real[:, genes].T @ z_real[:, genes], -1, 1)
+        r_syn = np.clip(z_syn[:, genes].T @ z_syn[:, genes], -1, 1)
+        if order is None:
+            order = _module_order(r_real)
+        comparison = result.coexpression_scope(scope)
+        title = "within class" if scope == "within" else "pooled"
+        image = None
+        for col, (name, r) in enumerate((("real training", r_real), ("synthetic", r_syn))):
+            ax = axes[row, col]
+            image = ax.imshow(r[np.ix_(order, order)], cmap="RdBu_r", vmin=-1.0, vmax=1.0,
+                              interpolation="nearest")
+            ax.set_title(f"{name}, {title}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(f"{len(genes)} most connected real genes, module order")
+        fig.colorbar(image, ax=list(axes[row, :2]), shrink=0.8, label="Pearson r")
+        pr = (z_real[:, scatter_genes].T @ z_real[:, scatter_genes])[upper]
+        ps = (z_syn[:, scatter_genes].T @ z_syn[:, scatter_genes])[upper]
+        ax = axes[row, 2]
+        ax.scatter(pr, ps, s=3, alpha=0.25, color=_SYNTH_COLOR, linewidths=0)
+        ax.plot([-1, 1], [-1, 1], color="black", linewidth=0.8, linestyle="--")
+        for t in (-0.3, 0.3):
+            ax.axvline(t, color="grey", linewidth=0.5, linestyle=":")
+            ax.axhline(t, color="grey", linewidth=0.5, linestyle=":")
+        ax.set_xlim(-1, 1)
+        ax.set_ylim(-1, 1)
+        ax.set_xlabel(f"real r ({len(pr):,} of {n_pairs:,} gene pairs, {scatter_genes.size} genes)")
+        ax.set_ylabel("synthetic r")
+        sim = None if comparison is None else comparison.similarity
+        ax.set_title(f"{title}: similarity {_fmt(sim, 3)}")
+    return _png_bytes(fig)
+
+
 def _flatten(obj: dict[str, Any], prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
     """``(dotted key, value)`` rows of nested dicts, up to ``depth`` levels (deeper: the dict)."""
     rows: list[tuple[str, Any]] = []
@@ -271,6 +358,85 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"
     return str(value)
+
+
+def _challenge_markdown(r: EvaluationResult) -> list[str]:
+    """The CAMDA 2025 challenge metrics: fidelity, privacy and co-expression tables."""
+    lines = [
+        "## Challenge metrics (CAMDA 2025 / ELSA Health Privacy Challenge)",
+        "",
+        "| metric | value | meaning |",
+        "| --- | --- | --- |",
+        f"| MMD to real training | {_fmt(r.mmd_train)} | unbiased squared RBF-MMD (gamma = 1/genes), "
+        "synthetic vs real training records (0 = same distribution; can be slightly negative) |",
+        f"| MMD to real test | {_fmt(r.mmd_test)} | the same against the held-out records |",
+        f"| MMD real training to real test | {_fmt(r.mmd_train_test)} | reference: two real samples |",
+        f"| discriminative score | {_fmt(r.discriminative_score)} | F1 (class real) of a logistic regression "
+        "telling real from synthetic, on its 30 % hold-out plus the real test records |",
+        f"| discriminator AUC | {_fmt(r.discriminative_auc)} | ROC AUC of the same classifier "
+        "(0.5 = indistinguishable, 1 = separable) |",
+        f"| relative DCR | {_fmt(r.dcr_relative, 3)} | DCR synthetic / DCR real test (target 1; "
+        "below 1: closer to the training records than new real records are) |",
+        f"| membership inference AUC (worst case) | {_fmt(r.mia_auc, 3)} | largest AUC of the attacks "
+        "below, real training (members) vs real test records (0.5 = no detectable leak) |",
+        f"| TPR at FPR 0.1 (worst case) | "
+        f"{_fmt(None if r.mia is None else r.mia.worst_tpr_at_fpr_01, 3)} | share of members caught "
+        "while 10 % of non-members are accused (0.1 = chance) |",
+        "",
+    ]
+    if r.mmd_max_samples and max(r.n_real_train, r.n_real_test, r.n_synthetic) > r.mmd_max_samples:
+        lines += [f"MMD and the discriminative score used random subsets of at most "
+                  f"{r.mmd_max_samples} records per set.", ""]
+    if r.coexpression:
+        lines += [
+            "## Co-expression",
+            "",
+            "Edges of the Pearson correlation network: gene pairs with |r| above the threshold and "
+            "p < "
+            f"{r.coexpression[0].alpha:g}; a synthetic edge recovers a real one when its sign matches. "
+            "*Within class* correlates the class-centred records (each class's mean removed), so that "
+            "genes which only differ between classes do not count. Real fraction = share of gene pairs "
+            "that are real edges (the precision of guessing).",
+            "",
+            "| scope | \\|r\\| > | real edges | real fraction | synthetic edges | recovered | recall | "
+            "precision |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for comparison in r.coexpression:
+            for e in comparison.edges:
+                lines.append(
+                    f"| {comparison.scope} | {e.threshold:g} | {e.real_edges} | {_fmt(e.real_fraction)} | "
+                    f"{e.synthetic_edges} | {e.recovered} | {_fmt(e.recall)} | {_fmt(e.precision)} |"
+                )
+        lines += ["", "| scope | similarity of correlation matrices | mean \\|r real - r synthetic\\| |",
+                  "| --- | --- | --- |"]
+        for comparison in r.coexpression:
+            lines.append(f"| {comparison.scope} | {_fmt(comparison.similarity)} | "
+                         f"{_fmt(comparison.mean_abs_difference)} |")
+        lines.append("")
+    if r.mia is not None:
+        lines += [
+            "## Membership inference",
+            "",
+            f"Members: {r.mia.n_members} real training records; non-members: {r.mia.n_non_members} real "
+            "test records, also the attacker's reference data (each target scored without itself).",
+            "",
+            "| attack | AUC | TPR at FPR 0.1 | score |",
+            "| --- | --- | --- | --- |",
+        ]
+        meaning = {
+            "dcr": "minus the distance to the closest synthetic record (GAN-leaks)",
+            "dcr_calibrated": "distance to the closest reference record minus that to the closest "
+                              "synthetic record (GAN-leaks calibrated)",
+            "mc": "share of synthetic records within the median closest distance (Monte-Carlo)",
+            "domias_kde": f"synthetic over reference density, Gaussian KDE on {r.mia.pca_components} "
+                          "principal components (DOMIAS)",
+        }
+        for a in r.mia.attacks:
+            lines.append(f"| {a.name} | {_fmt(a.auc, 3)} | {_fmt(a.tpr_at_fpr_01, 3)} | "
+                         f"{meaning.get(a.name, '')} |")
+        lines.append("")
+    return lines
 
 
 def _report_markdown(result: EvaluationResult, *, title: str, extra: dict[str, Any]) -> str:
@@ -304,6 +470,7 @@ def _report_markdown(result: EvaluationResult, *, title: str, extra: dict[str, A
         "real records: the reference DCR is judged against |",
         "",
     ]
+    lines += _challenge_markdown(r)
     if r.de_per_pair:
         lines += [
             "## Differential expression per class pair",
@@ -331,6 +498,9 @@ def _report_markdown(result: EvaluationResult, *, title: str, extra: dict[str, A
         "(the dashed line is equality), and the histogram of per-gene Wasserstein distances.",
         "- `pca.png`: real training and synthetic records on the first two principal components of "
         "the real training data.",
+        "- `correlation.png`: gene-gene Pearson correlation within class (class means removed) and "
+        "pooled: heatmaps of the real data's most connected genes in module order (real, synthetic), "
+        "and real vs synthetic r of gene pairs.",
         "- `wasserstein_per_gene.csv`: the distance of every gene; `metrics.json`: all figures above "
         "and the run parameters.",
         "",
@@ -341,11 +511,15 @@ def _report_markdown(result: EvaluationResult, *, title: str, extra: dict[str, A
         "(in paper mode the per-gene bin means are released without noise).",
         "- **This report is not private.** Every figure in it is computed from the real data: "
         "TRTR, the majority rate and TSTR use the real test set; Wasserstein, DE and DCR use the real "
-        "training set; the plots show real per-gene means, standard deviations and a PCA of the real "
-        "training records. Keep it with the data holders; do not publish it beside the synthetic data.",
+        "training set; the plots show real per-gene means, standard deviations, correlations and a PCA "
+        "of the real training records; the membership attacks score real records. Keep it with the "
+        "data holders; do not publish it beside the synthetic data.",
         "- DCR is a heuristic of output privacy, not a guarantee: a synthetic DCR well below the "
         "holdout DCR suggests records copied or memorised from the training set; similar values do "
         "not prove privacy.",
+        "- The membership attacks are empirical: an AUC near 0.5 means these attacks found nothing, "
+        "not that no attack can; the differential-privacy guarantee is the bound that holds against "
+        "every attack.",
         "",
     ]
     if extra:

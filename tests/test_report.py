@@ -48,7 +48,7 @@ def test_writes_all_files_with_valid_content(tmp_path, evaluated):
 
     assert set(paths) == set(REPORT_FILES)
     assert sorted(os.listdir(out)) == sorted(REPORT_FILES.values())  # no temp files left
-    for key in ("marginal_fidelity_png", "pca_png"):
+    for key in ("marginal_fidelity_png", "pca_png", "correlation_png"):
         data = paths[key].read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
 
@@ -67,6 +67,16 @@ def test_writes_all_files_with_valid_content(tmp_path, evaluated):
     assert md.startswith("# Run 7")
     assert f"{result.tstr_accuracy:.4f}" in md and "not private" in md
     assert "| normal | tumour |" in md and "| epsilon | 10.0 |" in md
+    # the challenge metrics, one row per scope and threshold, one per attack
+    assert f"| relative DCR | {result.dcr_relative:.3f} |" in md
+    assert f"| membership inference AUC (worst case) | {result.mia_auc:.3f} |" in md
+    assert f"| MMD to real test | {result.mmd_test:.4f} |" in md
+    within = result.coexpression_scope("within").at(0.3)
+    assert (f"| within | 0.3 | {within.real_edges} | {within.real_fraction:.4f} | "
+            f"{within.synthetic_edges} | {within.recovered} |") in md
+    for attack in result.mia.attacks:
+        assert f"| {attack.name} | {attack.auc:.3f} |" in md
+    assert metrics["mia_auc"] == result.mia_auc and "coexpr_recall_within_r03" in metrics
 
 
 def test_existing_files_are_replaced(tmp_path, evaluated):
@@ -153,3 +163,31 @@ def test_nested_run_parameters_get_one_row_each(tmp_path, evaluated):
     assert "| run.config.epsilon | 10.0 |" in md and "| run.config.engine | rep3 |" in md
     assert '| run.meta.a | {"b": {"c": 1}} |' in md  # deeper levels stay compact JSON
     assert json.loads(paths["metrics_json"].read_text())["extra"] == extra
+
+
+def test_single_gene_report_has_a_placeholder_correlation_plot(tmp_path):
+    rng = np.random.default_rng(5)
+    data = ExpressionData(
+        values=rng.normal(size=(20, 1)),
+        gene_names=("only",),
+        sample_ids=tuple(f"s{i}" for i in range(20)),
+        labels=np.arange(20) % 2,
+        label_names=("x", "y"),
+    )
+    paths = write_report(evaluate(data, data, data), tmp_path, real_train=data, synthetic=data)
+    assert paths["correlation_png"].read_bytes().startswith(PNG_MAGIC)
+    md = paths["report_md"].read_text()
+    assert "| pooled | 0.3 | 0 | 0.0000 |" not in md  # no gene pair: fractions undefined
+    assert "| pooled | 0.3 | 0 | n/a | 0 | 0 | n/a | n/a |" in md
+
+
+def test_correlation_plot_orders_genes_into_modules():
+    # Two blocks of perfectly correlated genes, interleaved: the module order puts each block together.
+    rng = np.random.default_rng(6)
+    factors = rng.normal(size=(80, 2))
+    genes = np.arange(10) % 2
+    values = factors[:, genes] + 0.05 * rng.normal(size=(80, 10))
+    order = report._module_order(np.corrcoef(values.T))
+    blocks = genes[order]
+    assert sorted(order.tolist()) == list(range(10))
+    assert np.count_nonzero(np.diff(blocks)) == 1

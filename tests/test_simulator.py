@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fedsyn.datasets import get_dataset, load_dataset, simulate, simulate_counts
-from fedsyn.datasets.simulator import default_class_weights
+from fedsyn.datasets.simulator import BRCA_LIKE, BRCA_LIKE_MODULES, ModuleModel, default_class_weights
 from fedsyn.errors import ConfigError, InputError
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"
@@ -161,3 +161,145 @@ def test_default_de_is_sparse_and_moderate():
     de = truth.log2_fold_changes[:, expressed] != 0
     assert 0.02 < de.mean() < 0.1  # de_fraction = 0.05
     assert 0.25 < np.median(np.abs(truth.log2_fold_changes[truth.log2_fold_changes != 0])) < 0.9
+
+
+# --------------------------------------------------------------------------- realistic co-expression
+
+# Fractions of gene pairs with |Pearson r| above 0.3 / 0.5 in the real TCGA-BRCA
+# fixture (100 x 978 VST): pooled, and within class (class-centred values).
+# test_real_fixture_coexpression_figures re-measures them when the file is present.
+REAL_FRACTIONS = {"pooled": (0.1814, 0.0236), "within": (0.1545, 0.0205)}
+
+
+def pair_fractions(values: np.ndarray, labels: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Fractions of gene pairs with |r| > 0.3 and > 0.5, pooled and class-centred."""
+    out = {}
+    for scope in ("pooled", "within"):
+        x = np.array(values, dtype=np.float64)
+        if scope == "within":
+            for c in np.unique(labels):
+                x[labels == c] -= x[labels == c].mean(axis=0)
+        x = x[:, x.std(axis=0) > 0]
+        r = np.abs(np.corrcoef(x.T)[np.triu_indices(x.shape[1], 1)])
+        out[scope] = (float(np.mean(r > 0.3)), float(np.mean(r > 0.5)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def brca_like():
+    """The realistic profile at a test-friendly size, raw and preprocessed as `fedsyn preprocess` does."""
+    from fedsyn.preprocess import PreprocessConfig, preprocess
+
+    data, truth = simulate(400, 300, n_classes=5, seed=21, **BRCA_LIKE)
+    prepared, _ = preprocess(data, PreprocessConfig(seed=0))
+    return data, truth, prepared
+
+
+@pytest.mark.skipif(not FIXTURE.exists(), reason="shared fixture absent")
+def test_real_fixture_coexpression_figures():
+    from fedsyn.readers import load_expression
+
+    real = load_expression(FIXTURE, label_column="subtype")
+    measured = pair_fractions(real.values, real.labels)
+    for scope, expected in REAL_FRACTIONS.items():
+        np.testing.assert_allclose(measured[scope], expected, rtol=0.01)
+
+
+def test_brca_like_coexpression_within_factor_two_of_real(brca_like):
+    _, _, prepared = brca_like
+    simulated = pair_fractions(prepared.values, prepared.labels)
+    for scope in ("pooled", "within"):
+        for sim, real in zip(simulated[scope], REAL_FRACTIONS[scope]):
+            assert real / 2 <= sim <= 2 * real, (scope, simulated, REAL_FRACTIONS)
+
+
+def test_weak_modules_have_almost_no_coexpression():
+    from fedsyn.preprocess import PreprocessConfig, preprocess
+
+    prepared, _ = preprocess(simulate_counts(400, 300, n_classes=5, seed=21), PreprocessConfig(seed=0))
+    fractions = pair_fractions(prepared.values, prepared.labels)
+    assert fractions["within"][0] < 0.03 and fractions["within"][1] < 0.005
+
+
+def test_brca_like_module_signs_follow_loadings(brca_like):
+    data, truth, _ = brca_like
+    logv = np.log2(data.values / truth.size_factors[:, None] + 1)
+    for c in range(data.n_labels):
+        logv[data.labels == c] -= logv[data.labels == c].mean(axis=0)
+    corr = np.corrcoef(logv.T)
+    expressed = truth.base_means > 50
+    in_module = (truth.module_of_gene >= 0) & expressed
+    same = (truth.module_of_gene[:, None] == truth.module_of_gene[None, :]) & np.outer(in_module, in_module)
+    same &= ~np.eye(data.n_genes, dtype=bool)
+    expected_sign = np.sign(np.outer(truth.module_loadings, truth.module_loadings))
+    # within a module the sign of the correlation is the sign of a_g a_h
+    assert np.mean(np.sign(corr[same]) == expected_sign[same]) > 0.95
+    assert np.mean(np.abs(corr[same])) > 0.35
+    assert np.all(truth.module_loadings[truth.module_of_gene < 0] == 0)
+    loaded = np.abs(truth.module_loadings[in_module])
+    assert loaded.min() >= BRCA_LIKE_MODULES.loading_range[0] and loaded.max() <= BRCA_LIKE_MODULES.loading_range[1]
+    assert (truth.module_loadings[in_module] > 0).mean() == pytest.approx(0.6, abs=0.1)
+
+
+def test_brca_like_keeps_differential_expression(brca_like):
+    data, truth, _ = brca_like
+    norm = data.values / truth.size_factors[:, None]
+    expressed = truth.base_means > 50
+    de = truth.log2_fold_changes[:, expressed] != 0
+    assert 0.02 < de.mean() < 0.1  # de_fraction = 0.05 as before
+    # some modules move with the label, the others do not
+    linked = truth.label_linked_modules
+    assert linked.any() and not linked.all()
+    shifted = np.flatnonzero(np.any(truth.module_log2_effects != 0, axis=0))
+    assert set(truth.module_of_gene[shifted]) == set(np.flatnonzero(linked))
+    total = truth.class_log2_fold_changes
+    np.testing.assert_array_equal(total, truth.log2_fold_changes + truth.module_log2_effects)
+    for c in range(data.n_labels):
+        inside = norm[data.labels == c].mean(axis=0)
+        # class means against the mean over classes: the baseline's per-gene offset cancels
+        observed = np.log2(inside[expressed]) - np.log2(norm[:, expressed].mean(axis=0))
+        true = total[c, expressed] - total[:, expressed].mean(axis=0)
+        assert np.corrcoef(observed, true)[0, 1] > 0.7
+
+
+def test_brca_like_gene_spread_stays_realistic(brca_like):
+    _, _, prepared = brca_like
+    sd = prepared.values.std(axis=0)
+    assert 0.5 < np.median(sd) < 0.9  # fixture: 0.71
+
+
+def test_module_model_validation():
+    with pytest.raises(ConfigError, match="loading_range"):
+        ModuleModel(loading_range=(0.8, 0.5))
+    with pytest.raises(ConfigError, match="program_corr"):
+        ModuleModel(program_corr=1.5)
+    with pytest.raises(ConfigError, match="n_programs"):
+        ModuleModel(n_programs=0)
+    with pytest.raises(ConfigError, match="latent_log2_sd"):
+        ModuleModel(latent_log2_sd=-1.0)
+
+
+def test_module_model_edge_sizes():
+    few_genes = simulate_counts(30, 3, n_classes=2, seed=1, **BRCA_LIKE)  # fewer genes than modules
+    assert few_genes.values.shape == (30, 3)
+    data, truth = simulate(30, 20, n_classes=2, seed=1, modules=ModuleModel(n_modules=0))
+    assert np.all(truth.module_of_gene == -1) and np.all(truth.module_loadings == 0)
+
+
+def test_presets_and_cli_use_the_realistic_profile(tmp_path):
+    from click.testing import CliRunner
+
+    from fedsyn.cli import cli
+    from fedsyn.readers import load_expression
+
+    for name in ("simulated-brca", "simulated-combined"):
+        assert get_dataset(name).simulator_options["modules"] is BRCA_LIKE_MODULES
+    runner = CliRunner()
+    cases = [((), simulate_counts(40, 12, seed=5, **BRCA_LIKE)),
+             (("--coexpression", "weak"), simulate_counts(40, 12, seed=5))]
+    for flag, expected in cases:
+        out = tmp_path / f"c{len(flag)}.csv"
+        res = runner.invoke(cli, ["-q", "simulate", "--samples", "40", "--genes", "12", "--seed", "5",
+                                  *flag, "-o", str(out)], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        np.testing.assert_array_equal(load_expression(out).values, expected.values)

@@ -20,7 +20,9 @@ from ._options import add_options, echo, input_options, metrics_line
 @add_options(input_options)
 @click.pass_context
 def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, label_column, sample_column):
-    """Compute TSTR accuracy, Wasserstein, DE-TPR and DCR, as the paper defines them."""
+    """Compute the paper's metrics (TSTR accuracy, Wasserstein, DE-TPR, DCR) and the CAMDA 2025
+    challenge's (co-expression edge recall and precision, MMD, discriminative score, relative DCR,
+    membership-inference AUC); write metrics.json, report.md and plots."""
     from ..evaluation import evaluate
     from ..readers import load_expression
     from ..report import write_report
@@ -33,4 +35,20 @@ def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, label_colu
     synth = load_expression(synthetic, label_column=None, label_names=names, kind="normalized")
     result = evaluate(train, test, synth, de_alpha=de_alpha)
     write_report(result, out_dir, real_train=train, synthetic=synth)
-    echo(ctx, metrics_line(result.to_dict()))
+    metrics = result.to_dict()
+    echo(ctx, metrics_line(metrics))
+    echo(ctx, challenge_line(metrics))
+
+
+def challenge_line(metrics: dict) -> str:
+    """One line with the challenge metrics of ``EvaluationResult.to_dict()``; "n/a" where undefined."""
+
+    def fmt(key: str, digits: int = 3) -> str:
+        value = metrics.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    return (f"co-expression |r| > 0.3 recall/precision: within class {fmt('coexpr_recall_within_r03')}/"
+            f"{fmt('coexpr_precision_within_r03')}, pooled {fmt('coexpr_recall_pooled_r03')}/"
+            f"{fmt('coexpr_precision_pooled_r03')}; MMD to test {fmt('mmd_test', 4)}; "
+            f"discriminative F1 {fmt('discriminative_score')} (AUC {fmt('discriminative_auc')}); "
+            f"relative DCR {fmt('dcr_relative')}; MIA AUC {fmt('mia_auc')}")
