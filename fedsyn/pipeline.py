@@ -256,8 +256,8 @@ def run_pipeline(
                 real_train=train,
                 synthetic=synthetic,
                 title=f"fedsyn run: {engine.name}, epsilon {config.epsilon}, {train.n_genes} genes",
-                extra={"run": _run_summary(config, plan, measurements, engine.name),
-                       "privacy": accounting.privacy_sentence(plan)},
+                extra={"run": _run_summary(config, plan, measurements, engine.name)},
+                privacy=accounting.privacy_sentence(plan),
             )
             timings["evaluate_s"] = time.perf_counter() - t0
             files.update({k: staging / Path(v).name for k, v in written.items()})

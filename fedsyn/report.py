@@ -59,6 +59,7 @@ def write_report(
     synthetic: ExpressionData,
     title: str = "fedsyn synthetic data evaluation",
     extra: dict[str, Any] | None = None,
+    privacy: str | None = None,
 ) -> dict[str, Path]:
     """Write the evaluation report of one synthetic dataset.
 
@@ -78,6 +79,10 @@ def write_report(
     extra : dict or None, default None
         JSON-serializable context (run parameters: engine, epsilon, seed, ...),
         stored under the key ``"extra"`` of ``metrics.json`` and listed in
+        ``report.md``.
+    privacy : str or None, default None
+        The release's privacy guarantee in one sentence
+        (:func:`fedsyn.accounting.privacy_sentence`), shown at the top of
         ``report.md``.
 
     Returns
@@ -115,7 +120,7 @@ def write_report(
         "correlation_png": _correlation_png(
             result, real_x, np.asarray(real_train.labels), synth_x, np.asarray(synthetic.labels)
         ),
-        "report_md": _report_markdown(result, title=title, extra=extra).encode("utf-8"),
+        "report_md": _report_markdown(result, title=title, extra=extra, privacy=privacy).encode("utf-8"),
         "metrics_json": (
             json.dumps(
                 {"title": title, **result.to_dict(), "extra": _finite(extra)},
@@ -439,7 +444,8 @@ def _challenge_markdown(r: EvaluationResult) -> list[str]:
     return lines
 
 
-def _report_markdown(result: EvaluationResult, *, title: str, extra: dict[str, Any]) -> str:
+def _report_markdown(result: EvaluationResult, *, title: str, extra: dict[str, Any],
+                     privacy: str | None = None) -> str:
     r = result
     lines = [
         f"# {title}",
@@ -447,6 +453,8 @@ def _report_markdown(result: EvaluationResult, *, title: str, extra: dict[str, A
         f"Real training records: {r.n_real_train}; real held-out test records: {r.n_real_test}; "
         f"synthetic records: {r.n_synthetic}; genes: {r.n_genes}; classes: {len(r.label_names)}.",
         "",
+        *([f"**Privacy.** {privacy} This report is computed from the real data and is not "
+           "differentially private.", ""] if privacy else []),
         "## Metrics",
         "",
         "| metric | value | meaning |",
