@@ -201,6 +201,7 @@ class _Composed:
         pos = losses > 0
         self.losses = losses[pos]
         p = pmf[pos]
+        self._p = p
         # suffix sums of p and p e^-L over losses above each point (e^-L <= 1 here)
         self.tail_p = np.cumsum(p[::-1])[::-1]
         self.tail_pe = np.cumsum((p * np.exp(-self.losses))[::-1])[::-1]
@@ -210,7 +211,10 @@ class _Composed:
         j = int(np.searchsorted(self.losses, epsilon, side="right"))
         if j >= self.losses.size:
             return min(1.0, self.extra_delta)
-        val = float(self.tail_p[j]) - math.exp(epsilon) * float(self.tail_pe[j])
+        if epsilon > 50.0:  # exp(epsilon) would overflow the suffix-sum form: sum the tail directly
+            val = float(np.dot(self._p[j:], -np.expm1(epsilon - self.losses[j:])))
+        else:
+            val = float(self.tail_p[j]) - math.exp(epsilon) * float(self.tail_pe[j])
         return min(1.0, self.extra_delta + max(val, 0.0))
 
     def epsilon(self, delta: float) -> float:
@@ -240,19 +244,22 @@ def _compose(families: Sequence[ReleaseFamily], *, target: float, delta: float,
     h = max(1e-7, min(1e-3, share * target / n_tables))
     for _ in range(8):
         losses = [_discretize(f, h) for f in fams]
+        full_lo = sum(f.tables * int(f.indices.min()) for f in losses)
+        full_hi = sum(f.tables * int(f.indices.max()) for f in losses)
+        if full_hi - full_lo + 1 <= _MAX_BINS:  # every possible sum fits: nothing outside the window
+            lo, hi, width = full_lo, full_hi, full_hi - full_lo + 1
+            break
         mean, sd = _moments(losses)
         tail = 1e-4 * delta
-        lo = int(math.floor(mean - 6 * sd))
-        hi = int(math.ceil(mean + 6 * sd))
-        # widen until the Chernoff bounds put less than `tail` outside
-        for _ in range(60):
-            if _tail_bound(losses, lo, upper=False) <= tail:
-                break
-            lo -= max(1, int(sd))
-        for _ in range(60):
-            if _tail_bound(losses, hi, upper=True) <= tail:
-                break
-            hi += max(1, int(sd))
+        step = max(1, int(sd))
+        lo = max(full_lo, int(math.floor(mean - 6 * sd)))
+        hi = min(full_hi, int(math.ceil(mean + 6 * sd)))
+        # widen (doubling the step) until the Chernoff bounds put less than `tail` outside
+        while lo > full_lo and _tail_bound(losses, lo, upper=False) > tail:
+            lo, step = max(full_lo, lo - step), step * 2
+        step = max(1, int(sd))
+        while hi < full_hi and _tail_bound(losses, hi, upper=True) > tail:
+            hi, step = min(full_hi, hi + step), step * 2
         width = hi - lo + 1
         if width <= _MAX_BINS:
             break
@@ -268,7 +275,7 @@ def _compose(families: Sequence[ReleaseFamily], *, target: float, delta: float,
     # comp[j] = P(S = j mod n); the window [lo, lo + n) holds S = lo + ((j - lo) mod n)
     order = (np.arange(n) + lo) % n
     pmf = np.clip(comp[order], 0.0, None)
-    above = _tail_bound(losses, lo + n, upper=True)
+    above = 0.0 if lo + n > full_hi else _tail_bound(losses, lo + n, upper=True)
     return _Composed(h, lo, pmf, (1.0 - inf_free) + above)
 
 
@@ -395,7 +402,7 @@ def _cache_file():
 
 
 def _cache_key(key) -> str:
-    return hashlib.sha256(json.dumps([key, NOISE_FRAC_BITS, _DISCRETIZATION_SHARE, 2]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([key, NOISE_FRAC_BITS, _DISCRETIZATION_SHARE, 3]).encode()).hexdigest()
 
 
 def _disk_cache_get(key) -> list[float] | None:
