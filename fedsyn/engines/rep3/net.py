@@ -116,7 +116,7 @@ _REASON_MAX = 2000
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_HEARTBEAT = 1.0
-DEFAULT_DEAD_AFTER = 15.0
+DEFAULT_DEAD_AFTER = 10.0
 _MAX_PENDING_HANDSHAKES = 32
 _CLOSE_LINGER = 10.0
 _ABORT_LINGER = 2.0
@@ -632,7 +632,10 @@ class _PeerLink(threading.Thread):
 
     def _on_eof(self, *, mid_frame: bool) -> None:
         if mid_frame:
-            self._fail(f"{self.peer} closed the connection in the middle of a message")
+            self._fail(
+                f"{self.peer} closed the connection in the middle of a message (process killed or crashed, "
+                "or the link was cut)"
+            )
         elif self.bye or self.abort_notice is not None:
             with self.cond:
                 self.eof = True
@@ -929,7 +932,7 @@ class TLSTransport:
         heartbeat : float or None, default 1
             Seconds of idleness after which the I/O thread sends a heartbeat
             (``None``: never).
-        dead_after : float or None, default 15
+        dead_after : float or None, default 10
             A peer that announced heartbeats and sent nothing for this many
             seconds is declared gone (``None``: only ``timeout`` applies).
 
@@ -1417,7 +1420,7 @@ class ReleaseListener:
     max_delivery_bytes : int, default 4 GiB
         Largest total of output shares one server may announce; every array
         must then have exactly the announced dtype and shape.
-    dead_after : float or None, default 15
+    dead_after : float or None, default 10
         Silence allowance for a connected server that sends heartbeats.
     """
 
