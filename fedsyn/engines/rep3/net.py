@@ -75,7 +75,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ...certs import RELEASE_NAME, server_name
-from ...errors import ConfigError, ProtocolError
+from ...errors import ConfigError, FedsynError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +323,11 @@ def _recv_control_blocking(sock: ssl.SSLSocket, deadline: float, what: str, *, l
     return _finish_frame(kind, 0, (), buf)
 
 
+def _exception_text(exc: BaseException) -> str:
+    """An abort reason from an exception: fedsyn's own messages as they are, others with their type."""
+    return str(exc) if isinstance(exc, FedsynError) else f"{type(exc).__name__}: {exc}"
+
+
 def _reason_text(reason: object) -> str:
     text = str(reason)
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 3] + "..."
@@ -475,6 +480,8 @@ class _PeerLink(threading.Thread):
         last_tx = time.monotonic()
         try:
             while True:
+                if self.failed is not None or (self.abort_notice is not None and self.eof):
+                    return  # the link is over; nothing more to send or receive
                 now = time.monotonic()
                 with self._lock:
                     if cur is None and self._out:
@@ -839,7 +846,7 @@ class TLSTransport:
         self.failed_peer = origin
         raise ProtocolError(f"server {self.index}: {message}")
 
-    def abort(self, reason: str, *, origin: int | None = None) -> None:
+    def abort(self, reason: str | BaseException, *, origin: int | None = None) -> None:
         """Tell both peers that this server aborts, and why; then close.
 
         Queued messages are dropped; the abort notice goes out right after the
@@ -848,9 +855,10 @@ class TLSTransport:
 
         Parameters
         ----------
-        reason : str
-            Why (e.g. the message of the exception that stopped this server);
-            it must not contain data or shares. Truncated to 2,000 characters.
+        reason : str or BaseException
+            Why: a message, or the exception that stopped this server (its
+            message; with its type unless it is a fedsyn error). It must not
+            contain data or shares. Truncated to 2,000 characters.
         origin : int or None, default None
             The server where the failure started; default :attr:`failed_peer`
             when a peer was blamed, else this server.
@@ -859,6 +867,8 @@ class TLSTransport:
             return
         self._closed = True
         origin = origin if origin is not None else (self.failed_peer if self.failed_peer is not None else self.index)
+        if isinstance(reason, BaseException):
+            reason = _exception_text(reason)
         notice = _json_frame({"abort": {"party": self.index, "origin": int(origin), "reason": _reason_text(reason)}})
         logger.info("server %d: aborting, notifying servers %s", self.index, sorted(self._links))
         _close_all(list(self._links.values()), _ABORT_LINGER, final=notice, drop=True)
@@ -884,7 +894,7 @@ class TLSTransport:
     def __exit__(self, exc_type, exc, tb) -> None:
         """Close; leaving by an exception aborts with that exception as the reason."""
         if exc is not None:
-            self.abort(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ProtocolError) else str(exc))
+            self.abort(exc)
         else:
             self.close()
 
@@ -1322,12 +1332,19 @@ class ReleaseLink:
         self.close()
         return sent
 
-    def abort(self, reason: str, *, origin: int | None = None) -> None:
-        """Tell the release server that this server aborts and why (``origin``: where it started), then close."""
+    def abort(self, reason: str | BaseException, *, origin: int | None = None) -> None:
+        """Tell the release server that this server aborts and why, then close.
+
+        ``reason`` as for :meth:`TLSTransport.abort`; ``origin``: the server
+        where the failure started (default this one), e.g. the transport's
+        :attr:`TLSTransport.failed_peer`.
+        """
         if self._closed:
             return
         self._closed = True
         origin = self.index if origin is None else origin
+        if isinstance(reason, BaseException):
+            reason = _exception_text(reason)
         notice = _json_frame({"abort": {"party": self.index, "origin": int(origin), "reason": _reason_text(reason)}})
         self._link.close(_ABORT_LINGER, final=notice)
 
@@ -1343,7 +1360,7 @@ class ReleaseLink:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is not None:
-            self.abort(str(exc) if isinstance(exc, ProtocolError) else f"{type(exc).__name__}: {exc}")
+            self.abort(exc)
         else:
             self.close()
 
@@ -1364,12 +1381,8 @@ def send_to_release(
     ``timeout`` seconds. Returns the bytes sent.
     """
     deadline = time.monotonic() + timeout
-    link = ReleaseLink.connect(index, address, tls, session=session, timeout=timeout)
-    try:
+    with ReleaseLink.connect(index, address, tls, session=session, timeout=timeout) as link:
         return link.deliver(meta, arrays, timeout=max(deadline - time.monotonic(), 1.0))
-    except BaseException as exc:
-        link.abort(str(exc))
-        raise
 
 
 def notify_release_abort(
