@@ -253,8 +253,13 @@ def prepare_inputs(work: Path, data_csv: Path, *, holders: int = 3, run_id: str,
     return path, dirs
 
 
-def write_deployment(work: Path, *, run_id: str, timeout: float, connect_timeout: float) -> Path:
-    """Certificates (``fedsyn certs``) and the deployment TOML: every address is the relay's."""
+def write_deployment(work: Path, *, run_id: str, timeout: float, connect_timeout: float,
+                     direct: bool = False, name: str = "deployment.toml") -> Path:
+    """Certificates (``fedsyn certs``) and the deployment TOML: every address is the relay's.
+
+    ``direct``: the parties' own addresses instead, bypassing the relay (a
+    baseline for the relay's own cost).
+    """
     certs = work / "certs"
     if not (certs / "ca.pem").exists():
         fedsyn("-q", "certs", "--out", str(certs), "--hosts", IPS["0"], IPS["1"], IPS["2"],
@@ -263,11 +268,13 @@ def write_deployment(work: Path, *, run_id: str, timeout: float, connect_timeout
              f"connect_timeout = {connect_timeout}", ""]
     for i in range(3):
         port = PORTS.get(str(i), 47002)
-        lines += ["[[server]]", f"id = {i}", f'host = "{RELAY_IP}"', f"port = {port}", f'bind = "{IPS[str(i)]}"',
+        host = IPS[str(i)] if direct else RELAY_IP
+        lines += ["[[server]]", f"id = {i}", f'host = "{host}"', f"port = {port}", f'bind = "{IPS[str(i)]}"',
                   f'cert = "{certs / f"server{i}.pem"}"', f'key = "{certs / f"server{i}.key"}"', ""]
-    lines += ["[release]", f'host = "{RELAY_IP}"', f"port = {PORTS['r']}", f'bind = "{IPS["r"]}"',
+    host = IPS["r"] if direct else RELAY_IP
+    lines += ["[release]", f'host = "{host}"', f"port = {PORTS['r']}", f'bind = "{IPS["r"]}"',
               f'cert = "{certs / "release.pem"}"', f'key = "{certs / "release.key"}"', ""]
-    path = work / "deployment.toml"
+    path = work / name
     path.write_text("\n".join(lines))
     return path
 
