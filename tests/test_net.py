@@ -821,3 +821,80 @@ def test_protocol1_frame_limit_at_the_paper_sizes():
 
     assert protocol1_frame_limit(1089, 978, 5) < 128 << 20
     assert protocol1_frame_limit(4323, 20_000, 5) < 512 << 20
+
+
+def test_the_release_server_stops_the_others_when_one_server_gives_up(certs):
+    """Server 1 refuses a bundle before connecting to anyone: servers 0 and 2, connected to the
+    release server and waiting for server 1, stop at once instead of at their connect timeout."""
+    from fedsyn.engines.rep3.net import ReleaseLink, notify_release_abort
+
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="k")
+    th, box = collect_in_thread(listener, timeout=600)
+    rel = ("127.0.0.1", listener.port)
+    addrs = [("127.0.0.1", p) for p in free_ports(3)]
+    links = {i: ReleaseLink.connect(i, rel, tls(certs, i), session="k", timeout=10) for i in (0, 2)}
+    errors = {}
+
+    def serve(i):
+        t0 = time.monotonic()
+        try:
+            TLSTransport.connect(i, addrs, tls(certs, i), connect_timeout=120, session="k", watch=links[i])
+        except ProtocolError as exc:
+            errors[i] = (str(exc), time.monotonic() - t0)
+            links[i].abort(exc)
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in (0, 2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert notify_release_abort(1, rel, tls(certs, 1), "bundle h.server1.fsb: checksum mismatch", session="k")
+    for t in threads:
+        t.join(30)
+    th.join(10)
+    assert "release server: server 1 aborted: bundle h.server1.fsb: checksum mismatch" in str(box["error"])
+    for i in (0, 2):
+        msg, seconds = errors[i]
+        assert "the release server stopped the run: server 1 aborted: bundle h.server1.fsb" in msg, msg
+        assert seconds < 10  # not the 120 s connect timeout
+
+
+def test_a_dead_release_server_stops_the_protocol(certs):
+    from fedsyn.engines.rep3.net import ReleaseLink
+
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="k")
+    th, box = collect_in_thread(listener, timeout=600)
+    rel = ("127.0.0.1", listener.port)
+    addrs = [("127.0.0.1", p) for p in free_ports(3)]
+    links = {i: ReleaseLink.connect(i, rel, tls(certs, i), session="k", timeout=10) for i in range(3)}
+    out = {}
+
+    def go(i):
+        out[i] = TLSTransport.connect(i, addrs, tls(certs, i), timeout=60, connect_timeout=20, session="k",
+                                      watch=links[i])
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        # the release server's connections drop without a goodbye (as when its process dies)
+        for link in list(_release_side_links(listener)):
+            link.sock.shutdown(socket.SHUT_RDWR)
+        t0 = time.monotonic()
+        with pytest.raises(ProtocolError, match="server 0: the connection to the release server was lost|"
+                                                "server 0: the release server closed the connection without notice"):
+            out[0].recv(1)
+        assert time.monotonic() - t0 < 5
+    finally:
+        close_all(out)
+        th.join(10)
+
+
+def _release_side_links(listener):
+    """The release server's _PeerLink objects (test helper: found through the I/O threads)."""
+    from fedsyn.engines.rep3.net import _PeerLink
+
+    for t in threading.enumerate():
+        if isinstance(t, _PeerLink) and t.peer.startswith("server") and t.heartbeat and t.announced_only:
+            yield t

@@ -122,6 +122,8 @@ _CLOSE_LINGER = 10.0
 _ABORT_LINGER = 2.0
 #: How long a recv that sees its peer say goodbye early waits for news of another failure.
 _BLAME_GRACE = 1.0
+#: How often a waiting server looks at its watched release link.
+_WATCH_POLL = 0.2
 _SEND_CHUNK = 1 << 20
 _RETRY_PAUSE = 0.2
 
@@ -740,9 +742,11 @@ class TLSTransport:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         dead_after: float | None = DEFAULT_DEAD_AFTER,
+        watch: "ReleaseLink | None" = None,
     ) -> None:
         self.index = index
         self.timeout = float(timeout)
+        self._watch = watch
         self.max_frame_bytes = int(max_frame_bytes)
         self.bytes_sent = 0
         self.wire_bytes_sent = 0
@@ -776,6 +780,7 @@ class TLSTransport:
         link = self._link(to)
         with self._cond:
             failure = _first_failure(self._links)
+        failure = failure or self._watched_failure()
         if failure is not None:
             self._raise(*failure)
         frame = _array_frame(array)
@@ -810,7 +815,7 @@ class TLSTransport:
         grace: float | None = None
         with self._cond:
             while True:
-                failure = _first_failure(self._links)
+                failure = _first_failure(self._links) or self._watched_failure()
                 if failure is not None:
                     self._raise(*failure)
                 if link.inbox:
@@ -835,12 +840,21 @@ class TLSTransport:
                         f"server {self.index}: no message from server {frm} within {wait:g} s "
                         "(is it running and reachable?)"
                     )
-                self._cond.wait(deadline - now)
+                self._cond.wait(min(deadline - now, _WATCH_POLL) if self._watch is not None else deadline - now)
         if isinstance(item, np.ndarray):
             self.bytes_received += item.nbytes
             return item
         self.failed_peer = frm
         raise ProtocolError(f"server {self.index}: unexpected control message from server {frm}")
+
+    def _watched_failure(self) -> tuple[int, str] | None:
+        if self._watch is None:
+            return None
+        failure = self._watch.failure()
+        if failure is None:
+            return None
+        origin, message = failure
+        return (origin if origin is not None and 0 <= origin <= 2 else self.index), message
 
     def _raise(self, origin: int, message: str) -> None:
         self.failed_peer = origin
@@ -914,6 +928,7 @@ class TLSTransport:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         dead_after: float | None = DEFAULT_DEAD_AFTER,
+        watch: "ReleaseLink | None" = None,
     ) -> "TLSTransport":
         """Connect server ``index`` to the other two servers.
 
@@ -945,12 +960,18 @@ class TLSTransport:
         dead_after : float or None, default 10
             A peer that announced heartbeats and sent nothing for this many
             seconds is declared gone (``None``: only ``timeout`` applies).
+        watch : ReleaseLink or None, default None
+            This server's link to the release server: when it fails (the
+            release server forwards another server's abort, or vanishes),
+            connecting and every later :meth:`recv` stop at once with its
+            reason -- e.g. while waiting for a server that already gave up on
+            a refused bundle.
 
         Raises
         ------
         ProtocolError
             A peer did not connect in time, presented a certificate for another
-            role, or used another session tag.
+            role, or used another session tag; or ``watch`` failed.
         """
         if index not in (0, 1, 2) or len(addresses) != 3:
             raise ConfigError("A rep3 deployment has exactly three servers, indices 0, 1, 2.")
@@ -983,21 +1004,28 @@ class TLSTransport:
                 heartbeat=heartbeat, on_peer=on_peer, on_error=on_error, label=f"server {index}",
             )
             acceptor.start()
+        def stop_if() -> str | None:
+            failure = watch.failure() if watch is not None else None
+            return None if failure is None else failure[1]
+
         try:
             cctx = client_context(tls)
             for j in range(index):
                 got = _connect_peer(
                     cctx, addresses[j], server_name(j), me, session, deadline, f"server {j}",
-                    handshake_timeout=handshake_timeout, heartbeat=heartbeat,
+                    handshake_timeout=handshake_timeout, heartbeat=heartbeat, stop_if=stop_if,
                 )
                 with cond:
                     links[j] = got
             with cond:
                 while not errors and not all(j in links for j in higher):
                     left = deadline - time.monotonic()
+                    why = stop_if()
+                    if why is not None:
+                        raise ProtocolError(f"server {index}: stopped waiting for the other servers: {why}")
                     if left <= 0:
                         break
-                    cond.wait(left)
+                    cond.wait(min(left, _WATCH_POLL) if watch is not None else left)
                 if acceptor is not None:
                     acceptor.stopped = True
                 if errors:
@@ -1021,7 +1049,7 @@ class TLSTransport:
                 acceptor.stop()
         logger.info("server %d: TLS links to servers %s established", index, sorted(links))
         return cls(index, links, timeout=timeout, max_frame_bytes=max_frame_bytes, heartbeat=heartbeat,
-                   dead_after=dead_after)
+                   dead_after=dead_after, watch=watch)
 
 
 def _dead_after(dead_after: float | None, hello: dict) -> float | None:
@@ -1063,12 +1091,18 @@ def _hello(
 def _connect_peer(
     ctx: ssl.SSLContext, address: tuple[str, int], expect: str, me: str,
     session: str, deadline: float, what: str, *, handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-    heartbeat: float | None = None,
+    heartbeat: float | None = None, stop_if: Callable[[], str | None] | None = None,
 ) -> tuple[ssl.SSLSocket, dict]:
-    """Connect (retrying refused or timed-out attempts until ``deadline``), handshake, hello."""
+    """Connect (retrying refused or timed-out attempts until ``deadline``), handshake, hello.
+
+    ``stop_if()`` is asked before every attempt; a message from it ends the wait.
+    """
     host, port = address
     last: BaseException | None = None
     while time.monotonic() < deadline:
+        why = stop_if() if stop_if is not None else None
+        if why is not None:
+            raise ProtocolError(f"{me}: stopped connecting to {what}: {why}")
         raw = None
         left = deadline - time.monotonic()
         try:
@@ -1284,11 +1318,27 @@ class ReleaseLink:
         )
         return cls(index, sock, hello, heartbeat=heartbeat, dead_after=dead_after)
 
+    def failure(self) -> tuple[int | None, str] | None:
+        """``(origin, message)`` if the link to the release server ended abnormally, else None.
+
+        ``origin`` is the computing server where the failure started when the
+        release server forwarded another server's abort, else None.
+        """
+        with self._cond:
+            link = self._link
+            if link.abort_notice is not None:
+                notice = link.abort_notice
+                origin = notice.get("origin")
+                origin = origin if isinstance(origin, int) and not isinstance(origin, bool) and 0 <= origin <= 2 else None
+                return origin, f"the release server stopped the run: {_reason_text(notice.get('reason', ''))}"
+            if link.failed is not None:
+                return None, link.failed
+        return None
+
     @property
     def failed(self) -> str | None:
         """Why the link to the release server ended abnormally (None while it is fine)."""
-        with self._cond:
-            failure = _first_failure({-1: self._link})
+        failure = self.failure()
         return None if failure is None else failure[1]
 
     def deliver(self, meta: dict, arrays: Mapping[str, np.ndarray], *, timeout: float = 300.0) -> int:
@@ -1533,13 +1583,13 @@ class ReleaseListener:
                     failure = _first_failure({j: link for j, link in links.items() if j not in out})
                     if failure is not None:
                         origin, msg = failure
+                        self._forward(links, out, origin, msg)
                         raise ProtocolError(f"release server: {msg}; no output shares from it")
                     for j, link in links.items():
                         if j not in out and link.eof:
-                            raise ProtocolError(
-                                f"release server: server {j} closed the connection without delivering "
-                                "its output shares"
-                            )
+                            msg = f"server {j} closed the connection without delivering its output shares"
+                            self._forward(links, out, j, msg)
+                            raise ProtocolError(f"release server: {msg}")
                     if len(out) == 3:
                         break
                     now = time.monotonic()
@@ -1554,9 +1604,21 @@ class ReleaseListener:
                     cond.wait(min(deadline - now, 0.2) if abort is not None else deadline - now)
         finally:
             acceptor.stop()
-            rest = [link for link in links.values()]
-            threading.Thread(target=_close_all, args=(rest, 2.0), daemon=True).start()
+            # Synchronously (at most a few seconds): forwarded abort notices and receipts
+            # must leave before the process exits.
+            _close_all(list(links.values()), 2.0)
         return out
+
+    @staticmethod
+    def _forward(links: Mapping[int, _PeerLink], out: Mapping, origin: int, message: str) -> None:
+        """Tell the servers still connected and waiting that the run is over, and why. Holds the cond."""
+        notice = _json_frame({"abort": {"party": "release", "origin": int(origin), "reason": _reason_text(message)}})
+        for j, link in links.items():
+            if j not in out and not link.ended and not link.eof:
+                try:
+                    link.enqueue(notice)
+                except ProtocolError:
+                    pass
 
     def _take(self, j: int, link: _PeerLink, pending: dict, out: dict) -> None:
         """Consume what server ``j`` sent (header, arrays); on completion acknowledge. Holds the cond."""
