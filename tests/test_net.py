@@ -687,18 +687,20 @@ def test_release_stops_at_once_when_a_server_aborts(certs):
 def test_release_stops_at_once_on_an_abort_notice_without_prior_link(certs):
     from fedsyn.engines.rep3.net import notify_release_abort
 
-    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r")
+    # servers 0 and 1 never come: the release server waits inform_for seconds to tell them
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", inform_for=1.0)
     th, box = collect_in_thread(listener, timeout=600)
     assert notify_release_abort(2, ("127.0.0.1", listener.port), tls(certs, 2), "bundle x.fsb: wrong run id",
                                 session="r")
     th.join(10)
     assert str(box["error"]) == "release server: server 2 aborted: bundle x.fsb: wrong run id; no output shares from it"
+    assert box["seconds"] < 5
     # nobody listening: no exception on the error path, just False
     assert not notify_release_abort(2, ("127.0.0.1", free_ports(1)[0]), tls(certs, 2), "x", timeout=0.5)
 
 
 def test_release_stops_at_once_when_a_connected_server_dies(certs, tmp_path):
-    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r")
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", inform_for=1.0)
     th, box = collect_in_thread(listener, timeout=600)
     script = tmp_path / "server0.py"
     script.write_text(textwrap.dedent(f"""
@@ -719,7 +721,8 @@ def test_release_stops_at_once_when_a_connected_server_dies(certs, tmp_path):
 def test_release_accepts_only_the_announced_arrays(certs):
     from fedsyn.engines.rep3 import net
 
-    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", max_delivery_bytes=10_000)
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", max_delivery_bytes=10_000,
+                               inform_for=1.0)
     th, box = collect_in_thread(listener, timeout=600)
     link = net.ReleaseLink.connect(1, ("127.0.0.1", listener.port), tls(certs, 1), session="r", timeout=10)
     header = {"meta": {}, "arrays": ["x"], "shapes": [[4]], "dtypes": ["<u8"]}
@@ -728,7 +731,8 @@ def test_release_accepts_only_the_announced_arrays(certs):
     th.join(10)
     assert "server 1 sent an invalid frame (an array of 40 bytes announced, more than the 32" in str(box["error"])
 
-    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", max_delivery_bytes=10_000)
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", max_delivery_bytes=10_000,
+                               inform_for=1.0)
     th, box = collect_in_thread(listener, timeout=600)
     with pytest.raises(ProtocolError):
         send_to_release(0, ("127.0.0.1", listener.port), tls(certs, 0), meta={},
@@ -832,10 +836,11 @@ def test_the_release_server_stops_the_others_when_one_server_gives_up(certs):
     th, box = collect_in_thread(listener, timeout=600)
     rel = ("127.0.0.1", listener.port)
     addrs = [("127.0.0.1", p) for p in free_ports(3)]
-    links = {i: ReleaseLink.connect(i, rel, tls(certs, i), session="k", timeout=10) for i in (0, 2)}
+    links = {}
     errors = {}
 
     def serve(i):
+        links[i] = ReleaseLink.connect(i, rel, tls(certs, i), session="k", timeout=10)
         t0 = time.monotonic()
         try:
             TLSTransport.connect(i, addrs, tls(certs, i), connect_timeout=120, session="k", watch=links[i])
@@ -843,15 +848,18 @@ def test_the_release_server_stops_the_others_when_one_server_gives_up(certs):
             errors[i] = (str(exc), time.monotonic() - t0)
             links[i].abort(exc)
 
-    threads = [threading.Thread(target=serve, args=(i,)) for i in (0, 2)]
-    for t in threads:
-        t.start()
+    early = threading.Thread(target=serve, args=(0,))  # connected before server 1 gives up
+    early.start()
     time.sleep(0.5)
     assert notify_release_abort(1, rel, tls(certs, 1), "bundle h.server1.fsb: checksum mismatch", session="k")
-    for t in threads:
+    time.sleep(0.5)
+    late = threading.Thread(target=serve, args=(2,))  # still starting up when server 1 gave up
+    late.start()
+    for t in (early, late):
         t.join(30)
     th.join(10)
     assert "release server: server 1 aborted: bundle h.server1.fsb: checksum mismatch" in str(box["error"])
+    assert box["seconds"] < 10  # it waited only until both others had been told
     for i in (0, 2):
         msg, seconds = errors[i]
         assert "the release server stopped the run: server 1 aborted: bundle h.server1.fsb" in msg, msg
@@ -898,3 +906,22 @@ def _release_side_links(listener):
     for t in threading.enumerate():
         if isinstance(t, _PeerLink) and t.peer.startswith("server") and t.heartbeat and t.announced_only:
             yield t
+
+
+def test_an_abort_passed_on_carries_the_root_cause_not_a_chain(certs):
+    from fedsyn.engines.rep3 import net
+
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=60.0)
+    try:
+        # server 1's abort notice reaches server 0 only (say its link to server 2 is down)
+        ts[1]._links[0].enqueue(net._json_frame({"abort": {"party": 1, "origin": 1, "reason": "disk full"}}))
+        with pytest.raises(ProtocolError) as err:
+            ts[0].recv(1)
+        assert str(err.value) == "server 0: server 1 aborted: disk full"
+        ts[0].abort(err.value)  # as server.py does with the exception that stopped it
+        with pytest.raises(ProtocolError) as seen:
+            ts[2].recv(1)
+        assert str(seen.value) == "server 2: server 0 aborted because server 1 failed: disk full"
+        assert ts[2].failed_peer == 1
+    finally:
+        close_all(ts)

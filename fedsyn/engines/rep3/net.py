@@ -677,19 +677,25 @@ def _notice_text(peer: str, notice: dict, peer_index: int | None = None) -> tupl
     return f"{peer} aborted because server {origin} failed: {reason}", origin
 
 
-def _first_failure(links: Mapping[int, _PeerLink]) -> tuple[int, str] | None:
-    """The earliest abnormal end among ``links``: (origin server, message) or None. Hold the cond."""
-    best: tuple[float, int, str] | None = None
+def _first_failure(links: Mapping[int, _PeerLink]) -> tuple[int, str, str | None] | None:
+    """The earliest abnormal end among ``links``, or None. Hold the cond.
+
+    Returns ``(origin, message, root)``: the server where the failure started,
+    the message naming it, and for an abort notice the reason it carried (the
+    root cause, passed on unchanged if this party aborts in turn).
+    """
+    best: tuple[float, int, str, str | None] | None = None
     for j, link in links.items():
         if link.abort_notice is not None:
             msg, origin = _notice_text(link.peer, link.abort_notice, j)
+            root = _reason_text(link.abort_notice.get("reason", "no reason given"))
         elif link.failed is not None:
-            msg, origin = link.failed, j
+            msg, origin, root = link.failed, j, None
         else:
             continue
         if best is None or link.ended_at < best[0]:
-            best = (link.ended_at, origin if origin is not None else j, msg)
-    return None if best is None else (best[1], best[2])
+            best = (link.ended_at, origin if origin is not None else j, msg, root)
+    return None if best is None else best[1:]
 
 
 def _close_all(links: Sequence[_PeerLink], linger: float, **kw) -> None:
@@ -753,6 +759,8 @@ class TLSTransport:
         self.messages_sent = 0
         self.bytes_received = 0
         self.failed_peer: int | None = None
+        self._last_error: ProtocolError | None = None
+        self._root_reason = ""
         self._closed = False
         self._cond = threading.Condition()
         self._links: dict[int, _PeerLink] = {
@@ -847,18 +855,20 @@ class TLSTransport:
         self.failed_peer = frm
         raise ProtocolError(f"server {self.index}: unexpected control message from server {frm}")
 
-    def _watched_failure(self) -> tuple[int, str] | None:
+    def _watched_failure(self) -> tuple[int, str, str | None] | None:
         if self._watch is None:
             return None
         failure = self._watch.failure()
         if failure is None:
             return None
         origin, message = failure
-        return (origin if origin is not None and 0 <= origin <= 2 else self.index), message
+        return (origin if origin is not None and 0 <= origin <= 2 else self.index), message, None
 
-    def _raise(self, origin: int, message: str) -> None:
+    def _raise(self, origin: int, message: str, root: str | None = None) -> None:
         self.failed_peer = origin
-        raise ProtocolError(f"server {self.index}: {message}")
+        exc = ProtocolError(f"server {self.index}: {message}")
+        self._last_error, self._root_reason = exc, root if root is not None else str(exc)
+        raise exc
 
     def abort(self, reason: str | BaseException, *, origin: int | None = None) -> None:
         """Tell both peers that this server aborts, and why; then close.
@@ -881,7 +891,9 @@ class TLSTransport:
             return
         self._closed = True
         origin = origin if origin is not None else (self.failed_peer if self.failed_peer is not None else self.index)
-        if isinstance(reason, BaseException):
+        if reason is not None and reason is self._last_error:
+            reason = self._root_reason  # pass the root cause on, not a chain of reports
+        elif isinstance(reason, BaseException):
             reason = _exception_text(reason)
         notice = _json_frame({"abort": {"party": self.index, "origin": int(origin), "reason": _reason_text(reason)}})
         logger.info("server %d: aborting, notifying servers %s", self.index, sorted(self._links))
@@ -1485,6 +1497,9 @@ class ReleaseListener:
         must then have exactly the announced dtype and shape.
     dead_after : float or None, default 10
         Silence allowance for a connected server that sends heartbeats.
+    inform_for : float, default 15
+        After a server failed: seconds to keep accepting the servers not yet
+        connected, to tell them the run is over (see :meth:`collect`).
     """
 
     def __init__(
@@ -1496,7 +1511,9 @@ class ReleaseListener:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         max_delivery_bytes: int = _RELEASE_MAX_BYTES,
         dead_after: float | None = DEFAULT_DEAD_AFTER,
+        inform_for: float = 15.0,
     ) -> None:
+        self.inform_for = float(inform_for)
         self._ctx = server_context(tls)
         self._listener = _listen(*bind)
         self.port = self._listener.getsockname()[1]
@@ -1535,9 +1552,11 @@ class ReleaseListener:
         Raises
         ------
         ProtocolError
-            At once when a connected server aborts (naming it, its reason and
-            the server where the failure started), or its connection ends or
-            falls silent before it delivered; or when not all three servers
+            When a connected server aborts (naming it, its reason and the
+            server where the failure started), or its connection ends or falls
+            silent before it delivered: after passing that on to the other
+            servers (those not yet connected are told as they connect, for at
+            most ``inform_for`` seconds); or when not all three servers
             delivered within ``timeout`` seconds (or ``abort`` was set).
         """
         deadline = time.monotonic() + timeout
@@ -1546,6 +1565,8 @@ class ReleaseListener:
         errors: list[BaseException] = []
         out: dict[int, tuple[dict, dict[str, np.ndarray]]] = {}
         pending: dict[int, tuple[dict, list[str], dict[str, np.ndarray]]] = {}
+
+        stopped: dict = {}  # once the run failed: the notice every late server gets
 
         def on_peer(j: int, sock: ssl.SSLSocket, hello: dict) -> bool:
             with cond:
@@ -1556,6 +1577,8 @@ class ReleaseListener:
                                  announced_only=True, on_control=self._announce)
                 links[j] = link
                 link.start()
+                if stopped:
+                    link.start_close(2.0, final=stopped["notice"])
                 cond.notify_all()
             logger.info("release server: server %d connected", j)
             return True
@@ -1582,13 +1605,13 @@ class ReleaseListener:
                         self._take(j, link, pending, out)
                     failure = _first_failure({j: link for j, link in links.items() if j not in out})
                     if failure is not None:
-                        origin, msg = failure
-                        self._forward(links, out, origin, msg)
+                        origin, msg, _ = failure
+                        self._inform(cond, links, out, stopped, origin, msg, abort)
                         raise ProtocolError(f"release server: {msg}; no output shares from it")
                     for j, link in links.items():
                         if j not in out and link.eof:
                             msg = f"server {j} closed the connection without delivering its output shares"
-                            self._forward(links, out, j, msg)
+                            self._inform(cond, links, out, stopped, j, msg, abort)
                             raise ProtocolError(f"release server: {msg}")
                     if len(out) == 3:
                         break
@@ -1609,16 +1632,26 @@ class ReleaseListener:
             _close_all(list(links.values()), 2.0)
         return out
 
-    @staticmethod
-    def _forward(links: Mapping[int, _PeerLink], out: Mapping, origin: int, message: str) -> None:
-        """Tell the servers still connected and waiting that the run is over, and why. Holds the cond."""
+    def _inform(self, cond: threading.Condition, links: dict, out: Mapping, stopped: dict, origin: int,
+                message: str, abort: threading.Event | None) -> None:
+        """Tell every other server that the run is over, and why, before giving up. Holds ``cond``.
+
+        Servers already connected get the notice at once; servers still
+        starting (e.g. while one refused its bundle) get it as they connect,
+        for up to ``inform_for`` seconds, so that they stop instead of waiting
+        for their peers until their connect timeout.
+        """
         notice = _json_frame({"abort": {"party": "release", "origin": int(origin), "reason": _reason_text(message)}})
+        stopped["notice"] = notice
         for j, link in links.items():
             if j not in out and not link.ended and not link.eof:
-                try:
-                    link.enqueue(notice)
-                except ProtocolError:
-                    pass
+                link.start_close(2.0, final=notice)
+        logger.info("release server: the run failed (%s); telling the other servers", message)
+        if abort is not None:
+            return  # local orchestration stops the servers itself
+        deadline = time.monotonic() + self.inform_for
+        while time.monotonic() < deadline and not all(j in links for j in range(3) if j not in out and j != origin):
+            cond.wait(min(deadline - time.monotonic(), 0.2))
 
     def _take(self, j: int, link: _PeerLink, pending: dict, out: dict) -> None:
         """Consume what server ``j`` sent (header, arrays); on completion acknowledge. Holds the cond."""
