@@ -1111,10 +1111,11 @@ def _connect_peer(
     """
     host, port = address
     last: BaseException | None = None
+    label = me.replace("fedsyn-", "").replace("-", " ")  # "fedsyn-server-2" -> "server 2", as in other messages
     while time.monotonic() < deadline:
         why = stop_if() if stop_if is not None else None
         if why is not None:
-            raise ProtocolError(f"{me}: stopped connecting to {what}: {why}")
+            raise ProtocolError(f"{label}: stopped connecting to {what}: {why}")
         raw = None
         left = deadline - time.monotonic()
         try:
@@ -1125,7 +1126,7 @@ def _connect_peer(
             if raw is not None:
                 raw.close()
             raise ProtocolError(
-                f"{me}: the certificate of {what} at {host}:{port} was refused "
+                f"{label}: the certificate of {what} at {host}:{port} was refused "
                 f"({exc.verify_message}); is it signed by this deployment's CA and named {expect!r}?"
             ) from exc
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as exc:
@@ -1139,7 +1140,7 @@ def _connect_peer(
         except ssl.SSLError as exc:
             if raw is not None:
                 raw.close()
-            raise ProtocolError(f"{me}: TLS handshake with {what} at {host}:{port} failed: {exc}") from exc
+            raise ProtocolError(f"{label}: TLS handshake with {what} at {host}:{port} failed: {exc}") from exc
         except OSError as exc:  # refused, reset, unreachable, or the handshake timed out: retry
             if raw is not None:
                 raw.close()
@@ -1154,7 +1155,7 @@ def _connect_peer(
             raise
         return sock, hello
     raise ProtocolError(
-        f"{me}: could not connect to {what} at {host}:{port} before the deadline "
+        f"{label}: could not connect to {what} at {host}:{port} before the deadline "
         f"({getattr(last, 'strerror', None) or last})"
     )
 
