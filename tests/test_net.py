@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -319,3 +320,608 @@ def test_role_name_only_in_the_common_name_is_refused(certs, tmp_path):
         for t in ts.values():
             if isinstance(t, TLSTransport):
                 t.close()
+
+
+# ---------------------------------------------------------------------------
+# Hardening: bounded frames, I/O-thread failures, concurrent handshakes
+# ---------------------------------------------------------------------------
+
+
+def close_all(ts):
+    for t in ts.values():
+        if isinstance(t, TLSTransport):
+            t.close()
+
+
+def test_a_huge_announced_frame_is_refused_at_once(certs):
+    import struct
+
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=60.0)
+    try:
+        n = 1 << 36  # 64 GiB: before, the allocation failed silently and recv waited its 60 s
+        ts[1]._links[0].enqueue((struct.pack("<BBB5xQ", 0, 0, 1, n) + struct.pack("<Q", n // 8), memoryview(b"")))
+        t0 = time.monotonic()
+        with pytest.raises(ProtocolError, match=r"server 0: server 1 sent an invalid frame.*68719476736 bytes"):
+            ts[0].recv(1)
+        assert time.monotonic() - t0 < 10
+        assert ts[0].failed_peer == 1
+    finally:
+        close_all(ts)
+
+
+def test_frames_are_bounded_by_the_transports_limit(certs):
+    addrs = [("127.0.0.1", p) for p in free_ports(3)]
+    out = {}
+
+    def go(i):
+        out[i] = TLSTransport.connect(i, addrs, tls(certs, i), timeout=30, connect_timeout=10, session="b",
+                                      max_frame_bytes=1000)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        out[1].send(0, np.zeros(125, np.uint64))  # exactly 1000 bytes: fine
+        assert out[0].recv(1).size == 125
+        out[1].send(0, np.zeros(126, np.uint64))
+        with pytest.raises(ProtocolError, match="1008 bytes announced, more than the 1000"):
+            out[0].recv(1)
+    finally:
+        close_all(out)
+
+
+def test_any_io_thread_failure_reaches_the_waiting_recv_with_its_cause(certs, monkeypatch):
+    from fedsyn.engines.rep3 import net
+
+    def boom(*args):
+        raise MemoryError("cannot allocate the frame")
+
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=60.0)
+    try:
+        monkeypatch.setattr(net, "_finish_frame", boom)
+        result = {}
+
+        def waiter():  # already waiting when the failure happens
+            t0 = time.monotonic()
+            try:
+                ts[0].recv(1)
+            except ProtocolError as exc:
+                result["error"], result["seconds"] = exc, time.monotonic() - t0
+
+        th = threading.Thread(target=waiter)
+        th.start()
+        time.sleep(0.3)
+        ts[1].send(0, np.ones(3, np.uint64))
+        th.join(20)
+        assert "MemoryError: cannot allocate the frame" in str(result["error"])
+        assert "server 1" in str(result["error"]) and result["seconds"] < 10
+    finally:
+        close_all(ts)
+
+
+def _open_idle_connections(port: int, k: int) -> list[socket.socket]:
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(k)]
+    idle[-1].sendall(b"GET / HTTP/1.0\r\n")  # and one that speaks something else, slowly
+    return idle
+
+
+def test_idle_connections_do_not_delay_link_setup(certs):
+    """Before: each idle connection held the accept loop for 10 s (two: 20 s). Now well under 5 s."""
+    addrs = [("127.0.0.1", p) for p in free_ports(3)]
+    out = {}
+
+    def go(i):
+        try:
+            out[i] = TLSTransport.connect(i, addrs, tls(certs, i), timeout=10, connect_timeout=30, session="i")
+        except BaseException as exc:  # noqa: BLE001
+            out[i] = exc
+
+    first = threading.Thread(target=go, args=(0,))
+    first.start()
+    for _ in range(100):  # wait until server 0 listens
+        try:
+            socket.create_connection(addrs[0], timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    idle = _open_idle_connections(addrs[0][1], 3)
+    t0 = time.monotonic()
+    rest = [threading.Thread(target=go, args=(i,)) for i in (1, 2)]
+    for t in rest:
+        t.start()
+    for t in (first, *rest):
+        t.join(40)
+    try:
+        assert all(isinstance(t, TLSTransport) for t in out.values()), out
+        assert time.monotonic() - t0 < 5
+        out[2].send(0, np.arange(4, dtype=np.uint64))
+        assert out[0].recv(2).tolist() == [0, 1, 2, 3]
+    finally:
+        for s in idle:
+            s.close()
+        close_all(out)
+
+
+# ---------------------------------------------------------------------------
+# Failing fast and naming the right server
+# ---------------------------------------------------------------------------
+
+
+def test_abort_reaches_both_peers_at_once_with_the_reason(certs):
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=60.0)
+    try:
+        errors = {}
+
+        def wait(i, frm):
+            t0 = time.monotonic()
+            try:
+                ts[i].recv(frm)
+            except ProtocolError as exc:
+                errors[i] = (str(exc), time.monotonic() - t0, ts[i].failed_peer)
+
+        # server 0 waits for server 1; server 2 waits for server 0 (not for the server that aborts)
+        threads = [threading.Thread(target=wait, args=(0, 1)), threading.Thread(target=wait, args=(2, 0))]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        ts[1].abort("bundle h3.server1.fsb: checksum mismatch")
+        for t in threads:
+            t.join(20)
+        for i in (0, 2):
+            msg, seconds, blamed = errors[i]
+            assert msg == f"server {i}: server 1 aborted: bundle h3.server1.fsb: checksum mismatch"
+            assert seconds < 5 and blamed == 1
+        with pytest.raises(ProtocolError, match="server 1 aborted"):  # sends fail fast too
+            ts[0].send(2, np.zeros(1, np.uint64))
+    finally:
+        close_all(ts)
+
+
+def test_abort_passes_on_where_the_failure_started(certs):
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=60.0)
+    try:
+        ts[1].abort("server 1: server 2 closed the connection without notice", origin=2)
+        with pytest.raises(ProtocolError, match=r"server 0: server 1 aborted because server 2 failed"):
+            ts[0].recv(1)
+        assert ts[0].failed_peer == 2
+    finally:
+        close_all(ts)
+
+
+def test_leaving_a_with_block_by_an_exception_aborts(certs):
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=60.0)
+    try:
+        with pytest.raises(ValueError):
+            with ts[2]:
+                raise ValueError("shapes differ")
+        with pytest.raises(ProtocolError, match="server 2 aborted: ValueError: shapes differ"):
+            ts[1].recv(2)
+    finally:
+        close_all(ts)
+
+
+def test_a_peer_that_finished_does_not_fail_the_others(certs):
+    """A goodbye is not a failure: the two others go on exchanging."""
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=20.0)
+    try:
+        ts[2].send(0, np.ones(2, np.uint64))
+        ts[2].close()
+        time.sleep(0.5)
+        for r in range(3):
+            ts[0].send(1, np.full(3, r, np.uint64))
+            assert ts[1].recv(0).tolist() == [r] * 3
+        assert ts[0].recv(2).tolist() == [1, 1]
+        t0 = time.monotonic()
+        with pytest.raises(ProtocolError, match="server 2 closed the connection before sending the expected message"):
+            ts[0].recv(2)
+        assert time.monotonic() - t0 < 5
+    finally:
+        close_all(ts)
+
+
+def _peer_script(tmp_path, certs, addrs, body: str, *, name="peer.py", extra="") -> Path:
+    script = tmp_path / name
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, sys, time, numpy as np
+            from pathlib import Path
+            from fedsyn.engines.rep3.net import TLSFiles, TLSTransport
+            f = TLSFiles(ca=Path({str(certs.ca_cert)!r}), cert=Path({str(certs.server_certs[2])!r}),
+                         key=Path({str(certs.server_keys[2])!r}))
+            t = TLSTransport.connect(2, {addrs!r}, f, timeout=60, connect_timeout=20, session="k"{extra})
+            """
+        )
+        + textwrap.dedent(body)
+    )
+    return script
+
+
+def _connect_01(certs, addrs, **kw):
+    out: dict[int, object] = {}
+
+    def go(i):
+        out[i] = TLSTransport.connect(i, addrs, tls(certs, i), timeout=60, connect_timeout=20, session="k", **kw)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+@pytest.mark.parametrize("survivor_1_aborts", [False, True])
+def test_survivors_name_the_killed_server_not_each_other(certs, tmp_path, survivor_1_aborts):
+    """Server 2 dies (SIGKILL) while server 1 waits for it and server 0 waits for server 1.
+
+    Server 1 fails first and stops; server 0 must still blame server 2 -- whether
+    server 1 merely closes (goodbye) or aborts passing on the origin.
+    """
+    addrs = [("127.0.0.1", p) for p in free_ports(3)]
+    script = _peer_script(tmp_path, certs, addrs, """
+        t.recv(0)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    proc = subprocess.Popen([sys.executable, str(script)])
+    ts = _connect_01(certs, addrs)
+    try:
+        errors = {}
+
+        def server1():
+            try:
+                ts[1].recv(2)
+            except ProtocolError as exc:
+                errors[1] = str(exc)
+                if survivor_1_aborts:
+                    ts[1].abort(str(exc))
+                else:
+                    ts[1].close()
+
+        def server0():
+            t0 = time.monotonic()
+            try:
+                ts[0].recv(1)
+            except ProtocolError as exc:
+                errors[0] = (str(exc), time.monotonic() - t0, ts[0].failed_peer)
+
+        threads = [threading.Thread(target=server1), threading.Thread(target=server0)]
+        for t in threads:
+            t.start()
+        ts[0].send(2, np.zeros(1, np.uint64))  # server 2 receives it and dies
+        assert proc.wait(20) == -9
+        for t in threads:
+            t.join(30)
+        assert "server 1: server 2 closed the connection without notice" in errors[1]
+        msg, seconds, blamed = errors[0]
+        assert blamed == 2, msg
+        assert "server 2" in msg and "server 1 closed" not in msg
+        assert seconds < 10
+    finally:
+        proc.kill()
+        close_all(ts)
+
+
+def test_a_frozen_peer_is_declared_gone_after_its_heartbeat_allowance(certs, tmp_path):
+    """SIGSTOP: the connection stays open but nothing arrives (as with a cut link or a dead host)."""
+    addrs = [("127.0.0.1", p) for p in free_ports(3)]
+    script = _peer_script(tmp_path, certs, addrs, """
+        t.send(0, np.ones(1, dtype=np.uint64))
+        time.sleep(120)
+        """, extra=", heartbeat=0.2, dead_after=2.0")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    ts = _connect_01(certs, addrs, heartbeat=0.2, dead_after=2.0)
+    try:
+        assert ts[0].recv(2).tolist() == [1]
+        time.sleep(1.0)  # heartbeats keep an idle link alive beyond its allowance ...
+        assert ts[0]._links[2].failed is None
+        os.kill(proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(ProtocolError, match="server 2 sent nothing for 2 s, not even a heartbeat"):
+            ts[1].recv(0)  # ... while waiting for another server: the run is dead anyway
+        assert time.monotonic() - t0 < 8  # not the 60 s timeout
+    finally:
+        proc.kill()
+        close_all(ts)
+
+
+# ---------------------------------------------------------------------------
+# The release server: bounded deliveries, fail fast
+# ---------------------------------------------------------------------------
+
+
+def release_files(c) -> TLSFiles:
+    return TLSFiles(ca=c.ca_cert, cert=c.release_cert, key=c.release_key)
+
+
+def collect_in_thread(listener, **kw):
+    box: dict = {}
+
+    def run():
+        t0 = time.monotonic()
+        try:
+            box["result"] = listener.collect(**kw)
+        except ProtocolError as exc:
+            box["error"] = exc
+        box["seconds"] = time.monotonic() - t0
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th, box
+
+
+def test_release_link_connected_early_then_delivers(certs):
+    from fedsyn.engines.rep3.net import ReleaseLink
+
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r")
+    th, box = collect_in_thread(listener, timeout=30)
+    links = [ReleaseLink.connect(i, ("127.0.0.1", listener.port), tls(certs, i), session="r", timeout=10)
+             for i in range(3)]
+    time.sleep(0.3)
+    for i, link in enumerate(links):
+        sent = link.deliver({"party": i}, {"x.a": np.full((2, 3), i, np.uint64), "y": np.arange(i + 1)})
+        assert sent > 0
+    th.join(20)
+    assert sorted(box["result"]) == [0, 1, 2]
+    meta, arrays = box["result"][2]
+    assert meta == {"party": 2} and arrays["x.a"].shape == (2, 3) and arrays["y"].tolist() == [0, 1, 2]
+
+
+def test_release_stops_at_once_when_a_server_aborts(certs):
+    from fedsyn.engines.rep3.net import ReleaseLink
+
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r")
+    th, box = collect_in_thread(listener, timeout=600)
+    addr = ("127.0.0.1", listener.port)
+    send_to_release(0, addr, tls(certs, 0), meta={}, arrays={"x": np.zeros(1, np.uint64)}, session="r", timeout=10)
+    link = ReleaseLink.connect(1, addr, tls(certs, 1), session="r", timeout=10)
+    time.sleep(0.3)
+    link.abort("server 1: server 2 closed the connection without notice", origin=2)
+    th.join(10)
+    assert box["seconds"] < 10
+    assert str(box["error"]).startswith("release server: server 1 aborted because server 2 failed: server 1: ")
+
+
+def test_release_stops_at_once_on_an_abort_notice_without_prior_link(certs):
+    from fedsyn.engines.rep3.net import notify_release_abort
+
+    # servers 0 and 1 never come: the release server waits inform_for seconds to tell them
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", inform_for=1.0)
+    th, box = collect_in_thread(listener, timeout=600)
+    assert notify_release_abort(2, ("127.0.0.1", listener.port), tls(certs, 2), "bundle x.fsb: wrong run id",
+                                session="r")
+    th.join(10)
+    assert str(box["error"]) == "release server: server 2 aborted: bundle x.fsb: wrong run id; no output shares from it"
+    assert box["seconds"] < 5
+    # nobody listening: no exception on the error path, just False
+    assert not notify_release_abort(2, ("127.0.0.1", free_ports(1)[0]), tls(certs, 2), "x", timeout=0.5)
+
+
+def test_release_stops_at_once_when_a_connected_server_dies(certs, tmp_path):
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", inform_for=1.0)
+    th, box = collect_in_thread(listener, timeout=600)
+    script = tmp_path / "server0.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from fedsyn.engines.rep3.net import ReleaseLink, TLSFiles
+        f = TLSFiles(ca=Path({str(certs.ca_cert)!r}), cert=Path({str(certs.server_certs[0])!r}),
+                     key=Path({str(certs.server_keys[0])!r}))
+        link = ReleaseLink.connect(0, ("127.0.0.1", {listener.port}), f, session="r", timeout=10)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """))
+    assert subprocess.run([sys.executable, str(script)], timeout=60).returncode == -9
+    th.join(10)
+    assert "release server: server 0 closed the connection without notice" in str(box["error"])
+    assert box["seconds"] < 30
+
+
+def test_release_accepts_only_the_announced_arrays(certs):
+    from fedsyn.engines.rep3 import net
+
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", max_delivery_bytes=10_000,
+                               inform_for=1.0)
+    th, box = collect_in_thread(listener, timeout=600)
+    link = net.ReleaseLink.connect(1, ("127.0.0.1", listener.port), tls(certs, 1), session="r", timeout=10)
+    header = {"meta": {}, "arrays": ["x"], "shapes": [[4]], "dtypes": ["<u8"]}
+    link._link.enqueue(net._json_frame(header))
+    link._link.enqueue(net._array_frame(np.zeros(5, np.uint64)))  # not the announced shape
+    th.join(10)
+    assert "server 1 sent an invalid frame (an array of 40 bytes announced, more than the 32" in str(box["error"])
+
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r", max_delivery_bytes=10_000,
+                               inform_for=1.0)
+    th, box = collect_in_thread(listener, timeout=600)
+    with pytest.raises(ProtocolError):
+        send_to_release(0, ("127.0.0.1", listener.port), tls(certs, 0), meta={},
+                        arrays={"big": np.zeros(2000, np.uint64)}, session="r", timeout=10)
+    th.join(10)
+    assert "16000 bytes announced, more than the 10000" in str(box["error"])
+
+
+def test_idle_connections_do_not_delay_the_release_server(certs):
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="r")
+    th, box = collect_in_thread(listener, timeout=60)
+    idle = _open_idle_connections(listener.port, 3)
+    t0 = time.monotonic()
+    try:
+        for i in range(3):
+            send_to_release(i, ("127.0.0.1", listener.port), tls(certs, i), meta={"party": i},
+                            arrays={"x": np.full(3, i, np.uint64)}, session="r", timeout=20)
+        th.join(20)
+        assert sorted(box["result"]) == [0, 1, 2] and time.monotonic() - t0 < 5
+    finally:
+        for s in idle:
+            s.close()
+
+
+# ---------------------------------------------------------------------------
+# The frame limit holds for the protocol's real messages
+# ---------------------------------------------------------------------------
+
+
+class _MaxMessage:
+    def __init__(self, inner) -> None:
+        self.inner, self.index, self.largest = inner, inner.index, 0
+
+    bytes_sent = property(lambda self: self.inner.bytes_sent)
+    messages_sent = property(lambda self: self.inner.messages_sent)
+
+    def send(self, to, array) -> None:
+        self.largest = max(self.largest, np.asarray(array).nbytes)
+        self.inner.send(to, array)
+
+    def recv(self, frm, *, timeout=None):
+        return self.inner.recv(frm, timeout=timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize(
+    "n, d, L, kw",
+    [
+        (45, 4, 2, {}),
+        (300, 40, 5, {}),
+        (100, 10, 40, {}),
+        (120, 12, 3, {"mean_mode": "dp", "clip": (0.0, 20.0), "sum_sigma": 1.0}),
+        (150, 20, 4, {"binning": "sort"}),
+        (500, 100, 5, {"block": 1 << 14}),  # several gene blocks
+    ],
+)
+def test_protocol1_frame_limit_covers_every_message(n, d, L, kw, monkeypatch):
+    from fedsyn import fixedpoint
+    from fedsyn.engines.rep3 import InProcessNetwork, Party, protocol1, run_parties, share_array
+    from fedsyn.engines.rep3.net import protocol1_frame_limit
+    from fedsyn.params import ProtocolParams
+    from fedsyn.reference import label_onehot
+
+    kw = dict(kw)
+    if "block" in kw:
+        monkeypatch.setattr(protocol1, "GENE_BLOCK_ELEMENTS", kw.pop("block"))
+    rng = np.random.default_rng(n)
+    x = fixedpoint.encode(rng.normal(8.0, 2.0, (n, d)))
+    xs = share_array(x, rng=rng)
+    ys = share_array(label_onehot(np.arange(n) % L, L), rng=rng)
+    params = ProtocolParams(n_labels=L, sigma=2.0, **kw)
+    largest = {}
+
+    def server(i, t):
+        rec = _MaxMessage(t)
+        protocol1.run_protocol1(Party.setup(i, rec, seed=1), [protocol1.HolderInput(xs[i], ys[i])], params)
+        largest[i] = rec.largest
+
+    run_parties(server, network=InProcessNetwork(timeout=120))
+    limit = protocol1_frame_limit(n, d, L)
+    assert max(largest.values()) <= limit
+    if n * d >= 12_000:
+        assert max(largest.values()) > limit / 100  # the bound follows the shapes, it is not a blanket
+
+
+def test_protocol1_frame_limit_at_the_paper_sizes():
+    from fedsyn.engines.rep3.net import protocol1_frame_limit
+
+    assert protocol1_frame_limit(1089, 978, 5) < 128 << 20
+    assert protocol1_frame_limit(4323, 20_000, 5) < 512 << 20
+
+
+def test_the_release_server_stops_the_others_when_one_server_gives_up(certs):
+    """Server 1 refuses a bundle before connecting to anyone: servers 0 and 2, connected to the
+    release server and waiting for server 1, stop at once instead of at their connect timeout."""
+    from fedsyn.engines.rep3.net import ReleaseLink, notify_release_abort
+
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="k")
+    th, box = collect_in_thread(listener, timeout=600)
+    rel = ("127.0.0.1", listener.port)
+    addrs = [("127.0.0.1", p) for p in free_ports(3)]
+    links = {}
+    errors = {}
+
+    def serve(i):
+        links[i] = ReleaseLink.connect(i, rel, tls(certs, i), session="k", timeout=10)
+        t0 = time.monotonic()
+        try:
+            TLSTransport.connect(i, addrs, tls(certs, i), connect_timeout=120, session="k", watch=links[i])
+        except ProtocolError as exc:
+            errors[i] = (str(exc), time.monotonic() - t0)
+            links[i].abort(exc)
+
+    early = threading.Thread(target=serve, args=(0,))  # connected before server 1 gives up
+    early.start()
+    time.sleep(0.5)
+    assert notify_release_abort(1, rel, tls(certs, 1), "bundle h.server1.fsb: checksum mismatch", session="k")
+    time.sleep(0.5)
+    late = threading.Thread(target=serve, args=(2,))  # still starting up when server 1 gave up
+    late.start()
+    for t in (early, late):
+        t.join(30)
+    th.join(10)
+    assert "release server: server 1 aborted: bundle h.server1.fsb: checksum mismatch" in str(box["error"])
+    assert box["seconds"] < 10  # it waited only until both others had been told
+    for i in (0, 2):
+        msg, seconds = errors[i]
+        assert "the release server stopped the run: server 1 aborted: bundle h.server1.fsb" in msg, msg
+        assert seconds < 10  # not the 120 s connect timeout
+
+
+def test_a_dead_release_server_stops_the_protocol(certs):
+    from fedsyn.engines.rep3.net import ReleaseLink
+
+    listener = ReleaseListener(("127.0.0.1", 0), release_files(certs), session="k")
+    th, box = collect_in_thread(listener, timeout=600)
+    rel = ("127.0.0.1", listener.port)
+    addrs = [("127.0.0.1", p) for p in free_ports(3)]
+    links = {i: ReleaseLink.connect(i, rel, tls(certs, i), session="k", timeout=10) for i in range(3)}
+    out = {}
+
+    def go(i):
+        out[i] = TLSTransport.connect(i, addrs, tls(certs, i), timeout=60, connect_timeout=20, session="k",
+                                      watch=links[i])
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        # the release server's connections drop without a goodbye (as when its process dies)
+        for link in list(_release_side_links(listener)):
+            link.sock.shutdown(socket.SHUT_RDWR)
+        t0 = time.monotonic()
+        with pytest.raises(ProtocolError, match="server 0: the connection to the release server was lost|"
+                                                "server 0: the release server closed the connection without notice"):
+            out[0].recv(1)
+        assert time.monotonic() - t0 < 5
+    finally:
+        close_all(out)
+        th.join(10)
+
+
+def _release_side_links(listener):
+    """The release server's _PeerLink objects (test helper: found through the I/O threads)."""
+    from fedsyn.engines.rep3.net import _PeerLink
+
+    for t in threading.enumerate():
+        if isinstance(t, _PeerLink) and t.peer.startswith("server") and t.heartbeat and t.announced_only:
+            yield t
+
+
+def test_an_abort_passed_on_carries_the_root_cause_not_a_chain(certs):
+    from fedsyn.engines.rep3 import net
+
+    ts = connect_all([tls(certs, i) for i in range(3)], timeout=60.0)
+    try:
+        # server 1's abort notice reaches server 0 only (say its link to server 2 is down)
+        ts[1]._links[0].enqueue(net._json_frame({"abort": {"party": 1, "origin": 1, "reason": "disk full"}}))
+        with pytest.raises(ProtocolError) as err:
+            ts[0].recv(1)
+        assert str(err.value) == "server 0: server 1 aborted: disk full"
+        ts[0].abort(err.value)  # as server.py does with the exception that stopped it
+        with pytest.raises(ProtocolError) as seen:
+            ts[2].recv(1)
+        assert str(seen.value) == "server 2: server 0 aborted because server 1 failed: disk full"
+        assert ts[2].failed_peer == 1
+    finally:
+        close_all(ts)
