@@ -62,7 +62,7 @@ DEFAULT_PROFILES = ((None, None), (0, None), (1, 1000), (10, 1000), (20, 1000), 
 #: Simulated genes: the default gene filter of ``fedsyn preprocess`` keeps about 95 % of them,
 #: so 1,000 would leave 950; 1,100 leave enough to subsample 978.
 SIM_GENES = 1100
-SIGMA = 23.4  # per-cell sigma at epsilon 10 for d = 978 (docs/DESIGN.md); only the cost matters here
+EPSILON = 10.0  # fedsyn plan calibrates the noise; only the cost matters here
 RUN_ID = "bench-wan"
 PHASES = ("binning", "marginals", "means", "noise")
 
@@ -147,7 +147,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "",
         f"Machine: {meta['cpus']} CPUs, {meta['platform']}, {meta['date']}. Input: {meta['genes']} genes x "
         f"{meta['samples']} samples (`fedsyn simulate --preset simulated-brca --genes {SIM_GENES} --seed 7`, "
-        f"`fedsyn preprocess --n-genes {meta['genes']} --seed 7`), 3 holders, 5 classes, noise on (sigma {SIGMA}), "
+        f"`fedsyn preprocess --n-genes {meta['genes']} --seed 7`), 3 holders, 5 classes, noise on (epsilon {EPSILON}), "
         "paper mode, select binning. "
         "Three `fedsyn serve` processes and `fedsyn release`, each in its own network namespace; every link "
         "through a user-space relay adding the round-trip time (half each way) and limiting the bandwidth "
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     try:
         t0 = time.monotonic()
         csv = make_input(work, SIM_GENES, args.genes)
-        params, bundles = harness.prepare_inputs(work, csv, run_id=RUN_ID, sigma=SIGMA)
+        params, bundles = harness.prepare_inputs(work, csv, run_id=RUN_ID, epsilon=EPSILON)
         configs = {
             "relay": harness.write_deployment(work, run_id=RUN_ID, timeout=args.timeout, connect_timeout=120.0),
             "direct": harness.write_deployment(work, run_id=RUN_ID, timeout=args.timeout, connect_timeout=120.0,
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
                                                       "means_equal_reference", "load_after", "error")}), flush=True)
         explain(rows)
         meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "genes": len(genes),
-                "samples": len(values), "sigma": SIGMA, "date": time.strftime("%Y-%m-%d %H:%M")}
+                "samples": len(values), "epsilon": EPSILON, "date": time.strftime("%Y-%m-%d %H:%M")}
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "wan.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")

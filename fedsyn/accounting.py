@@ -73,6 +73,8 @@ ADJACENCY = "add/remove one record (one sample of one holder)"
 _MAX_BINS = 1 << 22
 #: Share of the target epsilon the loss discretization may add (worst case).
 _DISCRETIZATION_SHARE = 0.005
+#: Smallest noise per unit of sensitivity the calibration uses (grid units).
+MIN_SIGMA_PER_SHIFT = 0.5
 
 
 def _check_budget(epsilon: float, delta: float) -> None:
@@ -155,6 +157,8 @@ def _raw_loss(width: int, shift: int) -> tuple[np.ndarray, np.ndarray, float]:
 
 def _discretize(fam: ReleaseFamily, h: float) -> _Loss:
     losses, masses, inf = _raw_loss(noise_width(fam.sigma), fam.shift)
+    if losses.size == 0:  # the noise cannot even hide one shift: every output names the input
+        return _Loss(indices=np.zeros(1, np.int64), masses=np.zeros(1), inf=1.0, tables=fam.tables)
     idx = np.ceil(losses / h - 1e-12).astype(np.int64)  # round up (pessimistic)
     uniq, inv = np.unique(idx, return_inverse=True)
     agg = np.bincount(inv, weights=masses)
@@ -355,8 +359,8 @@ def _calibrate_cached(key) -> tuple[ReleaseFamily, ...]:
     def search(lo: float, hi: float, share: float, ratio: float) -> tuple[float, float]:
         while eps(hi, share) > epsilon:
             lo, hi = hi, hi * 1.5
-        while eps(lo, share) <= epsilon and lo > 1e-6:
-            hi, lo = lo, lo * 0.7
+        while eps(lo, share) <= epsilon and lo > lam_min:
+            hi, lo = lo, max(lo * 0.7, lam_min)
         while hi / lo > ratio:
             mid = math.sqrt(lo * hi)
             if eps(mid, share) > epsilon:
@@ -365,11 +369,18 @@ def _calibrate_cached(key) -> tuple[ReleaseFamily, ...]:
                 hi = mid
         return lo, hi
 
+    # Below half a grid unit per unit of shift the rounded noise degenerates (a few support points,
+    # privacy no longer monotone in sigma): never go below it, even if that spends less than asked.
+    lam_min = max(MIN_SIGMA_PER_SHIFT * t.shift / t.scale for t in templates)
+    if eps(lam_min, _DISCRETIZATION_SHARE) <= epsilon:
+        out = tuple(families(lam_min))
+        _disk_cache_put(key, [lam_min] * len(templates))
+        return out
     # Gaussian zCDP guess of lambda; a coarse loss grid (cheap, more pessimistic) to 1 %, then the fine one
     rho_unit = sum(t.tables * t.shift**2 / (2.0 * t.scale**2) for t in templates)
     rho = (math.sqrt(epsilon + math.log(1 / delta)) - math.sqrt(math.log(1 / delta))) ** 2
-    lam0 = math.sqrt(rho_unit / rho)
-    lo, hi = search(lam0 * 0.5, lam0 * 1.2, 10 * _DISCRETIZATION_SHARE, 1.01)
+    lam0 = max(math.sqrt(rho_unit / rho), lam_min * 1.0001)
+    lo, hi = search(max(lam0 * 0.5, lam_min), max(lam0 * 1.2, lam_min * 1.01), 10 * _DISCRETIZATION_SHARE, 1.01)
     # fine grid: secant steps on log(eps) against log(lambda) from the coarse (feasible) end
     best, lam, e = None, hi, eps(hi, _DISCRETIZATION_SHARE)
     prev = None
@@ -402,7 +413,7 @@ def _cache_file():
 
 
 def _cache_key(key) -> str:
-    return hashlib.sha256(json.dumps([key, NOISE_FRAC_BITS, _DISCRETIZATION_SHARE, 3]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([key, NOISE_FRAC_BITS, _DISCRETIZATION_SHARE, MIN_SIGMA_PER_SHIFT, 4]).encode()).hexdigest()
 
 
 def _disk_cache_get(key) -> list[float] | None:

@@ -210,15 +210,15 @@ def read_csv(path: Path) -> tuple[np.ndarray, list[str], list[str]]:
     return np.array(values), labels, genes
 
 
-def prepare_inputs(work: Path, data_csv: Path, *, holders: int = 3, run_id: str, sigma: float,
+def prepare_inputs(work: Path, data_csv: Path, *, holders: int = 3, run_id: str, epsilon: float,
                    frac_bits: int = 16, binning: str = "select") -> tuple[Path, list[Path]]:
     """``params.json`` and every server's bundle directory, as a consortium would make them.
 
     The ONE place that knows how a run's public parameters and the holders'
     bundles come about: the data are split into ``holders`` contiguous parts,
     each shared with ``fedsyn share`` (the agreed ``labels.txt`` / ``genes.txt``
-    and ``run_id``), and the parameters are written as ``params.json``.
-    (When ``fedsyn plan`` writes the parameters, only this function changes.)
+    and ``run_id``), and ``fedsyn plan`` writes ``params.json`` for ``epsilon``
+    (delta 1e-5) from the same gene and label lists.
 
     Returns
     -------
@@ -226,8 +226,6 @@ def prepare_inputs(work: Path, data_csv: Path, *, holders: int = 3, run_id: str,
     bundle_dirs : list of three pathlib.Path
         ``bundle_dirs[i]`` holds every holder's bundle for server ``i``.
     """
-    from fedsyn.params import ProtocolParams
-
     values, labels, genes = read_csv(data_csv)
     domain = sorted(set(labels))
     (work / "labels.txt").write_text("\n".join(domain) + "\n")
@@ -247,9 +245,9 @@ def prepare_inputs(work: Path, data_csv: Path, *, holders: int = 3, run_id: str,
         for p in shared.glob(f"*.server{i}.fsb"):
             shutil.copy2(p, d / p.name)
         dirs.append(d)
-    params = ProtocolParams(n_labels=len(domain), sigma=sigma, frac_bits=frac_bits, binning=binning)
     path = work / "params.json"
-    path.write_text(json.dumps(params.to_dict(), indent=1))
+    fedsyn("-q", "plan", "--epsilon", str(epsilon), "--genes", str(work / "genes.txt"), "--labels",
+           str(work / "labels.txt"), "--frac-bits", str(frac_bits), "--binning", binning, "-o", str(path))
     return path, dirs
 
 
@@ -362,7 +360,8 @@ def start_run(topo: Topology, work: Path, config: Path, params: Path, bundle_dir
     procs["r"] = topo.popen("r", rel, log=work / "r.log")
     for i in range(3):
         procs[str(i)] = topo.popen(str(i), [*py, "serve", "--id", str(i), "--config", str(config), "--bundles",
-                                            str(bundle_dirs[i]), "--params", str(params), "--out", str(work)],
+                                            str(bundle_dirs[i]), "--params", str(params), "--out", str(work),
+                                            "--ledger", str(work / f"ledger{i}.jsonl")],
                                    log=work / f"{i}.log")
     return Run(topo=topo, work=work, procs=procs, started=started)
 

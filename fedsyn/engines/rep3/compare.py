@@ -83,7 +83,7 @@ def pack(values: np.ndarray, w: int) -> np.ndarray:
         piece = v[start * 64 : min(n, stop * 64)]
         if piece.size != (stop - start) * 64:
             piece = np.concatenate([piece, np.zeros((stop - start) * 64 - piece.size, np.uint64)])
-        rows = np.ascontiguousarray(piece.reshape(stop - start, 64).T)
+        rows = piece.reshape(stop - start, 64).T.copy()  # transposed in place below: never the caller's array
         _transpose64(rows)
         out[:, start:stop] = rows[:w]
     return out

@@ -191,8 +191,11 @@ def run_local_deployment(
                 time.sleep(0.05)
             abort.set()
             codes = [p.poll() for p in procs]
+            failed = failed or [i for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 why = f"server {failed[0]} exited with code {codes[failed[0]]}"
+                if "error" in box:
+                    why += f" ({box['error']})"
             elif "error" in box:
                 why = f"the release step failed: {box['error']}"
             else:

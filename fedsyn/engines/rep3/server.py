@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...bundle import Bundle, gene_digest, load_server_bundles
-from ...errors import BundleError, ConfigError, ProtocolError
+from ...errors import BundleError, ConfigError, FedsynError, ProtocolError
 from ...ledger import Ledger
 from ...params import ProtocolParams, RunParams
 from .config import DeploymentConfig
@@ -365,45 +365,55 @@ def run_server(
     """
     if index not in (0, 1, 2):
         raise ConfigError(f"Server index must be 0, 1 or 2, got {index}.")
-    from .net import TLSTransport, send_to_release
+    from .net import ReleaseLink, TLSTransport, notify_release_abort, protocol1_frame_limit
 
     params = run_params.protocol
-    bundles = load_bundles_for(index, bundle_paths, params, run_id=config.session or None)
-    plan = check_run_params(run_params, bundles, insecure_no_noise=insecure_no_noise)
-    meta = server_metadata(bundles, params)
-    logger.info(
-        "server %d: %d holder bundle(s), %d samples x %d genes, %d labels",
-        index, len(bundles), meta["n_records"], len(meta["gene_names"]), len(meta["label_names"]),
-    )
-    if ledger is not None:
-        total = ledger.admit(
-            run_id=config.session or bundles[0].manifest.run_id,
-            sharings={b.manifest.holder_id: b.manifest.sharing_id or "" for b in bundles},
-            epsilon=plan.epsilon if plan is not None else 0.0, delta=plan.delta if plan is not None else 0.0,
-            plan_digest=plan.digest() if plan is not None else None, allow_reuse=allow_reuse,
-        )
-        logger.info("server %d: ledger %s: epsilon %.4g, delta %.3g spent on these sharings in total",
-                    index, ledger.path, *total)
-    me = config.servers[index]
-    transport = TLSTransport.connect(
-        index, config.addresses, config.server_tls(index), bind_host=me.bind,
-        timeout=config.timeout, connect_timeout=config.connect_timeout, session=config.session,
-    )
-    t0 = time.perf_counter()
+    tls = config.server_tls(index)
     try:
-        shares, stats = compute_output_shares(index, transport, bundles, params, seed=seed)
-    finally:
+        bundles = load_bundles_for(index, bundle_paths, params, run_id=config.session or None)
+        plan = check_run_params(run_params, bundles, insecure_no_noise=insecure_no_noise)
+        meta = server_metadata(bundles, params)
+        logger.info(
+            "server %d: %d holder bundle(s), %d samples x %d genes, %d labels",
+            index, len(bundles), meta["n_records"], len(meta["gene_names"]), len(meta["label_names"]),
+        )
+        if ledger is not None:
+            total = ledger.admit(
+                run_id=config.session or bundles[0].manifest.run_id,
+                sharings={b.manifest.holder_id: b.manifest.sharing_id or "" for b in bundles},
+                epsilon=plan.epsilon if plan is not None else 0.0, delta=plan.delta if plan is not None else 0.0,
+                plan_digest=plan.digest() if plan is not None else None, allow_reuse=allow_reuse,
+            )
+            logger.info("server %d: ledger %s: epsilon %.4g, delta %.3g spent on these sharings in total",
+                        index, ledger.path, *total)
+    except FedsynError as exc:  # refused before any connection: the release server stops waiting, knowing why
+        notify_release_abort(index, config.release.address, tls, str(exc), session=config.session)
+        raise
+    me = config.servers[index]
+    with ReleaseLink.connect(index, config.release.address, tls, session=config.session,
+                             timeout=config.connect_timeout) as release:
+        transport = TLSTransport.connect(
+            index, config.addresses, tls, bind_host=me.bind,
+            timeout=config.timeout, connect_timeout=config.connect_timeout, session=config.session,
+            max_frame_bytes=protocol1_frame_limit(meta["n_records"], len(meta["gene_names"]),
+                                                  len(meta["label_names"])),
+            watch=release,
+        )
+        t0 = time.perf_counter()
+        try:
+            shares, stats = compute_output_shares(index, transport, bundles, params, seed=seed)
+        except BaseException as exc:  # also Ctrl-C: peers and the release server learn it at once
+            transport.abort(exc)
+            release.abort(exc, origin=transport.failed_peer)
+            raise
         transport.close()
-    seconds = time.perf_counter() - t0
-    arrays, public = pack_outputs(shares)
-    public.pop("stats", None)  # cost figures stay with the server (bytes and rounds depend on n)
-    delivery = dict(release_metadata(bundles, params, plan), outputs=public, party=index)
-    logger.info("server %d: protocol done in %.2f s, %d bytes sent; delivering output shares",
-                index, seconds, transport.bytes_sent)
-    send_to_release(
-        index, config.release.address, config.server_tls(index), meta=delivery, arrays=arrays,
-        session=config.session, timeout=config.connect_timeout + config.timeout,
-    )
+        seconds = time.perf_counter() - t0
+        arrays, public = pack_outputs(shares)
+        public.pop("stats", None)  # cost figures stay with the server (bytes and rounds depend on n)
+        delivery = dict(release_metadata(bundles, params, plan), outputs=public, party=index)
+        logger.info("server %d: protocol done in %.2f s, %d bytes sent; delivering output shares",
+                    index, seconds, transport.bytes_sent)
+        release.deliver(delivery, arrays, timeout=config.timeout)
     result = ServerResult(
         index=index, n_records=meta["n_records"], holders=tuple(meta["holders"]), seconds=seconds,
         bytes_sent=int(transport.bytes_sent), stats=stats,
