@@ -385,6 +385,12 @@ class CoexpressionConfig:
     warm : bool
         Start mirror descent from :func:`fedsyn.graph_model.warm_start` (else
         from the uniform distribution, as mbi).
+    smoothing : {"linear+js", "linear", "js", "none"}
+        Denoising of the pair tables in the warm start.
+    joint : bool
+        ``factor``: one attribute with ``m^k`` states (the product of the
+        ``k`` factors' levels) that every gene hangs off, instead of ``k``
+        attributes in a chain with each gene on its own factor.
     growth : float
         Step-size growth after an accepted step (:func:`fedsyn.graph_model.mirror_descent`).
     """
@@ -400,6 +406,8 @@ class CoexpressionConfig:
     iterations: int = 1000
     growth: float = 1.01
     warm: bool = True
+    smoothing: str = "linear+js"
+    joint: bool = False
 
 
 @dataclass(frozen=True)
@@ -468,6 +476,7 @@ def simulate(
     noisy_gl = gene_label + _noise(gene_label.shape, sig["gene_label"], rng)
     total = float(n) if exact else float(max(noisy_label.sum(), 1.0))
     attrs = b
+    parent_scores = None
     sizes = [4] * d
     parent = np.full(d, -1, dtype=np.int64)
     attr_label = [noisy_gl[g] for g in range(d)]
@@ -495,12 +504,24 @@ def simulate(
         v, _, attach = dp_factors(within_class_gram(noisy, noisy_gl, noisy_label), cfg.n_factors)
         z = reference.factor_bins(b, v, cfg.factor_levels)  # (n, k)
         k = cfg.n_factors
+        m = cfg.factor_levels
+        if cfg.joint:
+            z = reference.joint_levels(z, m)
+            attach = np.zeros(d, dtype=np.int64)
+            levels = np.stack(np.unravel_index(np.arange(m**k), (m,) * k), axis=1) - (m - 1) / 2.0  # (m^k, k)
+            parent_scores = np.zeros((d + 1, m**k, k))
+            parent_scores[:d] = levels[None]
+            parent_scores[d, 0, 0] = 1.0
+            sizes_z = [m**k]
+            k = 1
+        else:
+            sizes_z = [m] * k
         attrs = np.concatenate([b, z], axis=1)
-        sizes = [4] * d + [cfg.factor_levels] * k
+        sizes = [4] * d + sizes_z
         parent = np.concatenate([d + attach, [-1], d + np.arange(k - 1)]).astype(np.int64)
-        zl = reference.attr_label_tables(z, y, n_labels, cfg.factor_levels)
+        zl = reference.attr_label_tables(z, y, n_labels, max(sizes_z))
         s_zl = sig["factor_label"] if math.isfinite(sig["factor_label"]) else sig["gene_label"]
-        attr_label += [zl[j] + _noise(zl[j].shape, s_zl, rng) for j in range(k)]
+        attr_label += [zl[j, : sizes_z[j]] + _noise((sizes_z[j], n_labels), s_zl, rng) for j in range(k)]
         pairs += [None] * k
     elif cfg.model != "star":
         raise ConfigError(f"unknown model {cfg.model!r}.")
@@ -518,6 +539,10 @@ def simulate(
                 pair_label[i] = t + _noise(t.shape, sig["pair"], rng)
         else:
             tabs = reference.pair_tables(attrs, edges, n_bins=max(sizes))
+            if parent_scores is not None:
+                ps = np.zeros((a, max(sizes), parent_scores.shape[2]))
+                ps[:, : parent_scores.shape[1]] = parent_scores
+                parent_scores = ps
             for (i, p), t in zip(edges, tabs):
                 t = t[: sizes[i], : sizes[p]]
                 pairs[i] = t + _noise(t.shape, sig["pair"], rng)
@@ -535,7 +560,7 @@ def simulate(
         stddev=stddev,
     )
     t1 = time.perf_counter()
-    init = warm_start(structure, meas) if cfg.warm else None
+    init = warm_start(structure, meas, smoothing=cfg.smoothing, parent_scores=parent_scores) if cfg.warm else None
     fit = mirror_descent(structure, meas, iterations=cfg.iterations, growth=cfg.growth, init=init)
     times["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()

@@ -284,6 +284,11 @@ class TreeMeasurements:
         (0 is allowed for exact tables: the weight is then 1).
         """
         a, k, n_labels = structure.n_attributes, structure.max_size, structure.n_labels
+        if np.size(label) != n_labels or len(attr_label) != a or len(pair) != a:
+            raise InputError(
+                f"need a label table of {n_labels} cells and {a} attribute and pair entries "
+                f"(None = not measured), got {np.size(label)}, {len(attr_label)}, {len(pair)}."
+            )
 
         def weight(name: str) -> float:
             s = float(stddev.get(name, 0.0))
@@ -436,31 +441,86 @@ def tree_marginals(
 # ---------------------------------------------------------------------------
 
 
-def _shrink_pairs(y: np.ndarray, sigma2: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Positive-part James-Stein shrinkage of noisy tables towards independence.
+def _shrink_pairs(
+    y: np.ndarray, sigma2: np.ndarray, mask: np.ndarray, smoothing: str, parent_scores: np.ndarray | None = None
+) -> np.ndarray:
+    """Noisy pair tables with their interaction denoised, for the warm start.
 
     ``y`` (m, K, K) noisy counts (invalid cells 0), ``sigma2`` (m,) noise
-    variances. The interaction ``y - rows cols / total`` is scaled by
-    ``max(0, 1 - sigma2 * cells / ||interaction||^2)``.
+    variances. The interaction ``dev = y - rows cols / total`` is
+
+    * ``"js"``: scaled by ``max(0, 1 - sigma2 * cells / ||dev||^2)``
+      (positive-part James-Stein);
+    * ``"linear"``: replaced by its least-squares projection on the
+      linear-by-linear associations ``u v_j^T`` (``u``: centred equally spaced
+      scores of the attribute's states; ``v_j``: columns of ``parent_scores``
+      (m, K, r), by default one centred equally spaced score of the parent's
+      states -- a factor attribute that is the product of ``r`` quantile
+      levels gives one score per level), each coefficient ``beta_j`` shrunk by
+      ``max(0, 1 - var(beta_j) / beta_j^2)``; a few parameters per table, as
+      correlations;
+    * ``"linear+js"``: that, plus the rest of the interaction James-Stein shrunk;
+    * ``"none"``: kept.
     """
     y = np.where(mask, np.maximum(y, 0.0), 0.0)
     tot = np.maximum(y.sum(axis=(1, 2), keepdims=True), 1e-12)
     ind = y.sum(axis=2, keepdims=True) * y.sum(axis=1, keepdims=True) / tot
     dev = (y - ind) * mask
-    cells = mask.sum(axis=(1, 2))
-    energy = np.maximum((dev * dev).sum(axis=(1, 2)), 1e-12)
-    lam = np.clip(1.0 - sigma2 * cells / energy, 0.0, 1.0)
-    return ind + lam[:, None, None] * dev
+    if smoothing == "none":
+        return ind + dev
+    if smoothing == "js":
+        cells = mask.sum(axis=(1, 2))
+        energy = np.maximum((dev * dev).sum(axis=(1, 2)), 1e-12)
+        lam = np.clip(1.0 - sigma2 * cells / energy, 0.0, 1.0)
+        return ind + lam[:, None, None] * dev
+    if smoothing not in ("linear", "linear+js"):
+        raise InputError(f"unknown pair smoothing {smoothing!r}.")
+    na = mask.any(axis=2).sum(axis=1)  # states of a
+    nb = mask.any(axis=1).sum(axis=1)  # states of the parent
+    k = mask.shape[1]
+    xs = np.arange(k)[None, :]
+    u = np.where(xs < na[:, None], xs - (na[:, None] - 1) / 2.0, 0.0)
+    if parent_scores is None:
+        v = np.where(xs < nb[:, None], xs - (nb[:, None] - 1) / 2.0, 0.0)[:, :, None]
+    else:
+        v = np.asarray(parent_scores, dtype=np.float64)
+    basis = u[:, None, :, None] * v.transpose(0, 2, 1)[:, :, None, :] * mask[:, None]  # (m, r, K, K)
+    gram = np.einsum("mrij,msij->mrs", basis, basis) + 1e-9 * np.eye(basis.shape[1])[None]
+    rhs = np.einsum("mrij,mij->mr", basis, dev)
+    inv = np.linalg.inv(gram)
+    beta = np.einsum("mrs,ms->mr", inv, rhs)
+    var = sigma2[:, None] * np.einsum("mrr->mr", inv)
+    lam = np.clip(1.0 - var / np.maximum(beta * beta, 1e-300), 0.0, 1.0)
+    fitted = np.einsum("mr,mrij->mij", beta, basis)
+    smooth = np.einsum("mr,mrij->mij", lam * beta, basis)
+    if smoothing == "linear":
+        return ind + smooth
+    rest = dev - fitted
+    cells = np.maximum(mask.sum(axis=(1, 2)) - basis.shape[1], 1)
+    energy = np.maximum((rest * rest).sum(axis=(1, 2)), 1e-12)
+    lam2 = np.clip(1.0 - sigma2 * cells / energy, 0.0, 1.0)
+    return ind + smooth + lam2[:, None, None] * rest
 
 
-def warm_start(structure: TreeStructure, meas: TreeMeasurements, *, sweeps: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def warm_start(
+    structure: TreeStructure,
+    meas: TreeMeasurements,
+    *,
+    sweeps: int = 10,
+    smoothing: str = "linear+js",
+    parent_scores: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Log-potentials of a locally normalized model close to the noisy tables.
 
     For every clique ``{l, a, p}`` the maximum-entropy table (``sweeps`` rounds
     of iterative proportional fitting from uniform) with the margins
     ``(l, x_a)`` (the clipped ``(a, label)`` table), ``(l, x_p)`` (the parent's)
-    and ``(x_a, x_p)`` (the clipped pair table, its interaction shrunk towards
-    independence by positive-part James-Stein with the table's noise variance);
+    and ``(x_a, x_p)`` (the clipped pair table, its interaction denoised by
+    ``smoothing``, see ``_shrink_pairs``: ``"linear+js"`` (default) keeps a
+    shrunk linear-by-linear association and a James-Stein-shrunk rest,
+    ``"linear"`` only the former, ``"js"`` shrinks the whole interaction,
+    ``"none"``; ``parent_scores`` (A, K, r) gives the parent states' scores,
+    e.g. the levels of every factor in a product attribute);
     ``theta_a = log P(x_a | l, x_p)`` of that table, ``phi = log P(l)``.
     Conditionals are normalized, so the joint's marginals are these tables'
     conditionals chained down the tree. Post-processing of the noisy tables.
@@ -489,7 +549,8 @@ def warm_start(structure: TreeStructure, meas: TreeMeasurements, *, sweeps: int 
         np.arange(k)[None, None, :] < np.where(par >= 0, sizes[np.maximum(par, 0)], 1)[:, None, None]
     )
     sigma2 = np.where(meas.w_pair > 0, 1.0 / np.maximum(meas.w_pair, 1e-300), np.inf)
-    pair = _shrink_pairs(meas.pair, np.where(np.isfinite(sigma2), sigma2, 0.0), pmask) + tiny * pmask
+    pair = _shrink_pairs(meas.pair, np.where(np.isfinite(sigma2), sigma2, 0.0), pmask, smoothing, parent_scores)
+    pair = np.maximum(pair, 0.0) + tiny * pmask
     measured = (meas.w_pair > 0) & (par >= 0)
     pair = np.where(measured[:, None, None], pair, pmask.astype(float))
     pair = pair / pair.sum(axis=(1, 2), keepdims=True)  # P(x_a, x_p)

@@ -440,3 +440,12 @@ def factor_bins(bins: np.ndarray, loadings: np.ndarray, n_levels: int) -> np.nda
     v_fp = np.round(v * (1 << FACTOR_FRAC_BITS)).astype(np.int64)
     z = (2 * b - 3) @ v_fp
     return quantile_levels(z, n_levels)
+
+
+def joint_levels(levels: np.ndarray, n_levels: int) -> np.ndarray:
+    """One attribute from ``k`` level columns: ``sum_j z_j m^(k-1-j)`` (n, 1)."""
+    z = np.asarray(levels, dtype=np.int64)
+    out = np.zeros((z.shape[0], 1), dtype=np.int64)
+    for j in range(z.shape[1]):
+        out[:, 0] = out[:, 0] * int(n_levels) + z[:, j]
+    return out
