@@ -52,6 +52,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 MODELS = {
     "star": dict(model="star"),
+    "star-warm": dict(model="star", run="simulate"),
     "tree": dict(model="tree", selection="gumbel_mst"),
     "tree-noisygram": dict(model="tree", selection="noisy_gram_mst"),
     "tree-random": dict(model="tree", selection="random"),
@@ -59,6 +60,9 @@ MODELS = {
     "factor2x8": dict(model="factor", n_factors=2, factor_levels=8),
     "factor1x8": dict(model="factor", n_factors=1, factor_levels=8),
     "factor3x8": dict(model="factor", n_factors=3, factor_levels=8),
+    "factor2x4j": dict(model="factor", n_factors=2, factor_levels=4, joint=True),
+    "factor1x4s2": dict(model="factor", n_factors=1, factor_levels=4, shrink=2.0),
+    "factor1x4s4": dict(model="factor", n_factors=1, factor_levels=4, shrink=4.0),
 }
 
 
@@ -227,11 +231,12 @@ def one(dataset, n_genes, model, epsilon, seed, args):
     bins, means = quartile_bins_and_means(xtr)
     rng = np.random.default_rng(seed * 7919 + 17)
     t0 = time.perf_counter()
-    if model == "star":
+    spec = dict(MODELS[model])
+    if spec.pop("run", None) != "simulate" and spec["model"] == "star":
         sb, sy, sig, times = run_star(bins, ytr, n_labels, epsilon, args.delta, args.star_iterations, rng)
     else:
         cfg = cx.CoexpressionConfig(
-            epsilon=epsilon, delta=args.delta, iterations=args.iterations, **MODELS[model]
+            epsilon=epsilon, delta=args.delta, iterations=args.iterations, **spec
         )
         rel = cx.simulate(bins, ytr, n_labels, cfg, rng=rng)
         sb, sy, sig, times = rel.bins.astype(np.int64), rel.labels, rel.sigmas, rel.timings

@@ -387,6 +387,9 @@ class CoexpressionConfig:
         from the uniform distribution, as mbi).
     smoothing : {"linear+js", "linear", "js", "none"}
         Denoising of the pair tables in the warm start.
+    shrink : float
+        Strength of the shrinkage of pair associations in the warm start
+        (1: positive-part James-Stein; larger: fewer, surer associations).
     joint : bool
         ``factor``: one attribute with ``m^k`` states (the product of the
         ``k`` factors' levels) that every gene hangs off, instead of ``k``
@@ -408,6 +411,7 @@ class CoexpressionConfig:
     warm: bool = True
     smoothing: str = "linear+js"
     joint: bool = False
+    shrink: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -560,7 +564,11 @@ def simulate(
         stddev=stddev,
     )
     t1 = time.perf_counter()
-    init = warm_start(structure, meas, smoothing=cfg.smoothing, parent_scores=parent_scores) if cfg.warm else None
+    init = (
+        warm_start(structure, meas, smoothing=cfg.smoothing, parent_scores=parent_scores, shrink=cfg.shrink)
+        if cfg.warm
+        else None
+    )
     fit = mirror_descent(structure, meas, iterations=cfg.iterations, growth=cfg.growth, init=init)
     times["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()

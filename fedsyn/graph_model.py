@@ -442,7 +442,12 @@ def tree_marginals(
 
 
 def _shrink_pairs(
-    y: np.ndarray, sigma2: np.ndarray, mask: np.ndarray, smoothing: str, parent_scores: np.ndarray | None = None
+    y: np.ndarray,
+    sigma2: np.ndarray,
+    mask: np.ndarray,
+    smoothing: str,
+    parent_scores: np.ndarray | None = None,
+    shrink: float = 1.0,
 ) -> np.ndarray:
     """Noisy pair tables with their interaction denoised, for the warm start.
 
@@ -462,9 +467,13 @@ def _shrink_pairs(
     * ``"linear+js"``: that, plus the rest of the interaction James-Stein shrunk;
     * ``"none"``: kept.
     """
-    y = np.where(mask, np.maximum(y, 0.0), 0.0)
+    # rows, columns and interaction from the unclipped noisy table (clipping
+    # first would bias every small cell upwards); the caller clips the result
+    y = np.where(mask, y, 0.0)
     tot = np.maximum(y.sum(axis=(1, 2), keepdims=True), 1e-12)
-    ind = y.sum(axis=2, keepdims=True) * y.sum(axis=1, keepdims=True) / tot
+    rows = np.maximum(y.sum(axis=2, keepdims=True), 0.0)
+    cols = np.maximum(y.sum(axis=1, keepdims=True), 0.0)
+    ind = rows * cols / tot
     dev = (y - ind) * mask
     if smoothing == "none":
         return ind + dev
@@ -490,7 +499,7 @@ def _shrink_pairs(
     inv = np.linalg.inv(gram)
     beta = np.einsum("mrs,ms->mr", inv, rhs)
     var = sigma2[:, None] * np.einsum("mrr->mr", inv)
-    lam = np.clip(1.0 - var / np.maximum(beta * beta, 1e-300), 0.0, 1.0)
+    lam = np.clip(1.0 - shrink * var / np.maximum(beta * beta, 1e-300), 0.0, 1.0)
     fitted = np.einsum("mr,mrij->mij", beta, basis)
     smooth = np.einsum("mr,mrij->mij", lam * beta, basis)
     if smoothing == "linear":
@@ -498,7 +507,7 @@ def _shrink_pairs(
     rest = dev - fitted
     cells = np.maximum(mask.sum(axis=(1, 2)) - basis.shape[1], 1)
     energy = np.maximum((rest * rest).sum(axis=(1, 2)), 1e-12)
-    lam2 = np.clip(1.0 - sigma2 * cells / energy, 0.0, 1.0)
+    lam2 = np.clip(1.0 - shrink * sigma2 * cells / energy, 0.0, 1.0)
     return ind + smooth + lam2[:, None, None] * rest
 
 
@@ -509,6 +518,7 @@ def warm_start(
     sweeps: int = 10,
     smoothing: str = "linear+js",
     parent_scores: np.ndarray | None = None,
+    shrink: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log-potentials of a locally normalized model close to the noisy tables.
 
@@ -520,7 +530,8 @@ def warm_start(
     shrunk linear-by-linear association and a James-Stein-shrunk rest,
     ``"linear"`` only the former, ``"js"`` shrinks the whole interaction,
     ``"none"``; ``parent_scores`` (A, K, r) gives the parent states' scores,
-    e.g. the levels of every factor in a product attribute);
+    e.g. the levels of every factor in a product attribute; ``shrink`` > 1
+    shrinks harder, trading recall of weak associations for precision);
     ``theta_a = log P(x_a | l, x_p)`` of that table, ``phi = log P(l)``.
     Conditionals are normalized, so the joint's marginals are these tables'
     conditionals chained down the tree. Post-processing of the noisy tables.
@@ -549,7 +560,7 @@ def warm_start(
         np.arange(k)[None, None, :] < np.where(par >= 0, sizes[np.maximum(par, 0)], 1)[:, None, None]
     )
     sigma2 = np.where(meas.w_pair > 0, 1.0 / np.maximum(meas.w_pair, 1e-300), np.inf)
-    pair = _shrink_pairs(meas.pair, np.where(np.isfinite(sigma2), sigma2, 0.0), pmask, smoothing, parent_scores)
+    pair = _shrink_pairs(meas.pair, np.where(np.isfinite(sigma2), sigma2, 0.0), pmask, smoothing, parent_scores, shrink)
     pair = np.maximum(pair, 0.0) + tiny * pmask
     measured = (meas.w_pair > 0) & (par >= 0)
     pair = np.where(measured[:, None, None], pair, pmask.astype(float))
