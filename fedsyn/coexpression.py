@@ -70,6 +70,9 @@ __all__ = [
     "CoexpressionConfig",
     "Release",
     "simulate",
+    "factor_plan",
+    "factor_structure",
+    "fit_and_sample",
 ]
 
 Mechanism = Literal["gaussian", "gumbel_max"]
@@ -125,7 +128,7 @@ def zcdp_rho(epsilon: float, delta: float) -> float:
     solved for ``rho``: ``(sqrt(epsilon + log(1/delta)) - sqrt(log(1/delta)))^2``.
 
     >>> round(zcdp_rho(10.0, 1e-5), 4)
-    1.5503
+    1.5504
     """
     if not epsilon > 0 or not 0 < delta < 1:
         raise ConfigError(f"need epsilon > 0 and 0 < delta < 1, got {epsilon}, {delta}.")
@@ -596,3 +599,74 @@ def _sym_noise(d: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
         e[iu] = rng.normal(0.0, sigma, size=iu[0].size)
         e = e + e.T
     return e
+
+
+# ---------------------------------------------------------------------------
+# Release-server steps of the factor model (for the pipeline)
+# ---------------------------------------------------------------------------
+
+
+def factor_plan(
+    noisy_gram: np.ndarray,
+    noisy_gene_label: np.ndarray,
+    noisy_label: np.ndarray,
+    n_factors: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Between the two MPC phases of the factor model: loadings and attachments.
+
+    Parameters
+    ----------
+    noisy_gram : ndarray (d, d)
+        The released noisy off-diagonal Gram entries of the scores (symmetric;
+        the diagonal is ignored and replaced by its quartile expectation).
+    noisy_gene_label : ndarray (d, 4, L)
+        The released noisy ``(gene, label)`` tables.
+    noisy_label : ndarray (L,)
+        The released noisy label table.
+    n_factors : int, default 1
+
+    Returns
+    -------
+    loadings : ndarray (d, k)
+        Public matrix ``V`` sent back to the servers (they compute
+        ``reference.factor_bins(bins, V, m)``).
+    attach : ndarray of int64 (d,)
+        The factor every gene hangs off (public).
+    """
+    g = np.array(noisy_gram, dtype=np.float64)
+    total = float(max(np.sum(noisy_label), 1.0))
+    np.fill_diagonal(g, 5.0 * total)
+    v, _, attach = dp_factors(within_class_gram(g, noisy_gene_label, noisy_label), n_factors)
+    return v, attach
+
+
+def factor_structure(n_genes: int, attach: np.ndarray, n_factors: int, n_levels: int, n_labels: int) -> TreeStructure:
+    """The factor model's tree: genes ``0..d-1`` below factors ``d..d+k-1`` (a chain)."""
+    d, k = int(n_genes), int(n_factors)
+    attach = np.asarray(attach, dtype=np.int64)
+    if attach.shape != (d,) or (d and (attach.min() < 0 or attach.max() >= k)):
+        raise InputError(f"attach must be {d} factor indices in 0..{k - 1}.")
+    parent = np.concatenate([d + attach, [-1], d + np.arange(k - 1)]).astype(np.int64)
+    return TreeStructure(
+        sizes=(4,) * d + (int(n_levels),) * k, parent=tuple(int(p) for p in parent), n_labels=int(n_labels)
+    )
+
+
+def fit_and_sample(
+    structure: TreeStructure,
+    measurements: TreeMeasurements,
+    n_records: int,
+    *,
+    rng: np.random.Generator | None = None,
+    iterations: int = 50,
+    smoothing: str = "linear+js",
+) -> tuple[np.ndarray, np.ndarray, TreeFit]:
+    """Release step of a tree/factor model: warm start, mirror descent, sampling.
+
+    Returns all attributes' sampled states (drop the factor columns, then
+    de-bin the genes with :func:`fedsyn.release.debin`), the labels and the fit.
+    """
+    init = warm_start(structure, measurements, smoothing=smoothing)
+    fit = mirror_descent(structure, measurements, iterations=iterations, init=init)
+    values, labels = sample(fit, n_records, rng=rng)
+    return values, labels, fit
