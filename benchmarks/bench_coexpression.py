@@ -61,8 +61,7 @@ MODELS = {
     "factor1x8": dict(model="factor", n_factors=1, factor_levels=8),
     "factor3x8": dict(model="factor", n_factors=3, factor_levels=8),
     "factor2x4j": dict(model="factor", n_factors=2, factor_levels=4, joint=True),
-    "factor1x4s2": dict(model="factor", n_factors=1, factor_levels=4, shrink=2.0),
-    "factor1x4s4": dict(model="factor", n_factors=1, factor_levels=4, shrink=4.0),
+    "factor1x4g0": dict(model="factor", n_factors=1, factor_levels=4, gate=0.0),
 }
 
 

@@ -67,6 +67,7 @@ __all__ = [
     "gumbel_mst",
     "random_tree",
     "dp_factors",
+    "noise_edge",
     "CoexpressionConfig",
     "Release",
     "simulate",
@@ -334,6 +335,15 @@ def within_class_gram(gram: np.ndarray, gene_label: np.ndarray, label_counts: np
     return np.asarray(gram, dtype=np.float64) - (sums / n_l[None, :]) @ sums.T
 
 
+def noise_edge(d: int, sigma: float) -> float:
+    """Largest eigenvalue of a symmetric ``d x d`` Gaussian noise matrix, ~ ``2 sigma sqrt(d)``.
+
+    A factor of the noisy Gram matrix is kept only if its eigenvalue exceeds
+    this edge (of the semicircle law): below it, eigenvectors are noise.
+    """
+    return 2.0 * float(sigma) * math.sqrt(max(int(d), 1))
+
+
 def dp_factors(gram_within: np.ndarray, n_factors: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top eigenvectors of a (noisy, within-class) Gram matrix and gene attachments.
 
@@ -390,6 +400,9 @@ class CoexpressionConfig:
         from the uniform distribution, as mbi).
     smoothing : {"linear+js", "linear", "js", "none"}
         Denoising of the pair tables in the warm start.
+    gate : float
+        Associations in the warm start are kept only beyond this many noise
+        standard deviations (:func:`fedsyn.graph_model.warm_start`).
     shrink : float
         Strength of the shrinkage of pair associations in the warm start
         (1: positive-part James-Stein; larger: fewer, surer associations).
@@ -415,6 +428,7 @@ class CoexpressionConfig:
     smoothing: str = "linear+js"
     joint: bool = False
     shrink: float = 1.0
+    gate: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -508,11 +522,25 @@ def simulate(
         gram = reference.score_gram(b).astype(np.float64)
         noisy = gram + _sym_noise(d, sig["gram"], rng)
         np.fill_diagonal(noisy, 5.0 * total)  # diagonal not released: its quartile expectation
-        v, _, attach = dp_factors(within_class_gram(noisy, noisy_gl, noisy_label), cfg.n_factors)
+        v, lam, attach = dp_factors(within_class_gram(noisy, noisy_gl, noisy_label), cfg.n_factors)
+        found = int(np.sum(lam > noise_edge(d, 0.0 if exact else sig["gram"])))
         z = reference.factor_bins(b, v, cfg.factor_levels)  # (n, k)
         k = cfg.n_factors
         m = cfg.factor_levels
-        if cfg.joint:
+        if found < k:
+            logger.info("factor model: %d of %d factors above the noise edge", found, k)
+        # only factors that stand out of the noise are measured; with none, the
+        # model is the star and the pair budget is left unspent (a deployment
+        # decides this before phase B and can re-split the budget)
+        k = min(k, found)
+        if 0 < k < cfg.n_factors:
+            v = v[:, :k]
+            attach = np.argmax(np.abs(v) * np.sqrt(np.maximum(lam[:k], 0.0))[None, :], axis=1).astype(np.int64)
+        if k == 0:
+            z = np.zeros((n, 0), dtype=np.int64)
+            attach = np.zeros(d, dtype=np.int64)
+            sizes_z = []
+        elif cfg.joint:
             z = reference.joint_levels(z, m)
             attach = np.zeros(d, dtype=np.int64)
             levels = np.stack(np.unravel_index(np.arange(m**k), (m,) * k), axis=1) - (m - 1) / 2.0  # (m^k, k)
@@ -525,8 +553,11 @@ def simulate(
             sizes_z = [m] * k
         attrs = np.concatenate([b, z], axis=1)
         sizes = [4] * d + sizes_z
-        parent = np.concatenate([d + attach, [-1], d + np.arange(k - 1)]).astype(np.int64)
-        zl = reference.attr_label_tables(z, y, n_labels, max(sizes_z))
+        if k == 0:
+            parent = np.full(d, -1, dtype=np.int64)
+        else:
+            parent = np.concatenate([d + attach, [-1], d + np.arange(k - 1)]).astype(np.int64)
+        zl = reference.attr_label_tables(z, y, n_labels, max(sizes_z, default=1))
         s_zl = sig["factor_label"] if math.isfinite(sig["factor_label"]) else sig["gene_label"]
         attr_label += [zl[j, : sizes_z[j]] + _noise((sizes_z[j], n_labels), s_zl, rng) for j in range(k)]
         pairs += [None] * k
@@ -568,7 +599,9 @@ def simulate(
     )
     t1 = time.perf_counter()
     init = (
-        warm_start(structure, meas, smoothing=cfg.smoothing, parent_scores=parent_scores, shrink=cfg.shrink)
+        warm_start(
+            structure, meas, smoothing=cfg.smoothing, parent_scores=parent_scores, shrink=cfg.shrink, gate=cfg.gate
+        )
         if cfg.warm
         else None
     )
@@ -611,6 +644,7 @@ def factor_plan(
     noisy_gene_label: np.ndarray,
     noisy_label: np.ndarray,
     n_factors: int = 1,
+    gram_sigma: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Between the two MPC phases of the factor model: loadings and attachments.
 
@@ -624,6 +658,11 @@ def factor_plan(
     noisy_label : ndarray (L,)
         The released noisy label table.
     n_factors : int, default 1
+        At most this many factors.
+    gram_sigma : float, default 0
+        Noise standard deviation of the Gram entries: factors whose eigenvalue
+        does not exceed :func:`noise_edge` are dropped (``k`` may become 0:
+        then the model is the star and phase B is skipped).
 
     Returns
     -------
@@ -636,8 +675,11 @@ def factor_plan(
     g = np.array(noisy_gram, dtype=np.float64)
     total = float(max(np.sum(noisy_label), 1.0))
     np.fill_diagonal(g, 5.0 * total)
-    v, _, attach = dp_factors(within_class_gram(g, noisy_gene_label, noisy_label), n_factors)
-    return v, attach
+    v, lam, attach = dp_factors(within_class_gram(g, noisy_gene_label, noisy_label), n_factors)
+    k = int(np.sum(lam > noise_edge(g.shape[0], gram_sigma)))
+    v = v[:, :k]
+    attach = np.argmax(np.abs(v) * np.sqrt(np.maximum(lam[:k], 0.0))[None, :], axis=1) if k else np.zeros_like(attach)
+    return v, attach.astype(np.int64)
 
 
 def factor_structure(n_genes: int, attach: np.ndarray, n_factors: int, n_levels: int, n_labels: int) -> TreeStructure:

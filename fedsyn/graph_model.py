@@ -448,11 +448,15 @@ def _shrink_pairs(
     smoothing: str,
     parent_scores: np.ndarray | None = None,
     shrink: float = 1.0,
+    gate: float = 0.0,
+    null: np.ndarray | None = None,
 ) -> np.ndarray:
     """Noisy pair tables with their interaction denoised, for the warm start.
 
     ``y`` (m, K, K) noisy counts (invalid cells 0), ``sigma2`` (m,) noise
-    variances. The interaction ``dev = y - rows cols / total`` is
+    variances. The interaction ``dev = y - null`` (``null``: the table expected
+    without association, by default ``rows cols / total``; the warm start passes
+    the table implied by conditional independence given the label) is
 
     * ``"js"``: scaled by ``max(0, 1 - sigma2 * cells / ||dev||^2)``
       (positive-part James-Stein);
@@ -465,15 +469,23 @@ def _shrink_pairs(
       ``max(0, 1 - var(beta_j) / beta_j^2)``; a few parameters per table, as
       correlations;
     * ``"linear+js"``: that, plus the rest of the interaction James-Stein shrunk;
+
+    ``gate`` > 0 also zeroes a coefficient unless ``|beta_j| > gate * sd(beta_j)``
+    (and the rest unless its energy exceeds ``(1 + gate)`` times the noise's):
+    at a small budget most associations are noise, and positive-part shrinkage
+    alone lets through enough of them to swamp the label signal.
     * ``"none"``: kept.
     """
     # rows, columns and interaction from the unclipped noisy table (clipping
     # first would bias every small cell upwards); the caller clips the result
     y = np.where(mask, y, 0.0)
-    tot = np.maximum(y.sum(axis=(1, 2), keepdims=True), 1e-12)
-    rows = np.maximum(y.sum(axis=2, keepdims=True), 0.0)
-    cols = np.maximum(y.sum(axis=1, keepdims=True), 0.0)
-    ind = rows * cols / tot
+    if null is None:
+        tot = np.maximum(y.sum(axis=(1, 2), keepdims=True), 1e-12)
+        rows = np.maximum(y.sum(axis=2, keepdims=True), 0.0)
+        cols = np.maximum(y.sum(axis=1, keepdims=True), 0.0)
+        ind = rows * cols / tot
+    else:
+        ind = np.where(mask, null, 0.0)
     dev = (y - ind) * mask
     if smoothing == "none":
         return ind + dev
@@ -500,6 +512,7 @@ def _shrink_pairs(
     beta = np.einsum("mrs,ms->mr", inv, rhs)
     var = sigma2[:, None] * np.einsum("mrr->mr", inv)
     lam = np.clip(1.0 - shrink * var / np.maximum(beta * beta, 1e-300), 0.0, 1.0)
+    lam = np.where(beta * beta > gate * gate * var, lam, 0.0)
     fitted = np.einsum("mr,mrij->mij", beta, basis)
     smooth = np.einsum("mr,mrij->mij", lam * beta, basis)
     if smoothing == "linear":
@@ -508,6 +521,7 @@ def _shrink_pairs(
     cells = np.maximum(mask.sum(axis=(1, 2)) - basis.shape[1], 1)
     energy = np.maximum((rest * rest).sum(axis=(1, 2)), 1e-12)
     lam2 = np.clip(1.0 - shrink * sigma2 * cells / energy, 0.0, 1.0)
+    lam2 = np.where(energy > (1.0 + gate) * sigma2 * cells, lam2, 0.0)
     return ind + smooth + lam2[:, None, None] * rest
 
 
@@ -519,19 +533,23 @@ def warm_start(
     smoothing: str = "linear+js",
     parent_scores: np.ndarray | None = None,
     shrink: float = 1.0,
+    gate: float = 2.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log-potentials of a locally normalized model close to the noisy tables.
 
     For every clique ``{l, a, p}`` the maximum-entropy table (``sweeps`` rounds
     of iterative proportional fitting from uniform) with the margins
     ``(l, x_a)`` (the clipped ``(a, label)`` table), ``(l, x_p)`` (the parent's)
-    and ``(x_a, x_p)`` (the clipped pair table, its interaction denoised by
+    and ``(x_a, x_p)`` (the pair table, its association beyond what the label
+    explains -- the deviation from ``sum_l P(l, x_a) P(l, x_p) / P(l)`` -- denoised by
     ``smoothing``, see ``_shrink_pairs``: ``"linear+js"`` (default) keeps a
     shrunk linear-by-linear association and a James-Stein-shrunk rest,
     ``"linear"`` only the former, ``"js"`` shrinks the whole interaction,
     ``"none"``; ``parent_scores`` (A, K, r) gives the parent states' scores,
     e.g. the levels of every factor in a product attribute; ``shrink`` > 1
-    shrinks harder, trading recall of weak associations for precision);
+    shrinks harder, trading recall of weak associations for precision;
+    ``gate`` (default 2) keeps an association only if it is that many
+    standard deviations away from 0);
     ``theta_a = log P(x_a | l, x_p)`` of that table, ``phi = log P(l)``.
     Conditionals are normalized, so the joint's marginals are these tables'
     conditionals chained down the tree. Post-processing of the noisy tables.
@@ -559,15 +577,21 @@ def warm_start(
     pmask = (np.arange(k)[None, :, None] < sizes[:, None, None]) & (
         np.arange(k)[None, None, :] < np.where(par >= 0, sizes[np.maximum(par, 0)], 1)[:, None, None]
     )
+    parent_node = np.where(
+        (par >= 0)[:, None, None], node[np.maximum(par, 0)], np.eye(1, k)[None, :, :] * p_l[None, :, None]
+    )  # P(l, x_p), (A, L, K)
     sigma2 = np.where(meas.w_pair > 0, 1.0 / np.maximum(meas.w_pair, 1e-300), np.inf)
-    pair = _shrink_pairs(meas.pair, np.where(np.isfinite(sigma2), sigma2, 0.0), pmask, smoothing, parent_scores, shrink)
+    # the pair table expected if a and its parent were independent given the
+    # label: sum_l P(l, x_a) P(l, x_p) / P(l), in counts of the pair table
+    ptot = np.maximum(np.where(pmask, meas.pair, 0.0).sum(axis=(1, 2)), 1.0)
+    null = np.einsum("alx,aly->axy", node, parent_node / p_l[None, :, None]) * ptot[:, None, None]
+    pair = _shrink_pairs(
+        meas.pair, np.where(np.isfinite(sigma2), sigma2, 0.0), pmask, smoothing, parent_scores, shrink, gate, null
+    )
     pair = np.maximum(pair, 0.0) + tiny * pmask
     measured = (meas.w_pair > 0) & (par >= 0)
     pair = np.where(measured[:, None, None], pair, pmask.astype(float))
     pair = pair / pair.sum(axis=(1, 2), keepdims=True)  # P(x_a, x_p)
-    parent_node = np.where(
-        (par >= 0)[:, None, None], node[np.maximum(par, 0)], np.eye(1, k)[None, :, :] * p_l[None, :, None]
-    )  # P(l, x_p), (A, L, K)
     q = pmask[:, None, :, :] * np.ones((1, n_labels, 1, 1))
     q = q / q.sum(axis=(1, 2, 3), keepdims=True)
     pl3 = None
