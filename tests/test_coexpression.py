@@ -476,3 +476,31 @@ def test_two_phase_factor_flow_with_the_release_helpers():
     assert abs(c[8:, 8:][np.triu_indices(4, 1)].mean()) < 0.15
     with pytest.raises(InputError):
         cx.factor_structure(d, np.full(d, 3), 1, 4, n_labels)
+
+
+def test_warm_start_adds_no_within_class_association_when_there_is_none():
+    """Genes that depend only on the label: the denoised pair table must not make
+    the fit invent within-class association (regression: shrinking towards pooled
+    independence forced IPF to cancel the label's pooled association)."""
+    st = gm.TreeStructure(sizes=(4, 4), parent=(-1, 0), n_labels=2)
+    n = 2000.0
+    p_l = np.array([0.5, 0.5])
+    cond = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])  # P(x | l), same for both genes
+    al = [(n * p_l[:, None] * cond).T for _ in range(2)]  # (4, L)
+    pair_exact = n * np.einsum("l,lx,ly->xy", p_l, cond, cond)  # independent given the label
+    rng = np.random.default_rng(15)
+    sd = 40.0
+    meas = gm.TreeMeasurements.from_tables(
+        st,
+        label=n * p_l,
+        attr_label=al,
+        pair=[None, pair_exact + rng.normal(0, sd, (4, 4))],
+        total=n,
+        stddev={"label": sd, "attr_label": sd, "pair": sd},
+    )
+    theta, phi = gm.warm_start(st, meas)
+    _, mu = gm.tree_marginals(st, theta, phi)
+    joint = mu[1]  # P(l, x1, x0)
+    within = joint / joint.sum(axis=(1, 2), keepdims=True)
+    indep = within.sum(axis=2, keepdims=True) * within.sum(axis=1, keepdims=True)
+    assert np.abs(within - indep).max() < 0.02
