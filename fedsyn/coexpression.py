@@ -530,9 +530,18 @@ def simulate(
         if found < k:
             logger.info("factor model: %d of %d factors above the noise edge", found, k)
         # only factors that stand out of the noise are measured; with none, the
-        # model is the star and the pair budget is left unspent (a deployment
-        # decides this before phase B and can re-split the budget)
+        # model is the star
         k = min(k, found)
+        if k == 0 and not exact:
+            # no factor: spend the pair budget on a second measurement of the
+            # (gene, label) tables and combine the two by inverse variance
+            # (what Private-PGM does with two measurements of one table)
+            s1, s2 = sig["gene_label"], sig["pair"]
+            second = gene_label + _noise(gene_label.shape, s2, rng)
+            w1, w2 = 1.0 / s1**2, 1.0 / s2**2
+            noisy_gl = (w1 * noisy_gl + w2 * second) / (w1 + w2)
+            sig = dict(sig, gene_label=1.0 / math.sqrt(w1 + w2), pair=math.inf)
+            attr_label = [noisy_gl[g] for g in range(d)]
         if 0 < k < cfg.n_factors:
             v = v[:, :k]
             attach = np.argmax(np.abs(v) * np.sqrt(np.maximum(lam[:k], 0.0))[None, :], axis=1).astype(np.int64)
