@@ -80,6 +80,12 @@ Mechanism = Literal["gaussian", "gumbel_max"]
 Model = Literal["star", "tree", "factor"]
 Selection = Literal["gumbel_mst", "noisy_gram_mst", "random"]
 
+#: A factor is kept only if its eigenvalue exceeds this multiple of the noise
+#: edge (:func:`noise_edge`): the top eigenvalue of pure noise fluctuates about
+#: the edge on the Tracy-Widom scale (~1 % of the edge at d = 1,000), and a
+#: noise factor attached to every gene costs much more than a weak real one.
+FACTOR_EDGE_MARGIN = 1.1
+
 #: Largest change one record makes to an entry of the score Gram matrix
 #: ``S^T S`` (scores in ``{-3, -1, 1, 3}``).
 GRAM_SHIFT = 9.0
@@ -523,7 +529,7 @@ def simulate(
         noisy = gram + _sym_noise(d, sig["gram"], rng)
         np.fill_diagonal(noisy, 5.0 * total)  # diagonal not released: its quartile expectation
         v, lam, attach = dp_factors(within_class_gram(noisy, noisy_gl, noisy_label), cfg.n_factors)
-        found = int(np.sum(lam > noise_edge(d, 0.0 if exact else sig["gram"])))
+        found = int(np.sum(lam > FACTOR_EDGE_MARGIN * noise_edge(d, 0.0 if exact else sig["gram"])))
         z = reference.factor_bins(b, v, cfg.factor_levels)  # (n, k)
         k = cfg.n_factors
         m = cfg.factor_levels
@@ -670,7 +676,7 @@ def factor_plan(
         At most this many factors.
     gram_sigma : float, default 0
         Noise standard deviation of the Gram entries: factors whose eigenvalue
-        does not exceed :func:`noise_edge` are dropped (``k`` may become 0:
+        does not exceed ``FACTOR_EDGE_MARGIN`` times :func:`noise_edge` are dropped (``k`` may become 0:
         then the model is the star and phase B is skipped).
 
     Returns
@@ -685,7 +691,7 @@ def factor_plan(
     total = float(max(np.sum(noisy_label), 1.0))
     np.fill_diagonal(g, 5.0 * total)
     v, lam, attach = dp_factors(within_class_gram(g, noisy_gene_label, noisy_label), n_factors)
-    k = int(np.sum(lam > noise_edge(g.shape[0], gram_sigma)))
+    k = int(np.sum(lam > FACTOR_EDGE_MARGIN * noise_edge(g.shape[0], gram_sigma)))
     v = v[:, :k]
     attach = np.argmax(np.abs(v) * np.sqrt(np.maximum(lam[:k], 0.0))[None, :], axis=1) if k else np.zeros_like(attach)
     return v, attach.astype(np.int64)
