@@ -60,6 +60,8 @@ MODELS = {
     "factor2x8": dict(model="factor", n_factors=2, factor_levels=8),
     "factor1x8": dict(model="factor", n_factors=1, factor_levels=8),
     "factor3x8": dict(model="factor", n_factors=3, factor_levels=8),
+    "factor2x4": dict(model="factor", n_factors=2, factor_levels=4),
+    "factor3x4": dict(model="factor", n_factors=3, factor_levels=4),
     "factor2x4j": dict(model="factor", n_factors=2, factor_levels=4, joint=True),
     "factor1x4g0": dict(model="factor", n_factors=1, factor_levels=4, gate=0.0),
     "factor1x4g1": dict(model="factor", n_factors=1, factor_levels=4, gate=1.0),

@@ -530,7 +530,6 @@ def simulate(
         np.fill_diagonal(noisy, 5.0 * total)  # diagonal not released: its quartile expectation
         v, lam, attach = dp_factors(within_class_gram(noisy, noisy_gl, noisy_label), cfg.n_factors)
         found = int(np.sum(lam > FACTOR_EDGE_MARGIN * noise_edge(d, 0.0 if exact else sig["gram"])))
-        z = reference.factor_bins(b, v, cfg.factor_levels)  # (n, k)
         k = cfg.n_factors
         m = cfg.factor_levels
         if found < k:
@@ -551,6 +550,7 @@ def simulate(
         if 0 < k < cfg.n_factors:
             v = v[:, :k]
             attach = np.argmax(np.abs(v) * np.sqrt(np.maximum(lam[:k], 0.0))[None, :], axis=1).astype(np.int64)
+        z = reference.factor_bins(b, v[:, :k], m) if k else None  # (n, k), phase B
         if k == 0:
             z = np.zeros((n, 0), dtype=np.int64)
             attach = np.zeros(d, dtype=np.int64)

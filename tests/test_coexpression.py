@@ -504,3 +504,19 @@ def test_warm_start_adds_no_within_class_association_when_there_is_none():
     within = joint / joint.sum(axis=(1, 2), keepdims=True)
     indep = within.sum(axis=2, keepdims=True) * within.sum(axis=1, keepdims=True)
     assert np.abs(within - indep).max() < 0.02
+
+
+def test_simulate_keeps_only_factors_above_the_noise_edge():
+    rng = np.random.default_rng(16)
+    n, d, n_labels = 400, 20, 2
+    y = rng.integers(0, n_labels, n)
+    x = rng.standard_normal(n)[:, None] * np.r_[np.ones(10), np.zeros(10)][None, :] + rng.standard_normal((n, d))
+    q = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
+    bins = (x[None] >= q[:, None]).sum(axis=0)
+    # the edge is that of the DP noise only: at epsilon 0.1 nothing stands out
+    # (the model is the star); at epsilon 100 the real factor does
+    for eps, ok in ((100.0, lambda k: k >= 1), (0.1, lambda k: k == 0)):
+        cfg = cx.CoexpressionConfig(model="factor", n_factors=3, factor_levels=4, epsilon=eps, iterations=5)
+        rel = cx.simulate(bins, y, n_labels, cfg, rng=rng)
+        k = rel.fit.structure.n_attributes - d
+        assert ok(k) and rel.bins.shape == (n, d)
