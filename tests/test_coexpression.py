@@ -90,7 +90,6 @@ def test_reroot_at_center_keeps_edges_and_shortens():
     assert {frozenset((i, int(p))) for i, p in enumerate(re) if p >= 0} == edges
     st = gm.TreeStructure(sizes=(2,) * parent.size, parent=tuple(int(p) for p in re), n_labels=1)
     assert st.depth().max() <= 13
-    r = gm.random_tree = None  # noqa: F841 (no such function in graph_model)
     rt = cx.random_tree(40, rng)
     assert (rt < 0).sum() == 1
 
@@ -366,8 +365,6 @@ def test_reference_pair_statistics():
     t = reference.pair_tables(bins, pairs)
     tl = reference.pair_tables(bins, pairs, labels=y, n_labels=n_labels)
     for m, (a, c) in enumerate(pairs):
-        for i in range(n):
-            pass
         ref = np.zeros((4, 4), dtype=int)
         refl = np.zeros((4, 4, n_labels), dtype=int)
         np.add.at(ref, (bins[:, a], bins[:, c]), 1)
