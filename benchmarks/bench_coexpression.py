@@ -2,7 +2,7 @@
 
 For every dataset, gene count, model and epsilon: bin the training records
 (quartiles, fedsyn.reference), run the plaintext reference of the model's
-release (fedsyn.coexpression.simulate; the star model with fedsyn's star
+release (fedsyn.structure.simulate; the star model with fedsyn's star
 estimator, as release.fit), de-bin with the bin means, and score:
 
 * within-class co-expression edges: for every class with >= --min-class real
@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fedsyn import coexpression as cx  # noqa: E402
+from fedsyn import structure as cx  # noqa: E402
 from fedsyn import reference, release  # noqa: E402
 from fedsyn.data import ExpressionData  # noqa: E402
 from fedsyn.evaluation import evaluate  # noqa: E402

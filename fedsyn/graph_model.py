@@ -3,7 +3,7 @@
 The star model (:mod:`fedsyn.star_model`) makes every gene independent of every
 other given the label. This module fits the next family up: a **tree** (or
 forest) over attributes -- genes, and optionally derived *factor* attributes
-(binned projections of the records, see :mod:`fedsyn.coexpression`) -- with the
+(binned projections of the records, see :mod:`fedsyn.structure`) -- with the
 label added to every clique. Attribute ``a`` with tree parent ``p = parent[a]``
 has the clique ``{label, a, p}``; a root has ``{label, a}``. The graph is
 chordal, its junction tree has exactly these cliques, and the model is

@@ -286,7 +286,7 @@ def _as_matrix(values_fp) -> np.ndarray:
 
 
 # ===========================================================================
-# Co-expression statistics (fedsyn.coexpression): pair tables from bin indices
+# Co-expression statistics (fedsyn.structure): pair tables from bin indices
 # ===========================================================================
 #
 # What the servers compute for the co-expression models, as exact integer

@@ -1,4 +1,4 @@
-"""Tests of the co-expression models: fedsyn.graph_model, fedsyn.coexpression and
+"""Tests of the co-expression models: fedsyn.graph_model, fedsyn.structure and
 the co-expression section of fedsyn.reference."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from fedsyn import coexpression as cx
+from fedsyn import structure as cx
 from fedsyn import graph_model as gm
 from fedsyn import reference
 from fedsyn.errors import ConfigError, InputError
