@@ -295,3 +295,169 @@ def protocol1_outputs(stats: BinStatistics, params, *, rng) -> dict[str, np.ndar
     else:
         out["sums"] = noisy(round_to_unit(stats.sums, params.sum_bits), params.sum_sigma)
     return out
+
+
+# ===========================================================================
+# Co-expression statistics (fedsyn.structure): pair tables from bin indices
+# ===========================================================================
+#
+# What the servers compute for the co-expression models, as exact integer
+# functions of the bin indices ``b`` (n, d) and labels; every secure engine must
+# reproduce these. With ``O`` the one-hot bin indicators (n, K*d):
+#
+#   attr_label_tables : O^T Y                  (d, K, L)   one (Kd x n)(n x L) product
+#   pair_tables       : O_a^T O_b per edge     (m, K, K)   only the chosen edges
+#   all pair tables   : O^T O                  (Kd x Kd)   one (Kd x n)(n x Kd) product
+#   score_gram        : S^T S, S = 2b - 3      (d, d)      one (d x n)(n x d) product
+#   factor_bins       : quantile levels of S V (n, k)      S times a public (d x k) matrix
+
+
+def attr_label_tables(bins: np.ndarray, labels: np.ndarray, n_labels: int, n_bins: int = N_BINS) -> np.ndarray:
+    """``T[a, x, l]`` = records with attribute ``a`` in state ``x`` and label ``l``.
+
+    Parameters
+    ----------
+    bins : ndarray of int (n, A)
+    labels : ndarray of int (n,)
+    n_labels, n_bins : int
+
+    Returns
+    -------
+    ndarray of int64 (A, n_bins, n_labels)
+    """
+    b = np.asarray(bins, dtype=np.int64)
+    y = label_onehot(labels, n_labels)
+    n, a = b.shape
+    out = np.zeros((a, n_bins, n_labels), dtype=np.int64)
+    for x in range(n_bins):
+        out[:, x, :] = (b == x).astype(np.int64).T @ y
+    return out
+
+
+def pair_tables(
+    bins: np.ndarray,
+    pairs,
+    *,
+    labels: np.ndarray | None = None,
+    n_labels: int | None = None,
+    n_bins: int = N_BINS,
+) -> np.ndarray:
+    """Contingency tables of chosen attribute pairs (optionally with the label).
+
+    Parameters
+    ----------
+    bins : ndarray of int (n, A)
+        States in ``0..n_bins-1``.
+    pairs : sequence of (int, int)
+        ``(a, c)``: rows of the table are ``a``'s states, columns ``c``'s.
+    labels, n_labels : optional
+        With labels, a third axis of size ``L``.
+
+    Returns
+    -------
+    ndarray of int64 (m, n_bins, n_bins) or (m, n_bins, n_bins, L)
+    """
+    b = np.asarray(bins, dtype=np.int64)
+    if b.ndim != 2:
+        raise InputError("bins must be an (n, A) matrix.")
+    p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    m = p.shape[0]
+    k = int(n_bins)
+    if labels is None:
+        cell = b[:, p[:, 0]] * k + b[:, p[:, 1]]  # (n, m)
+        flat = cell + (np.arange(m) * k * k)[None, :]
+        return np.bincount(flat.ravel(), minlength=m * k * k).reshape(m, k, k).astype(np.int64)
+    y = np.asarray(labels, dtype=np.int64)
+    n_l = int(n_labels)
+    if y.shape != (b.shape[0],) or (y.size and (y.min() < 0 or y.max() >= n_l)):
+        raise InputError(f"labels must be (n,) integers in 0..{n_l - 1}.")
+    cell = (b[:, p[:, 0]] * k + b[:, p[:, 1]]) * n_l + y[:, None]
+    flat = cell + (np.arange(m) * k * k * n_l)[None, :]
+    return np.bincount(flat.ravel(), minlength=m * k * k * n_l).reshape(m, k, k, n_l).astype(np.int64)
+
+
+def score_gram(bins: np.ndarray) -> np.ndarray:
+    """``G = S^T S`` for the integer bin scores ``S = 2 b - 3`` in ``{-3, -1, 1, 3}``.
+
+    One record adds ``s_a s_b`` (at most 9 in absolute value) to ``G[a, b]``.
+
+    Returns
+    -------
+    ndarray of int64 (d, d)
+    """
+    s = 2 * np.asarray(bins, dtype=np.int64) - 3
+    if 9 * s.shape[0] >= 2**53:
+        return s.T @ s
+    # float64 products of these small integers are exact below 2^53 and use BLAS
+    sf = s.astype(np.float64)
+    return np.rint(sf.T @ sf).astype(np.int64)
+
+
+def quantile_levels(values: np.ndarray, n_levels: int) -> np.ndarray:
+    """Quantile levels of every column with the rule of ``Pi_bin``, ``m`` levels.
+
+    For ``j = 1..m-1``: ``pos = (n - 1) j / m``, ``lo = floor(pos)``,
+    ``k = (n - 1) j mod m`` and ``T_j = m v[lo] + k (v[lo + 1] - v[lo])``
+    (``m`` times numpy's "linear" quantile, in integers); the level of ``x`` is
+    ``sum_j [m x >= T_j]``. For ``m = 4`` this is exactly the quartile binning
+    of :func:`quartile_thresholds` / :func:`comparison_bits`.
+
+    Parameters
+    ----------
+    values : ndarray of int64 (n, k)
+    n_levels : int
+
+    Returns
+    -------
+    ndarray of int64 (n, k)
+    """
+    x = np.asarray(values)
+    if x.ndim != 2 or x.dtype != np.int64:
+        raise InputError("quantile_levels takes an (n, k) int64 matrix.")
+    n = x.shape[0]
+    m = int(n_levels)
+    if n < 1 or m < 1:
+        raise InputError("need at least one record and one level.")
+    srt = np.sort(x, axis=0)
+    out = np.zeros(x.shape, dtype=np.int64)
+    for j in range(1, m):
+        lo, k = ((n - 1) * j) // m, ((n - 1) * j) % m
+        t = m * srt[lo]
+        if k:
+            t = t + k * (srt[lo + 1] - srt[lo])
+        out += (m * x >= t[None, :]).astype(np.int64)
+    return out
+
+
+#: Fractional bits of the public factor loadings in :func:`factor_bins`.
+FACTOR_FRAC_BITS = 12
+
+
+def factor_bins(bins: np.ndarray, loadings: np.ndarray, n_levels: int) -> np.ndarray:
+    """Derived factor attributes: quantile levels of ``z = S V``.
+
+    ``V`` (d, k) is public (released by the selection step) and encoded in
+    fixed point, ``round(V * 2^12)``, so ``z = (2 b - 3) V_fp`` is an exact
+    integer product; each column of ``z`` is then binned into ``n_levels``
+    quantile levels by :func:`quantile_levels`.
+
+    Returns
+    -------
+    ndarray of int64 (n, k)
+    """
+    v = np.asarray(loadings, dtype=np.float64)
+    b = np.asarray(bins, dtype=np.int64)
+    if v.ndim != 2 or v.shape[0] != b.shape[1]:
+        raise InputError(f"loadings {v.shape} do not match {b.shape[1]} genes.")
+    v_fp = np.round(v * (1 << FACTOR_FRAC_BITS)).astype(np.int64)
+    z = (2 * b - 3) @ v_fp
+    return quantile_levels(z, n_levels)
+
+
+def joint_levels(levels: np.ndarray, n_levels: int) -> np.ndarray:
+    """One attribute from ``k`` level columns: ``sum_j z_j m^(k-1-j)`` (n, 1)."""
+    z = np.asarray(levels, dtype=np.int64)
+    out = np.zeros((z.shape[0], 1), dtype=np.int64)
+    for j in range(z.shape[1]):
+        out[:, 0] = out[:, 0] * int(n_levels) + z[:, j]
+    return out
