@@ -1,22 +1,26 @@
-"""What the computing servers reveal to the release server.
+"""What the computing servers reveal to the release server, and the one decoder of it.
 
 :class:`NoisyMeasurements` is the whole interface between the MPC phase (any
-engine) and the release phase (Private-PGM, sampling, de-binning). It holds only
-DP-noised marginals, the bin means (exact in ``paper`` mode, derived from noisy
-sums in ``dp`` mode) and public metadata.
+engine) and the release phase (Private-PGM, sampling, de-binning). It holds the
+DP-noised marginals, the bin representatives (exact means in the ``paper``
+profile; derived from noisy bin sums in ``strict`` and ``public-edges``), the
+bin edges and noisy histograms where the profile has them, and public metadata.
+
+:class:`OutputLayout` names what each profile opens and in which order (the
+contract with the MP-SPDZ program); :func:`decode_outputs` turns opened values
+into measurements for every engine and for the release server of a deployment.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ProtocolError
 
-MeanMode = Literal["paper", "dp"]
+__all__ = ["NoisyMeasurements", "OutputLayout", "decode_outputs", "privacy_meta", "noisy_total", "bin_means_from_sums"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,9 @@ class NoisyMeasurements:
     n_records : int
         Number of records to synthesize: the noisy total of the label table
         (:func:`noisy_total`), never the exact ``n``.
-    one_way : ndarray of float, shape (d, 4)
-        Noisy gene 1-way marginals.
+    one_way : ndarray of float, shape (d, 4), or None
+        Noisy gene 1-way marginals (``paper`` only: elsewhere they are implied
+        by the (gene, label) tables and not measured).
     label : ndarray of float, shape (L,)
         Noisy label 1-way marginal.
     two_way : ndarray of float, shape (d, 4, L)
@@ -41,38 +46,47 @@ class NoisyMeasurements:
     bin_means : ndarray of float, shape (d, 4)
         Value that bin ``k`` of gene ``g`` maps back to.
     sigma : float
-        Standard deviation of the noise added to each count (0 = no noise, only
-        for tests and debugging; not private).
-    mean_mode : {"paper", "dp"}
-        ``paper``: bin means revealed exactly (not DP). ``dp``: from noisy sums.
+        Standard deviation of the noise of each count (0 = no noise, only for
+        tests and debugging; not private).
+    profile : {"paper", "strict", "public-edges"}
+        The privacy profile the measurements come from.
+    edges : ndarray of float, shape (d, 3), or None
+        The public bin edges (``strict``: DP edges; ``public-edges``: given).
+    histogram : ndarray of float, shape (d, 2^b), or None
+        ``strict``: the noisy histograms the edges were computed from.
     engine : str
         Engine that produced the measurements.
     meta : dict
-        Extra public metadata (epsilon, delta, frac_bits, ...).
+        Extra public metadata (privacy plan, fixed point, ...).
     """
 
     gene_names: tuple[str, ...]
     label_names: tuple[str, ...]
     n_records: int
-    one_way: np.ndarray
+    one_way: np.ndarray | None
     label: np.ndarray
     two_way: np.ndarray
     bin_means: np.ndarray
     sigma: float
-    mean_mode: MeanMode = "paper"
+    profile: str = "paper"
+    edges: np.ndarray | None = None
+    histogram: np.ndarray | None = None
     engine: str = "plaintext"
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         d, n_labels = len(self.gene_names), len(self.label_names)
-        for name, arr, shape in (
-            ("one_way", self.one_way, (d, 4)),
-            ("label", self.label, (n_labels,)),
-            ("two_way", self.two_way, (d, 4, n_labels)),
-            ("bin_means", self.bin_means, (d, 4)),
-        ):
+        checks = [("label", self.label, (n_labels,)), ("two_way", self.two_way, (d, 4, n_labels)),
+                  ("bin_means", self.bin_means, (d, 4))]
+        if self.one_way is not None:
+            checks.append(("one_way", self.one_way, (d, 4)))
+        if self.edges is not None:
+            checks.append(("edges", self.edges, (d, 3)))
+        for name, arr, shape in checks:
             if np.shape(arr) != shape:
                 raise InputError(f"{name} has shape {np.shape(arr)}, expected {shape}.")
+        if self.histogram is not None and np.shape(self.histogram)[0] != d:
+            raise InputError(f"histogram has shape {np.shape(self.histogram)}, expected ({d}, cells).")
         if self.n_records < 1:
             raise InputError("n_records must be positive.")
         if not self.sigma >= 0:
@@ -93,31 +107,41 @@ class NoisyMeasurements:
             "label_names": list(self.label_names),
             "n_records": int(self.n_records),
             "sigma": float(self.sigma),
-            "mean_mode": self.mean_mode,
+            "profile": self.profile,
             "engine": self.engine,
             "meta": self.meta,
         }
-        return {
+        out = {
             "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-            "one_way": np.asarray(self.one_way, dtype=np.float64),
             "label": np.asarray(self.label, dtype=np.float64),
             "two_way": np.asarray(self.two_way, dtype=np.float64),
             "bin_means": np.asarray(self.bin_means, dtype=np.float64),
         }
+        for name in ("one_way", "edges", "histogram"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = np.asarray(value, dtype=np.float64)
+        return out
 
     @classmethod
     def from_npz_dict(cls, data) -> "NoisyMeasurements":
         header = json.loads(bytes(np.asarray(data["header"], dtype=np.uint8)).decode())
+
+        def opt(name):
+            return np.asarray(data[name]) if name in data else None
+
         return cls(
             gene_names=tuple(header["gene_names"]),
             label_names=tuple(header["label_names"]),
             n_records=int(header["n_records"]),
-            one_way=np.asarray(data["one_way"]),
+            one_way=opt("one_way"),
             label=np.asarray(data["label"]),
             two_way=np.asarray(data["two_way"]),
             bin_means=np.asarray(data["bin_means"]),
             sigma=float(header["sigma"]),
-            mean_mode=header["mean_mode"],
+            profile=header.get("profile", "paper"),
+            edges=opt("edges"),
+            histogram=opt("histogram"),
             engine=header["engine"],
             meta=header.get("meta", {}),
         )
@@ -137,43 +161,55 @@ class OutputLayout:
     order (each field in C order of its shape) and the Python side splits the
     flat vector with :meth:`split`.
 
+    ``paper``: ``one_way`` (d, 4), ``label`` (L,), ``two_way`` (d, 4, L),
+    ``means`` (d, 4). ``strict`` and ``public-edges``: ``label``, ``two_way``,
+    ``sums`` (d, 4); ``strict`` opens its phase-1 ``histogram`` (d, 2^b)
+    earlier, to every server and the release server (:meth:`phase1_fields`).
+
     Parameters
     ----------
     n_genes, n_labels : int
         ``d`` and ``L``.
-    mean_mode : {"paper", "dp"}
-        ``paper``: exact bin means are opened; ``dp``: noisy bin sums.
+    profile : str, default "paper"
+    hist_cells : int, default 64
+        ``strict``: cells of each histogram.
     """
 
     n_genes: int
     n_labels: int
-    mean_mode: MeanMode = "paper"
+    profile: str = "paper"
+    hist_cells: int = 64
 
     def fields(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         d, L = self.n_genes, self.n_labels
-        last = "means" if self.mean_mode == "paper" else "sums"
-        return (("one_way", (d, 4)), ("label", (L,)), ("two_way", (d, 4, L)), (last, (d, 4)))
+        if self.profile == "paper":
+            return (("one_way", (d, 4)), ("label", (L,)), ("two_way", (d, 4, L)), ("means", (d, 4)))
+        return (("label", (L,)), ("two_way", (d, 4, L)), ("sums", (d, 4)))
+
+    def phase1_fields(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return (("histogram", (self.n_genes, self.hist_cells)),) if self.profile == "strict" else ()
 
     @property
     def size(self) -> int:
         return sum(int(np.prod(shape)) for _, shape in self.fields())
 
-    def split(self, flat: np.ndarray, *, what: str = "the opened outputs") -> dict[str, np.ndarray]:
+    def split(self, flat: np.ndarray, *, what: str = "the opened outputs", phase1: bool = False
+              ) -> dict[str, np.ndarray]:
         """Cut a flat int64 vector into the named arrays (a size mismatch is a ProtocolError)."""
-        from .errors import ProtocolError
-
+        fields = self.phase1_fields() if phase1 else self.fields()
+        size = sum(int(np.prod(shape)) for _, shape in fields)
         flat = np.asarray(flat)
-        if flat.ndim != 1 or flat.size != self.size:
-            raise ProtocolError(f"{what} hold {flat.size} values, expected {self.size}.")
+        if flat.ndim != 1 or flat.size != size:
+            raise ProtocolError(f"{what} hold {flat.size} values, expected {size}.")
         out, pos = {}, 0
-        for name, shape in self.fields():
+        for name, shape in fields:
             k = int(np.prod(shape))
             out[name] = flat[pos : pos + k].reshape(shape)
             pos += k
         return out
 
     def join(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The inverse of :meth:`split`."""
+        """The inverse of :meth:`split` (the release fields)."""
         return np.concatenate([np.asarray(outputs[name]).reshape(-1) for name, _ in self.fields()])
 
 
@@ -193,6 +229,20 @@ def noisy_total(label: np.ndarray) -> int:
     return max(1, int(round(float(np.sum(np.asarray(label, dtype=np.float64))))))
 
 
+def bin_means_from_sums(sums: np.ndarray, two_way: np.ndarray, geometry, frac_bits: int) -> np.ndarray:
+    """Bin representatives from noisy centred bin sums (post-processing, in value units).
+
+    ``mean = centre + sum 2^k / max(count, 1)``, clipped to the bin; ``count``
+    is the bin's noisy count (the (gene, label) table summed over labels), so
+    a bin with no or noise-only mass falls back near its centre.
+    """
+    unit = np.ldexp(1.0, np.asarray(geometry.unit_bits, dtype=np.int64))
+    counts = np.maximum(np.asarray(two_way, dtype=np.float64).sum(axis=2), 1.0)
+    mean_fp = geometry.centers + np.asarray(sums, dtype=np.float64) * unit / counts
+    lo, hi = geometry.bounds[:, :4], geometry.bounds[:, 1:]
+    return np.clip(mean_fp, lo, hi) / float(1 << frac_bits)
+
+
 def decode_outputs(
     opened: dict[str, np.ndarray],
     *,
@@ -200,6 +250,7 @@ def decode_outputs(
     label_names: tuple[str, ...],
     params,
     engine: str,
+    histogram: np.ndarray | None = None,
     meta: dict | None = None,
 ) -> NoisyMeasurements:
     """Turn opened outputs into :class:`NoisyMeasurements` (the release server's decoder).
@@ -210,14 +261,16 @@ def decode_outputs(
     Parameters
     ----------
     opened : dict of str to ndarray of int64
-        As :class:`OutputLayout` names them (:func:`fedsyn.reference.protocol1_outputs`):
-        integer noisy counts ``one_way``, ``label``, ``two_way``; fixed-point
-        ``means`` (paper mode) or integer noisy ``sums`` in units of
-        ``2^params.sum_bits`` ulps (dp mode).
+        The :class:`OutputLayout` fields of ``params.profile``: integer noisy
+        counts; fixed-point exact ``means`` (``paper``) or integer noisy
+        centred ``sums`` on their grids (``strict``, ``public-edges``).
     gene_names, label_names : tuple of str
     params : fedsyn.params.ProtocolParams
     engine : str
         Name recorded in the measurements.
+    histogram : ndarray or None
+        ``strict``: the opened noisy histograms (phase 1), from which the
+        edges are recomputed here exactly as the servers computed them.
     meta : dict, optional
         Extra public metadata.
 
@@ -226,25 +279,35 @@ def decode_outputs(
     The number of records is taken from the noisy label table
     (:func:`noisy_total`): nothing exact about ``n`` is used or recorded.
     """
-    from .errors import ProtocolError
     from .fixedpoint import decode
 
-    layout = OutputLayout(len(gene_names), len(label_names), params.mean_mode)
+    layout = OutputLayout(len(gene_names), len(label_names), params.profile, params.hist_cells)
     for name, shape in layout.fields():
         if name not in opened or np.shape(opened[name]) != shape:
             raise ProtocolError(f"the opened outputs lack {name!r} of shape {shape}.")
     f = params.frac_bits
-    one_way = np.asarray(opened["one_way"], dtype=np.float64)
     label = np.asarray(opened["label"], dtype=np.float64)
-    if params.mean_mode == "dp":
-        sums = np.asarray(opened["sums"], dtype=np.float64) * float(1 << params.sum_bits) / float(1 << f)
-        means = means_from_noisy_sums(sums, one_way, params.clip)
-    else:
+    two_way = np.asarray(opened["two_way"], dtype=np.float64)
+    info: dict = {"frac_bits": f, "noise": params.noise}
+    edges = one_way = hist_out = None
+    if params.profile == "paper":
+        one_way = np.asarray(opened["one_way"], dtype=np.float64)
         means = decode(np.asarray(opened["means"]), f)
-    info = {"frac_bits": f, "binning": params.binning, "noise": params.noise}
-    if params.mean_mode == "dp":
-        info.update(sum_sigma=params.sum_sigma, sum_unit=float(1 << params.sum_bits) / float(1 << f),
-                    clip=list(params.clip))
+        info["binning"] = params.binning
+    else:
+        from .edges import bin_geometry, edges_from_histogram, public_edges_fp
+
+        if params.profile == "strict":
+            if histogram is None or np.shape(histogram) != (len(gene_names), params.hist_cells):
+                raise ProtocolError("the strict profile's outputs lack the phase-1 histograms.")
+            edges_fp = edges_from_histogram(histogram, params)
+            hist_out = np.asarray(histogram, dtype=np.float64)
+        else:
+            edges_fp = public_edges_fp(params)
+        geometry = bin_geometry(edges_fp, params)
+        means = bin_means_from_sums(opened["sums"], two_way, geometry, f)
+        edges = decode(edges_fp, f)
+        info.update(value_range=list(params.value_range), hist_bits=params.hist_bits)
     info.update(meta or {})
     return NoisyMeasurements(
         gene_names=tuple(gene_names),
@@ -252,25 +315,12 @@ def decode_outputs(
         n_records=noisy_total(label),
         one_way=one_way,
         label=label,
-        two_way=np.asarray(opened["two_way"], dtype=np.float64),
+        two_way=two_way,
         bin_means=np.asarray(means, dtype=np.float64),
         sigma=float(params.sigma) if params.noise else 0.0,
-        mean_mode=params.mean_mode,
+        profile=params.profile,
+        edges=edges,
+        histogram=hist_out,
         engine=engine,
         meta=info,
     )
-
-
-def means_from_noisy_sums(
-    noisy_sums: np.ndarray, noisy_counts: np.ndarray, clip: tuple[float, float]
-) -> np.ndarray:
-    """Bin means of ``dp`` mode, computed by the release server (post-processing).
-
-    ``noisy_sum / max(noisy_count, 1)`` clipped to the public range; an empty or
-    noise-dominated bin thus falls back to a value inside ``clip``.
-    """
-    lo, hi = clip
-    means = np.asarray(noisy_sums, dtype=np.float64) / np.maximum(
-        np.asarray(noisy_counts, dtype=np.float64), 1.0
-    )
-    return np.clip(means, lo, hi)

@@ -16,36 +16,39 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from .errors import ConfigError
 from .fixedpoint import DEFAULT_FRAC_BITS
 
 Binning = Literal["select", "sort"]
-MeanMode = Literal["paper", "dp"]
+Profile = Literal["strict", "paper", "public-edges"]
 
-#: Target sensitivity, in grid units, of a bin sum in ``dp`` mean mode (see :func:`sum_unit_bits`).
-SUM_SHIFT_TARGET = 16
+#: Profiles and what they release (``docs/privacy.md``).
+PROFILES: dict[str, str] = {
+    "strict": "DP bin edges (noisy histograms on a public grid), noisy (gene, label) and label tables, noisy "
+              "bin sums for de-binning: every released number covered by the guarantee",
+    "public-edges": "bin edges from a public file, noisy (gene, label) and label tables, noisy bin sums",
+    "paper": "the paper: data-dependent quartile edges and exact bin means (NOT differentially private), noisy "
+             "gene, label and (gene, label) tables",
+}
+#: Public value range of log-scale expression (VST, log2 CPM) used when none is given.
+DEFAULT_VALUE_RANGE = (0.0, 32.0)
+#: Sensitivity, in grid units, of one released bin sum (see :func:`sum_unit_bits`).
+SUM_SHIFT = 16
+#: Default number of histogram bits of ``strict`` (``2^6 = 64`` cells on the value range).
+DEFAULT_HIST_BITS = 6
 
 
-def sum_unit_bits(clip: tuple[float, float], frac_bits: int) -> int:
-    """``k`` such that the bin sums are released in units of ``2^k`` fixed-point ulps.
-
-    A record moves one bin sum of a gene by at most ``C = max(|lo|, |hi|)``;
-    in units of ``2^k`` ulps that is at most ``ceil(C 2^f / 2^k)``
-    (:func:`sum_shift`), about :data:`SUM_SHIFT_TARGET`.
-    """
-    c_fp = max(abs(clip[0]), abs(clip[1])) * (1 << frac_bits)
-    return max(0, math.ceil(math.log2(max(c_fp, 1.0) / SUM_SHIFT_TARGET)))
-
-
-def sum_shift(clip: tuple[float, float], frac_bits: int) -> int:
-    """Largest change of one released bin sum (grid units) from adding or removing one record.
-
-    The released value is ``round(S / 2^k)``; ``S`` moves by at most ``C 2^f``
-    ulps, and rounding moves the result by at most ``ceil(C 2^f / 2^k)``.
-    """
-    k = sum_unit_bits(clip, frac_bits)
-    c_fp = max(abs(clip[0]), abs(clip[1])) * (1 << frac_bits)
-    return max(1, math.ceil(c_fp / (1 << k)))
+def sum_unit_bits(half_width_fp):
+    """``k >= 0`` such that a bin sum moving by at most ``half_width_fp`` ulps moves by at most
+    :data:`SUM_SHIFT` units of ``2^k`` ulps once rounded: the smallest ``k`` with
+    ``half_width_fp <= SUM_SHIFT 2^k`` (elementwise for arrays)."""
+    hw = np.maximum(np.asarray(half_width_fp, dtype=np.int64), 1)
+    k = np.zeros(hw.shape, dtype=np.int64)
+    while np.any(hw > SUM_SHIFT * (np.int64(1) << k)):
+        k = np.where(hw > SUM_SHIFT * (np.int64(1) << k), k + 1, k)
+    return int(k) if np.ndim(k) == 0 else k
 
 
 @dataclass(frozen=True)
@@ -57,26 +60,36 @@ class ProtocolParams:
     n_labels : int
         Size of the public label domain ``L``.
     sigma : float
-        Noise standard deviation of every released count (in counts), from
+        Noise standard deviation of every released count of the (gene, label)
+        and label tables (and the gene tables in ``paper``), in counts, from
         :mod:`fedsyn.accounting`. ``0`` only together with ``noise=False``.
     frac_bits : int, default 16
         Fixed-point fractional bits of the values (must match the holders' bundles).
     noise : bool, default True
-        Add noise. ``False`` reveals exact counts: NOT private, only for
+        Add noise. ``False`` reveals exact statistics: NOT private, only for
         testing that engines agree with the reference.
+    profile : {"paper", "strict", "public-edges"}, default "paper"
+        What is released (:data:`PROFILES`). The default of this low-level
+        object is the paper's protocol; ``fedsyn run``, ``fedsyn plan`` and
+        :class:`fedsyn.pipeline.RunConfig` default to ``strict``.
     binning : {"select", "sort"}, default "select"
-        ``select``: shuffle-then-compare selection of the three quartile order
-        statistics (Hamada et al. 2012). ``sort``: a full secure sort, as the
-        paper's Protocol 2.
-    mean_mode : {"paper", "dp"}, default "paper"
-        ``paper`` reveals exact bin means (as the paper; not DP). ``dp`` reveals
-        noisy bin sums instead (values clipped to ``clip``) and the release server
-        divides by the noisy counts.
-    clip : tuple of float or None, default None
-        Public value range ``(lo, hi)`` for ``mean_mode="dp"``.
+        ``paper``: how the quartile order statistics are found (selection,
+        Hamada et al. 2012, or a full secure sort as the paper's Protocol 2).
+    value_range : (float, float) or None, default None
+        Public value range ``lo < hi``: every value is clipped to it inside
+        MPC. Required by ``strict`` and ``public-edges``; optional in ``paper``
+        (``None``: values only need ``|x| < 2^40`` in fixed point).
+    hist_bits : int, default 6
+        ``strict``: the histogram of every gene has ``2^hist_bits`` equal cells
+        on ``[lo, lo + 2^r)`` (:attr:`grid_bits`): the value range's width
+        rounded up to a power of two of fixed-point ulps.
+    hist_sigma : float, default 0.0
+        ``strict``: noise of every histogram cell, in counts.
     sum_sigma : float, default 0.0
-        ``dp`` mode: noise standard deviation of every released bin sum, in
-        units of ``2^sum_bits`` ulps (:func:`sum_unit_bits`).
+        ``strict``/``public-edges``: noise of every released bin sum, in its
+        grid units (one record moves a sum by at most :data:`SUM_SHIFT` units).
+    edges : tuple of (float, float, float) or None, default None
+        ``public-edges``: every gene's three bin edges, from a public source.
     n_genes : int or None, default None
         Number of genes the noise was calibrated for; servers refuse bundles
         with another number. ``None`` skips the check (tests without a plan).
@@ -86,35 +99,72 @@ class ProtocolParams:
     sigma: float
     frac_bits: int = DEFAULT_FRAC_BITS
     noise: bool = True
+    profile: Profile = "paper"
     binning: Binning = "select"
-    mean_mode: MeanMode = "paper"
-    clip: tuple[float, float] | None = None
+    value_range: tuple[float, float] | None = None
+    hist_bits: int = DEFAULT_HIST_BITS
+    hist_sigma: float = 0.0
     sum_sigma: float = 0.0
+    edges: tuple[tuple[float, float, float], ...] | None = None
     n_genes: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_labels < 2:
             raise ConfigError(f"At least two labels are needed, got {self.n_labels}.")
-        if self.sigma < 0 or self.sum_sigma < 0:
+        if min(self.sigma, self.hist_sigma, self.sum_sigma) < 0:
             raise ConfigError("Noise standard deviations must be non-negative.")
-        if self.noise and self.sigma == 0:
-            raise ConfigError("sigma is 0 but noise is on; pass noise=False to release exact counts.")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"Unknown privacy profile {self.profile!r}; use one of {', '.join(PROFILES)}.")
         if self.binning not in ("select", "sort"):
             raise ConfigError(f"Unknown binning {self.binning!r}; use 'select' or 'sort'.")
-        if self.mean_mode not in ("paper", "dp"):
-            raise ConfigError(f"Unknown mean_mode {self.mean_mode!r}; use 'paper' or 'dp'.")
-        if self.mean_mode == "dp":
-            if self.clip is None or not self.clip[0] < self.clip[1]:
-                raise ConfigError("mean_mode='dp' needs a public clip range lo < hi.")
-            if self.noise and self.sum_sigma <= 0:
-                raise ConfigError("mean_mode='dp' with noise needs sum_sigma > 0.")
+        if self.value_range is not None:
+            lo, hi = self.value_range
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ConfigError(f"The value range must be finite with lo < hi, got {self.value_range}.")
+            if max(abs(lo), abs(hi)) * (1 << self.frac_bits) >= 2.0**40:
+                raise ConfigError(f"The value range {self.value_range} exceeds the fixed-point range.")
+        if self.profile != "paper" and self.value_range is None:
+            raise ConfigError(f"The {self.profile!r} profile needs a public value range (--value-range LO HI).")
+        if not 1 <= self.hist_bits <= 10:
+            raise ConfigError(f"hist_bits must lie in 1..10, got {self.hist_bits}.")
+        if self.profile == "public-edges":
+            if self.edges is None:
+                raise ConfigError("The 'public-edges' profile needs the public bin edges (--edges FILE).")
+            if self.n_genes is not None and len(self.edges) != self.n_genes:
+                raise ConfigError(f"{len(self.edges)} public edge triples for {self.n_genes} genes.")
+        elif self.edges is not None:
+            raise ConfigError(f"Public bin edges are used by the 'public-edges' profile only, not {self.profile!r}.")
+        if self.noise:
+            needed = {"sigma": self.sigma}
+            if self.profile == "strict":
+                needed["hist_sigma"] = self.hist_sigma
+            if self.profile != "paper":
+                needed["sum_sigma"] = self.sum_sigma
+            zero = [k for k, v in needed.items() if v <= 0]
+            if zero:
+                raise ConfigError(f"noise is on but {', '.join(zero)} is 0; pass noise=False to release exact "
+                                  "statistics (testing only).")
         if self.n_genes is not None and self.n_genes < 1:
             raise ConfigError(f"n_genes must be positive, got {self.n_genes}.")
 
     @property
-    def sum_bits(self) -> int:
-        """``dp`` mode: bin sums are released in units of ``2^sum_bits`` ulps."""
-        return sum_unit_bits(self.clip, self.frac_bits) if self.clip is not None else 0
+    def hist_cells(self) -> int:
+        return 1 << self.hist_bits
+
+    @property
+    def range_fp(self) -> tuple[int, int]:
+        """The clip range in fixed point, ``[round(lo 2^f), round(hi 2^f) - 1]``: values are clipped to
+        ``[lo, hi)`` on the fixed-point grid."""
+        if self.value_range is None:
+            raise ConfigError("this run has no value range")
+        one = 1 << self.frac_bits
+        return int(round(self.value_range[0] * one)), int(round(self.value_range[1] * one)) - 1
+
+    @property
+    def grid_bits(self) -> int:
+        """``r``: every clipped value minus ``lo`` fits in ``r`` bits (the histogram grid is ``[lo, lo + 2^r)``)."""
+        lo, hi = self.range_fp
+        return max(self.hist_bits, (hi - lo).bit_length())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,8 +172,10 @@ class ProtocolParams:
     @classmethod
     def from_dict(cls, data: dict) -> "ProtocolParams":
         data = dict(data)
-        if data.get("clip") is not None:
-            data["clip"] = tuple(data["clip"])
+        if data.get("value_range") is not None:
+            data["value_range"] = tuple(data["value_range"])
+        if data.get("edges") is not None:
+            data["edges"] = tuple(tuple(float(v) for v in e) for e in data["edges"])
         return cls(**data)
 
 

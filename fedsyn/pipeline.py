@@ -33,7 +33,7 @@ from .data import ExpressionData, stratified_split
 from .engines.base import Engine
 from .errors import ConfigError, InputError
 from .measurements import NoisyMeasurements
-from .params import ProtocolParams, sum_shift
+from .params import DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE, PROFILES, ProtocolParams
 from .release import DEFAULT_ITERATIONS
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,21 @@ class RunConfig:
     delta : float, default 1e-5
     n_holders : int, default 3
         Number of data holders the training set is divided among.
+    profile : {"strict", "paper", "public-edges"}, default "strict"
+        What is released (:data:`fedsyn.params.PROFILES`): ``strict`` is
+        differentially private end to end; ``paper`` reproduces the paper
+        (exact quartiles and bin means, not DP); ``public-edges`` takes the
+        bin edges from ``edges``.
+    value_range : (float, float), default (0.0, 32.0)
+        Public value range every value is clipped to (inside MPC); never
+        derived from the private data. The default fits log-scale expression
+        (VST, log2 CPM).
+    hist_bits : int, default 6
+        ``strict``: cells of each gene's histogram, ``2^hist_bits``.
+    edges : tuple of (float, float, float) or None, default None
+        ``public-edges``: the bin edges of every gene, in gene order.
     binning : {"select", "sort"}, default "select"
-    mean_mode : {"paper", "dp"}, default "paper"
-    clip : tuple of float, optional
-        Public value range: required for ``mean_mode="dp"``, refused otherwise.
+        ``paper``: selection of the quartile order statistics, or a full sort.
     frac_bits : int, default 16
     test_fraction : float, default 0.2
         Held-out real fraction for evaluation; 0 disables the split and the evaluation.
@@ -72,9 +83,11 @@ class RunConfig:
     epsilon: float = 10.0
     delta: float = 1e-5
     n_holders: int = 3
+    profile: Literal["strict", "paper", "public-edges"] = "strict"
+    value_range: tuple[float, float] = DEFAULT_VALUE_RANGE
+    hist_bits: int = DEFAULT_HIST_BITS
+    edges: tuple[tuple[float, float, float], ...] | None = None
     binning: Literal["select", "sort"] = "select"
-    mean_mode: Literal["paper", "dp"] = "paper"
-    clip: tuple[float, float] | None = None
     frac_bits: int = 16
     test_fraction: float = 0.2
     estimator: Literal["star", "mbi"] = "star"
@@ -89,16 +102,10 @@ class RunConfig:
             raise ConfigError("test_fraction must lie in [0, 1).")
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
             raise ConfigError(f"iterations must be a positive integer, got {self.iterations!r}.")
-        if self.mean_mode == "dp" and self.clip is None:
-            raise ConfigError(
-                "mean_mode 'dp' needs a public value range (--clip LO HI); it must not be "
-                "derived from the private data."
-            )
-        if self.mean_mode != "dp" and self.clip is not None:
-            raise ConfigError(
-                f"a clip range is only used by mean_mode 'dp' (--mean-mode dp); mean_mode "
-                f"{self.mean_mode!r} releases exact bin means and would ignore it."
-            )
+        if self.profile not in PROFILES:
+            raise ConfigError(f"Unknown privacy profile {self.profile!r}; use one of {', '.join(PROFILES)}.")
+        if (self.edges is not None) != (self.profile == "public-edges"):
+            raise ConfigError("public bin edges (--edges FILE) go with --privacy public-edges, and it needs them.")
 
 
 @dataclass(frozen=True)
@@ -138,18 +145,15 @@ def make_params(config: RunConfig, n_labels: int, n_genes: int) -> tuple[Protoco
     plan : PrivacyPlan or None
         ``None`` for a noise-free (not private) run.
     """
-    common = dict(n_labels=n_labels, frac_bits=config.frac_bits, binning=config.binning,
-                  mean_mode=config.mean_mode, clip=config.clip, n_genes=n_genes)
+    common = dict(n_labels=n_labels, frac_bits=config.frac_bits, binning=config.binning, profile=config.profile,
+                  value_range=config.value_range, hist_bits=config.hist_bits, edges=config.edges, n_genes=n_genes)
     if not config.noise:
         return ProtocolParams(sigma=0.0, noise=False, **common), None  # type: ignore[arg-type]
-    shift = sum_shift(config.clip, config.frac_bits) if config.mean_mode == "dp" else 0
-    plan = accounting.plan_privacy(
-        config.epsilon, config.delta, n_genes=n_genes, n_labels=n_labels, mean_mode=config.mean_mode,
-        sum_shift=shift, not_covered=accounting.not_covered_for(config.mean_mode),
-    )
+    plan = accounting.plan_privacy(config.epsilon, config.delta, n_genes=n_genes, n_labels=n_labels,
+                                   profile=config.profile)
+    sigmas = {f.name: f.sigma for f in plan.families}
     params = ProtocolParams(
-        sigma=plan.family("counts").sigma,
-        sum_sigma=plan.family("bin_sums").sigma if config.mean_mode == "dp" else 0.0,
+        sigma=sigmas["counts"], hist_sigma=sigmas.get("histogram", 0.0), sum_sigma=sigmas.get("bin_sums", 0.0),
         **common,  # type: ignore[arg-type]
     )
     return params, plan
@@ -274,7 +278,7 @@ def run_pipeline(
             "engine_stats": measured.stats,
         }
         files["run"] = write_json_atomic(staging / "run.json", run_info)
-        _restrict_non_dp(staging, files, dp_release=plan is not None and config.mean_mode == "dp")
+        _restrict_non_dp(staging, files, dp_release=plan is not None and config.profile != "paper")
     files = {k: out_dir / Path(v).name for k, v in files.items()}
     return RunResult(
         out_dir=out_dir,
@@ -295,7 +299,8 @@ def _run_summary(config: RunConfig, plan, measurements: NoisyMeasurements, engin
         "engine": engine,
         "engine_meta": {k: v for k, v in measurements.meta.items() if k != "privacy"},
         "private": bool(config.noise),
-        "bin_means": "exact (paper mode, not DP)" if config.mean_mode == "paper" else "DP (noisy sums)",
+        "profile": config.profile,
+        "bin_means": "exact (paper profile, not DP)" if config.profile == "paper" else "DP (noisy bin sums)",
     }
 
 

@@ -254,27 +254,131 @@ def _as_matrix(values_fp) -> np.ndarray:
     return x
 
 
-def round_to_unit(values: np.ndarray, bits: int) -> np.ndarray:
-    """``round(values / 2^bits)`` (halves up), exactly: ``floor((v + 2^(bits-1)) / 2^bits)``."""
+def round_to_unit(values: np.ndarray, bits) -> np.ndarray:
+    """``round(values / 2^bits)`` (halves up), exactly; ``bits`` a scalar or an array of the values' shape.
+
+    ``floor((v + 2^(bits-1)) / 2^bits)``, and ``v`` itself where ``bits = 0``.
+    """
     v = np.asarray(values, dtype=np.int64)
-    if bits == 0:
-        return v.copy()
-    return np.floor_divide(v + (1 << (bits - 1)), 1 << bits)
+    k = np.broadcast_to(np.asarray(bits, dtype=np.int64), v.shape)
+    half = np.where(k > 0, np.left_shift(np.int64(1), np.maximum(k - 1, 0)), 0)
+    return np.right_shift(v + half, k)
+
+
+# ---------------------------------------------------------------------------
+# The strict and public-edges profiles
+# ---------------------------------------------------------------------------
+
+
+def clip_to_range(values_fp: np.ndarray, params) -> np.ndarray:
+    """Values clipped to the public range ``[lo, hi)`` on the fixed-point grid (no-op without a range)."""
+    x = _as_matrix(values_fp)
+    if params.value_range is None:
+        return x
+    lo, hi = params.range_fp
+    return np.clip(x, lo, hi)
+
+
+def histograms(values_fp: np.ndarray, params) -> np.ndarray:
+    """Phase 1 of ``strict``: every gene's histogram on the public grid, shape (d, 2^hist_bits).
+
+    The cell of a clipped value ``x`` is the top ``hist_bits`` bits of the
+    ``grid_bits``-bit integer ``x - lo``.
+    """
+    x = clip_to_range(values_fp, params)
+    lo, _ = params.range_fp
+    cell = (x - lo) >> (params.grid_bits - params.hist_bits)
+    cells = params.hist_cells
+    d = x.shape[1]
+    flat = cell + cells * np.arange(d, dtype=np.int64)[None, :]
+    return np.bincount(flat.ravel(), minlength=d * cells).reshape(d, cells).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class EdgeStatistics:
+    """Exact (pre-noise) phase-2 statistics of ``strict``/``public-edges`` for public edges.
+
+    Attributes
+    ----------
+    bins : ndarray of uint8, shape (n, d)
+    counts : ndarray of int64, shape (d, 4)
+        Samples per bin (implied by ``two_way``; not released on its own).
+    label_counts : ndarray of int64, shape (L,)
+    two_way : ndarray of int64, shape (d, 4, L)
+    sums : ndarray of int64, shape (d, 4)
+        ``sum over the bin's samples of clip(x, a_0, b_3) - centre``, in ulps.
+    """
+
+    bins: np.ndarray
+    counts: np.ndarray
+    label_counts: np.ndarray
+    two_way: np.ndarray
+    sums: np.ndarray
+
+
+def edge_statistics(values_fp: np.ndarray, labels: np.ndarray, n_labels: int, geometry, params) -> EdgeStatistics:
+    """Phase 2 of ``strict`` (the whole of ``public-edges``): bins by public edges and their statistics.
+
+    Parameters
+    ----------
+    values_fp : ndarray of int64, shape (n, d)
+        Pooled fixed-point values (clipped to the value range here).
+    labels : ndarray of int, shape (n,)
+    n_labels : int
+    geometry : fedsyn.edges.BinGeometry
+        Public edges and bin bounds.
+    params : ProtocolParams
+    """
+    x = clip_to_range(values_fp, params)
+    y = label_onehot(labels, n_labels)
+    e = geometry.edges
+    bits = np.stack([(x >= e[None, :, j]).astype(np.int64) for j in range(3)])  # (3, n, d)
+    ind = indicators_from_bits(bits)  # (n, d, 4)
+    xs = np.clip(x, geometry.bounds[None, :, 0], geometry.bounds[None, :, 4])
+    counts = ind.sum(axis=0)
+    sums = np.einsum("ndk,nd->dk", ind, xs) - counts * geometry.centers
+    return EdgeStatistics(
+        bins=bits.sum(axis=0).astype(np.uint8), counts=counts.astype(np.int64),
+        label_counts=y.sum(axis=0).astype(np.int64), two_way=np.einsum("ndk,nl->dkl", ind, y).astype(np.int64),
+        sums=sums.astype(np.int64),
+    )
+
+
+def edge_outputs(stats: EdgeStatistics, geometry, params, *, rng) -> dict[str, np.ndarray]:
+    """What phase 2 opens: noisy ``label``, ``two_way`` counts and noisy bin ``sums`` on their grids."""
+    from .noise import GridNoise
+
+    def noisy(values: np.ndarray, sigma: float) -> np.ndarray:
+        v = np.asarray(values, dtype=np.int64)
+        return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
+
+    return {
+        "label": noisy(stats.label_counts, params.sigma),
+        "two_way": noisy(stats.two_way, params.sigma),
+        "sums": noisy(round_to_unit(stats.sums, geometry.unit_bits), params.sum_sigma),
+    }
+
+
+def noisy_histograms(values_fp: np.ndarray, params, *, rng) -> np.ndarray:
+    """What phase 1 of ``strict`` opens: every histogram cell plus grid noise."""
+    from .noise import GridNoise
+
+    h = histograms(values_fp, params)
+    return h + GridNoise(params.hist_sigma).sample(h.shape, rng=rng) if params.noise else h
 
 
 def protocol1_outputs(stats: BinStatistics, params, *, rng) -> dict[str, np.ndarray]:
-    """What Protocol 1 opens to the release server, computed in the clear.
+    """What the ``paper`` profile opens to the release server, computed in the clear.
 
     The reference of every engine's opened outputs
-    (:class:`fedsyn.measurements.OutputLayout`): noisy counts ``one_way``,
-    ``label``, ``two_way`` (integers), and either the exact fixed-point bin
-    ``means`` (paper mode, not DP) or the noisy bin ``sums`` (dp mode, integers
-    in units of ``2^params.sum_bits`` ulps).
+    (:class:`fedsyn.measurements.OutputLayout`): noisy integer counts
+    ``one_way``, ``label``, ``two_way`` and the exact fixed-point bin ``means``
+    (not DP, as the paper).
 
     Parameters
     ----------
     stats : BinStatistics
-        Exact statistics of the pooled (and, in dp mode, clipped) data.
+        Exact statistics of the pooled (clipped, if there is a value range) data.
     params : fedsyn.params.ProtocolParams
     rng : generator
         Source of the noise uniforms (the OS CSPRNG unless a seed was given).
@@ -285,16 +389,12 @@ def protocol1_outputs(stats: BinStatistics, params, *, rng) -> dict[str, np.ndar
         v = np.asarray(values, dtype=np.int64)
         return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
 
-    out = {
+    return {
         "one_way": noisy(stats.counts, params.sigma),
         "label": noisy(stats.label_counts, params.sigma),
         "two_way": noisy(stats.two_way, params.sigma),
+        "means": stats.means,
     }
-    if params.mean_mode == "paper":
-        out["means"] = stats.means
-    else:
-        out["sums"] = noisy(round_to_unit(stats.sums, params.sum_bits), params.sum_sigma)
-    return out
 
 
 # ===========================================================================

@@ -245,7 +245,8 @@ def _check_measurements(measurements: NoisyMeasurements) -> None:
     if len(set(measurements.gene_names)) != measurements.n_genes:
         raise InputError("gene names in the measurements are not unique.")
     for name in ("one_way", "label", "two_way", "bin_means"):
-        if not np.all(np.isfinite(np.asarray(getattr(measurements, name), dtype=float))):
+        value = getattr(measurements, name)
+        if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
             raise InputError(f"measurements.{name} contains NaN or infinite values.")
 
 
@@ -262,8 +263,8 @@ def mbi_measurements(measurements: NoisyMeasurements) -> tuple[Any, list]:
     domain : mbi.Domain
         ``(label, gene_1, ..., gene_d)`` with sizes ``(L, 4, ..., 4)``.
     measurements : list of mbi.LinearMeasurement
-        ``(gene,)`` for every gene, then ``(label,)``, then ``(gene, label)``
-        for every gene, each with ``stddev = sigma`` (or
+        ``(gene,)`` for every gene (``paper`` only), then ``(label,)``, then
+        ``(gene, label)`` for every gene, each with ``stddev = sigma`` (or
         :data:`ZERO_SIGMA_STDDEV` when ``sigma == 0``).
     """
     _check_measurements(measurements)
@@ -271,9 +272,11 @@ def mbi_measurements(measurements: NoisyMeasurements) -> tuple[Any, list]:
     lab = _label_attribute(measurements.gene_names)
     domain = _domain(mbi, measurements.gene_names, measurements.n_labels, lab)
     stddev = float(measurements.sigma) if measurements.sigma > 0 else ZERO_SIGMA_STDDEV
-    one_way = np.asarray(measurements.one_way, dtype=np.float64)
     two_way = np.asarray(measurements.two_way, dtype=np.float64)
-    out = [mbi.LinearMeasurement(one_way[i], (g,), stddev) for i, g in enumerate(measurements.gene_names)]
+    out = []
+    if measurements.one_way is not None:  # paper profile; elsewhere implied by the 2-way tables
+        one_way = np.asarray(measurements.one_way, dtype=np.float64)
+        out += [mbi.LinearMeasurement(one_way[i], (g,), stddev) for i, g in enumerate(measurements.gene_names)]
     out.append(mbi.LinearMeasurement(np.asarray(measurements.label, dtype=np.float64), (lab,), stddev))
     out += [
         mbi.LinearMeasurement(two_way[i].ravel(), (g, lab), stddev)

@@ -81,13 +81,19 @@ def test_plan_at_the_paper_size_needs_less_noise_than_the_gaussian_rdp_bound():
     assert 0.9 * rdp < counts.sigma < rdp  # 22.2 vs 23.4: the exact loss is below the RDP bound
 
 
-def test_dp_mode_adds_the_bin_sums_family():
-    plan = acc.plan_privacy(5, 1e-5, n_genes=20, n_labels=3, mean_mode="dp", sum_shift=12)
-    sums = plan.family("bin_sums")
-    assert (sums.tables, sums.shift) == (20, 12)
-    assert sums.sigma == pytest.approx(12 * plan.family("counts").sigma)
-    with pytest.raises(ConfigError, match="shift"):
-        acc.release_templates(n_genes=20, n_labels=3, mean_mode="dp")
+def test_strict_profile_releases_histograms_counts_and_bin_sums():
+    from fedsyn.params import SUM_SHIFT
+
+    plan = acc.plan_privacy(5, 1e-5, n_genes=20, n_labels=3, profile="strict")
+    assert [(f.name, f.tables, f.shift) for f in plan.families] == [
+        ("histogram", 20, 1), ("counts", 21, 1), ("bin_sums", 20, SUM_SHIFT)]
+    assert plan.epsilon_spent <= 5 and [x.split(":")[0] for x in plan.not_covered] == ["shapes"]
+    # the budget split sets the relative noise: more share, less noise
+    a = acc.release_templates(n_genes=20, n_labels=3, profile="strict",
+                              shares={"histogram": 0.5, "counts": 0.25, "bin_sums": 0.25})
+    assert a[0].scale < 1.0
+    with pytest.raises(ConfigError, match="positive"):
+        acc.release_templates(n_genes=20, n_labels=3, profile="strict", shares={"counts": 1.0})
 
 
 def test_check_budget_refuses_a_plan_that_spends_more_than_it_says():

@@ -87,7 +87,7 @@ def prep_csv(tmp_path_factory):
     (["--engine", "rep3", "--security", "active"], "--security applies to --engine mp-spdz only, not rep3"),
     (["--engine", "plaintext", "--transport", "inprocess"], "--transport applies to --engine rep3 only"),
     (["--engine", "plaintext", "--timeout", "5"], "--timeout applies"),
-    (["--engine", "plaintext", "--clip", "0", "20"], "only used by mean_mode 'dp'"),
+    (["--engine", "plaintext", "--privacy", "strict", "--edges", "x.csv"], "go with --privacy public-edges"),
     (["--engine", "plaintext", "--iterations", "0"], "iterations must be a positive integer"),
 ])
 def test_run_refuses_options_it_would_ignore(prep_csv, tmp_path, capsys, extra, message):
@@ -101,21 +101,21 @@ def test_run_refuses_options_it_would_ignore(prep_csv, tmp_path, capsys, extra, 
     assert not (tmp_path / "out").exists()
 
 
-def test_run_dp_mean_mode_end_to_end(prep_csv, tmp_path):
+def test_run_strict_profile_end_to_end(prep_csv, tmp_path):
     from fedsyn.readers import load_expression
 
     res = invoke("-q", "run", "--engine", "plaintext", "-i", str(prep_csv), "-o", str(tmp_path / "out"),
-                 "--mean-mode", "dp", "--clip", "6", "12", "--epsilon", "50", "--seed", "3")
+                 "--value-range", "6", "12", "--epsilon", "50", "--seed", "3")
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["config"]["mean_mode"] == "dp" and run["config"]["clip"] == [6.0, 12.0]
-    assert run["bin_means"] == "DP (noisy sums)"
+    assert run["config"]["profile"] == "strict" and run["config"]["value_range"] == [6.0, 12.0]
+    assert run["bin_means"] == "DP (noisy bin sums)"
     fams = {f["name"]: f for f in run["privacy"]["families"]}
-    assert fams["bin_sums"]["sigma"] > 0 and fams["bin_sums"]["shift"] > 1
-    assert run["privacy"]["epsilon_spent"] <= 50 and not any(x.startswith("bin means") for x in
-                                                              run["privacy"]["not_covered"])
+    assert set(fams) == {"histogram", "counts", "bin_sums"} and fams["bin_sums"]["shift"] == 16
+    assert run["privacy"]["epsilon_spent"] <= 50
+    assert [x.split(":")[0] for x in run["privacy"]["not_covered"]] == ["shapes"]
     synth = load_expression(tmp_path / "out" / "synthetic.csv")
-    assert synth.values.min() >= 6.0 and synth.values.max() <= 12.0  # de-binned to clipped DP means
+    assert synth.values.min() >= 6.0 and synth.values.max() <= 12.0  # de-binned inside the value range
     assert len(np.unique(synth.values[:, 0])) <= 4
 
 

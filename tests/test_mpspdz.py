@@ -17,7 +17,7 @@ import pytest
 from fedsyn import fixedpoint, reference
 from fedsyn.data import ExpressionData
 from fedsyn.engines.mpspdz import persistence
-from fedsyn.errors import BundleError, EngineUnavailableError, ProtocolError
+from fedsyn.errors import BundleError, ConfigError, EngineUnavailableError, ProtocolError
 from fedsyn.holder import replicated_pairs, split_shares
 from fedsyn.measurements import OutputLayout
 from fedsyn.params import ProtocolParams
@@ -266,46 +266,29 @@ def test_passive_select_on_real_fixture_columns():
 
 @pytest.mark.mpspdz
 @needs_passive
-def test_noise_and_dp_mode_follow_the_plaintext_engine():
+def test_noise_follows_the_plaintext_engine():
     from fedsyn.engines.plaintext import PlaintextEngine
     from fedsyn.noise import GridNoise
 
     x, y = _hard_inputs(30, 20, 3, seed=2)
     holders = _holders(x, y, 3, [12])
-    engine = _engine(security="passive")
-    params = ProtocolParams(n_labels=3, sigma=2.0, mean_mode="dp", clip=(-8.0, 12.0), sum_sigma=5.0)
-    noisy = engine.measure(holders, params).measurements
-    exact_params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, mean_mode="dp", clip=(-8.0, 12.0))
-    exact = PlaintextEngine().measure(holders, exact_params).measurements
+    noisy = _engine(security="passive").measure(holders, ProtocolParams(n_labels=3, sigma=2.0)).measurements
+    exact = PlaintextEngine().measure(holders, ProtocolParams(n_labels=3, sigma=0.0, noise=False)).measurements
     err = np.concatenate([(noisy.one_way - exact.one_way).ravel(), (noisy.label - exact.label).ravel(),
                           (noisy.two_way - exact.two_way).ravel()])
     assert err.size == 20 * 4 + 3 + 20 * 4 * 3
     assert np.array_equal(err, np.round(err))                  # integers: on the grid of one count
     assert 1.6 < err.std() < 2.4 and abs(err.mean()) < 0.4     # rounded Irwin-Hall, sigma = 2
     assert np.abs(err).max() <= GridNoise(2.0).pmf()[0][-1]    # inside the exact support
-    # dp means: noisy sums on their grid / noisy counts, clipped
-    unit = noisy.meta["sum_unit"]
-    st = reference.bin_statistics(fixedpoint.encode(np.clip(x, -8, 12)), y, 3)
-    grid_sums = reference.round_to_unit(st.sums, exact_params.sum_bits) * unit
-    denom = np.maximum(noisy.one_way, 1.0)
-    want = np.clip(grid_sums / denom, -8, 12)
-    assert np.all(np.abs(noisy.bin_means - want) <= GridNoise(5.0).pmf()[0][-1] * unit / denom + 1e-9)
-    assert not np.allclose(noisy.bin_means, want)
+    assert np.array_equal(noisy.bin_means, exact.bin_means)    # paper profile: exact means
 
 
-@pytest.mark.mpspdz
-@needs_passive
-def test_dp_mode_without_noise_gives_the_exact_clipped_sums():
-    from fedsyn.engines.plaintext import PlaintextEngine
+def test_the_program_refuses_profiles_it_does_not_implement():
+    from fedsyn.engines.mpspdz.engine import program_args
 
-    x, y = _hard_inputs(11, 4, 2, seed=5)
-    holders = _holders(x, y, 2, [4, 7])
-    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False, mean_mode="dp", clip=(-6.0, 6.5), binning="sort")
-    got = _engine(security="passive").measure(holders, params).measurements
-    want = PlaintextEngine().measure(holders, params).measurements
-    assert np.array_equal(got.one_way, want.one_way) and np.array_equal(got.two_way, want.two_way)
-    assert np.array_equal(got.bin_means, want.bin_means)  # same clipped fixed-point sums, same division
-    assert np.any(np.abs(x) > 6.5) and got.mean_mode == "dp"
+    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False, profile="strict", value_range=(0.0, 32.0))
+    with pytest.raises(ConfigError, match="paper profile.*rep3"):
+        program_args(10, 3, params)
 
 
 @pytest.mark.mpspdz

@@ -786,7 +786,7 @@ class _MaxMessage:
         (45, 4, 2, {}),
         (300, 40, 5, {}),
         (100, 10, 40, {}),
-        (120, 12, 3, {"mean_mode": "dp", "clip": (0.0, 20.0), "sum_sigma": 1.0}),
+        (120, 12, 3, {"profile": "strict", "value_range": (0.0, 20.0), "sum_sigma": 1.0, "hist_sigma": 1.0}),
         (150, 20, 4, {"binning": "sort"}),
         (500, 100, 5, {"block": 1 << 14}),  # several gene blocks
     ],

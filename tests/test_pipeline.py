@@ -36,15 +36,18 @@ def test_brca_fixture_plaintext_end_to_end(brca_path, tmp_path):
     synth = load_expression(tmp_path / "out" / "synthetic.csv", label_names=data.label_names)
     assert synth.gene_names == data.gene_names
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["privacy"]["families"][0]["sigma"] == pytest.approx(res.privacy.family("counts").sigma)
+    fams = {f["name"]: f["sigma"] for f in run["privacy"]["families"]}
+    assert fams["counts"] == pytest.approx(res.privacy.family("counts").sigma)
     assert run["privacy"]["epsilon"] == 100 and run["privacy"]["epsilon_spent"] <= 100
     assert "add/remove" in run["privacy"]["adjacency"] and run["privacy"]["not_covered"]
-    assert run["private"] is True
-    # files the DP guarantee does not cover are readable by their owner only
+    assert run["private"] is True and run["profile"] == "strict"
+    # files the DP guarantee does not cover are readable by their owner only; the DP release is not
     import stat
 
-    for name in ("metrics.json", "report.md", "run.json", "measurements.npz", "synthetic.csv"):
+    for name in ("metrics.json", "report.md", "run.json"):
         assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o600, name
+    for name in ("measurements.npz", "synthetic.csv"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) != 0o600, name
     assert "differentially private" in (tmp_path / "out" / "report.md").read_text()
 
 
@@ -71,7 +74,7 @@ def test_simulated_paper_size_rep3_epsilon_10(tmp_path):
     res = run_pipeline(data, cfg, tmp_path / "out", engine=make_engine("rep3", transport="inprocess"))
     m = res.metrics
     assert res.measurements.engine == "rep3"
-    assert res.privacy.family("counts").sigma == pytest.approx(10.05, abs=0.05)  # exact accountant, eps 10, d 200
+    assert res.privacy.family("counts").sigma == pytest.approx(9.59, abs=0.05)  # exact accountant, strict, eps 10, d 200
     assert m["tstr_accuracy"] >= m["majority_rate"] + 0.2
     assert m["de_tpr"] > 0.3
 
@@ -130,16 +133,18 @@ def test_seeded_runs_reproduce_and_unseeded_differ(small_data, tmp_path):
     assert not np.array_equal(a.two_way, c.two_way)
 
 
-def test_dp_mean_mode_needs_public_clip(small_data):
-    from fedsyn.params import sum_shift
+def test_profiles_make_the_parameters_their_plan_describes():
+    from fedsyn.params import SUM_SHIFT
 
-    with pytest.raises(ConfigError, match="public value range"):
-        RunConfig(mean_mode="dp")
-    cfg = RunConfig(mean_mode="dp", clip=(0.0, 12.0), seed=2, test_fraction=0.0)
-    params, plan = make_params(cfg, 3, 6)
-    shift = sum_shift((0.0, 12.0), 16)
-    assert plan.family("bin_sums").shift == shift
-    assert params.sum_sigma == pytest.approx(plan.family("counts").sigma * shift)
+    strict, plan = make_params(RunConfig(seed=2, test_fraction=0.0), 3, 6)
+    assert strict.profile == "strict" and strict.value_range == (0.0, 32.0)
+    assert {f.name: f.sigma for f in plan.families} == {"histogram": strict.hist_sigma, "counts": strict.sigma,
+                                                         "bin_sums": strict.sum_sigma}
+    assert plan.family("bin_sums").shift == SUM_SHIFT and plan.family("counts").tables == 7
+    paper, plan = make_params(RunConfig(profile="paper", seed=2), 3, 6)
+    assert paper.profile == "paper" and plan.family("counts").tables == 13
+    with pytest.raises(ConfigError, match="public-edges"):
+        RunConfig(profile="public-edges")
 
 
 def test_split_holders_partitions_samples(small_data):

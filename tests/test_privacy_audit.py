@@ -51,13 +51,29 @@ def test_reference_release_overlaps_for_neighbouring_counts_and_the_old_one_did_
     assert audit.support_overlap(old_a, old_b) < 0.01
 
 
-def test_reference_dp_sums_overlap_for_a_sum_and_the_sum_plus_one_clip_unit():
+def _edge_release(sums: int, d: int, unit_bits: int, params, rng) -> dict:
+    """The strict profile's phase-2 release of statistics whose every cell holds the given values."""
+    from fedsyn.edges import BinGeometry
+
+    stats = reference.EdgeStatistics(
+        bins=np.zeros((1, d), np.uint8), counts=np.full((d, 4), 40, np.int64),
+        label_counts=np.full(2, 40, np.int64), two_way=np.full((d, 4, 2), 40, np.int64),
+        sums=np.full((d, 4), sums, np.int64))
+    geometry = BinGeometry(edges=np.zeros((d, 3), np.int64), bounds=np.zeros((d, 5), np.int64),
+                           centers=np.zeros((d, 4), np.int64), unit_bits=np.full((d, 4), unit_bits, np.int64))
+    return reference.edge_outputs(stats, geometry, params, rng=rng)
+
+
+def test_reference_bin_sums_overlap_for_a_sum_and_the_sum_plus_one_full_shift():
+    from fedsyn.params import SUM_SHIFT
+
     rng = SystemRandom()
-    clip = (0.0, 12.0)
-    params = ProtocolParams(n_labels=2, sigma=10.0, mean_mode="dp", clip=clip, sum_sigma=160.0)
-    unit_fp = int(12.0 * (1 << F))  # one record at the clip bound
-    a = reference.protocol1_outputs(_stats(40, 5000, 2, sums=900 << F), params, rng=rng)["sums"]
-    b = reference.protocol1_outputs(_stats(41, 5000, 2, sums=(900 << F) + unit_fp), params, rng=rng)["sums"]
+    params = ProtocolParams(n_labels=2, sigma=10.0, hist_sigma=10.0, sum_sigma=160.0, profile="strict",
+                            value_range=(0.0, 32.0))
+    u = 12  # one record moves a bin sum by at most SUM_SHIFT units of 2^u ulps
+    a = _edge_release(900 << F, 4000, u, params, rng)["sums"]
+    b = _edge_release((900 << F) + (SUM_SHIFT << u), 4000, u, params, rng)["sums"]
+    assert a.dtype == np.int64
     assert audit.support_overlap(a, b) > 0.99 and audit.support_overlap(b, a) > 0.99
 
 
@@ -84,11 +100,12 @@ def test_rep3_noise_path_overlaps_for_neighbouring_counts():
     assert np.all((a - 40 >= ks[0]) & (a - 40 <= ks[-1]))  # integers inside the accounted support
 
 
-def test_rep3_dp_sum_path_overlaps_for_one_clip_unit():
-    params = ProtocolParams(n_labels=2, sigma=4.0, mean_mode="dp", clip=(0.0, 12.0), sum_sigma=48.0)
-    base = 900 << F
-    a = _rep3_release(np.full(20_000, base), params.sum_sigma, sum_bits=params.sum_bits, seed=3)
-    b = _rep3_release(np.full(20_000, base + (12 << F)), params.sum_sigma, sum_bits=params.sum_bits, seed=4)
+def test_rep3_bin_sum_path_overlaps_for_one_full_shift():
+    from fedsyn.params import SUM_SHIFT
+
+    sigma, u, base = 48.0, 12, 900 << F
+    a = _rep3_release(np.full(20_000, base), sigma, sum_bits=u, seed=3)
+    b = _rep3_release(np.full(20_000, base + (SUM_SHIFT << u)), sigma, sum_bits=u, seed=4)
     assert audit.support_overlap(a, b) > 0.99
 
 

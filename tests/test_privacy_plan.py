@@ -46,7 +46,11 @@ def test_plan_cli_writes_the_noise_and_its_guarantee(tmp_path):
     assert isinstance(plan, PrivacyPlan)
     assert (plan.n_genes, plan.n_labels, plan.epsilon, plan.delta) == (6, 3, 4.0, 1e-6)
     assert plan.epsilon_spent <= 4.0 and rp.protocol.sigma == plan.family("counts").sigma
-    assert rp.protocol.n_genes == 6 and any("bin means" in x for x in plan.not_covered)
+    assert rp.protocol.n_genes == 6 and rp.protocol.profile == "strict"
+    assert [x.split(":")[0] for x in plan.not_covered] == ["shapes"]  # strict: only what servers see of shapes
+    paper = load_run_params(plan_file(tmp_path, "--epsilon", "4", "--genes", "6", "--labels", "3",
+                                      "--privacy", "paper")).privacy
+    assert any(x.startswith("bin means") for x in paper.not_covered)
     raw = json.loads(path.read_text())
     assert raw["format"] == "fedsyn-params" and raw["privacy"]["accountant"].startswith("fedsyn PLD")
     res = CliRunner().invoke(cli, ["plan", "-o", str(tmp_path / "x.json"), "--epsilon", "1", "--genes", "six",
@@ -133,7 +137,7 @@ def test_plan_serve_release_end_to_end_and_a_rerun_is_refused(tmp_path):
     assert release.returncode == 0, err
     summary = json.loads((tmp_path / "release" / "release.json").read_text())
     assert summary["privacy"]["epsilon"] == 8.0 and summary["privacy"]["epsilon_spent"] <= 8.0
-    assert "differentially private" in out and "bin means" in out
+    assert "differentially private" in out and "not covered: shapes." in out
     m = np.load(tmp_path / "release" / "measurements.npz")
     header = json.loads(bytes(m["header"]).decode())
     assert header["meta"]["privacy"]["n_genes"] == 6 and "holders" not in header["meta"]

@@ -121,10 +121,18 @@ def test_opened_outputs_are_integers_on_their_grids():
     for name in ("one_way", "label", "two_way"):
         assert noisy[name].dtype == np.int64 and noisy[name].shape == exact[name].shape
     assert not np.array_equal(noisy["two_way"], exact["two_way"])
-    dp = ProtocolParams(n_labels=2, sigma=3.0, mean_mode="dp", clip=(0.0, 10.0), sum_sigma=40.0)
-    sums = ref.protocol1_outputs(stats, dp, rng=rng)["sums"]
-    unit = ref.round_to_unit(stats.sums, dp.sum_bits)
-    assert sums.dtype == np.int64 and np.abs(sums - unit).max() <= 6 * 40 + 1
+    from fedsyn.edges import bin_geometry, edges_from_histogram
+
+    strict = ProtocolParams(n_labels=2, sigma=3.0, hist_sigma=3.0, sum_sigma=40.0, profile="strict",
+                            value_range=(0.0, 10.0), hist_bits=4)
+    hist = ref.noisy_histograms(x, strict, rng=rng)
+    assert hist.dtype == np.int64 and hist.shape == (3, 16)
+    geometry = bin_geometry(edges_from_histogram(hist, strict), strict)
+    st2 = ref.edge_statistics(x, y, 2, geometry, strict)
+    out = ref.edge_outputs(st2, geometry, strict, rng=rng)
+    assert set(out) == {"label", "two_way", "sums"}
+    unit = ref.round_to_unit(st2.sums, geometry.unit_bits)
+    assert out["sums"].dtype == np.int64 and np.abs(out["sums"] - unit).max() <= 6 * 40 + 1
 
 
 def test_round_to_unit_rounds_halves_up():

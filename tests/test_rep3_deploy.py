@@ -62,18 +62,24 @@ def test_inprocess_equals_reference():
     assert_matches_reference(m, data, params)
 
 
-def test_inprocess_dp_mode_means_from_sums():
+def test_inprocess_strict_profile_measurements_follow_the_reference():
+    from fedsyn.edges import bin_geometry, edges_from_histogram
+    from fedsyn.measurements import bin_means_from_sums
+    from fedsyn.reference import edge_statistics, histograms
+
     data = simulated(seed=1)
-    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, mean_mode="dp", clip=(0.0, 6.0))
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile="strict", value_range=(0.0, 6.0),
+                            hist_bits=4)
     m = Rep3Engine(Rep3Options(transport="inprocess", timeout=30)).measure(holders_of(data), params).measurements
-    clipped = np.clip(data.values, 0.0, 6.0)
-    ref = bin_statistics(encode(clipped), data.labels, 3)
-    assert np.array_equal(m.one_way, ref.counts)
-    unit = 2.0 ** (params.sum_bits - params.frac_bits)  # sums are released on their grid
-    assert m.meta["sum_unit"] == unit
-    expect = np.clip(round_to_unit(ref.sums, params.sum_bits) * unit / np.maximum(ref.counts, 1), 0.0, 6.0)
-    assert np.allclose(m.bin_means, expect)
-    assert m.mean_mode == "dp"
+    x = encode(data.values)
+    hist = histograms(x, params)
+    geometry = bin_geometry(edges_from_histogram(hist, params), params)
+    ref = edge_statistics(x, data.labels, 3, geometry, params)
+    assert m.profile == "strict" and m.one_way is None
+    assert np.array_equal(m.histogram, hist) and np.array_equal(m.two_way, ref.two_way)
+    assert np.array_equal(m.edges, decode(geometry.edges))
+    expect = bin_means_from_sums(round_to_unit(ref.sums, geometry.unit_bits), ref.two_way, geometry, 16)
+    assert np.array_equal(m.bin_means, expect) and m.bin_means.min() >= 0.0 and m.bin_means.max() <= 6.0
 
 
 def test_tcp_three_processes_equal_reference(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -183,24 +184,64 @@ def test_noisy_outputs_are_near_exact_counts():
     np.testing.assert_array_equal(out["means"], ref.means)  # means are exact in paper mode
 
 
-def test_dp_mode_releases_noisy_clipped_sums():
+def _edge_reference(x, y, n_labels, params):
+    """The reference's strict / public-edges statistics of the pooled data, without noise."""
+    from fedsyn.edges import bin_geometry, edges_from_histogram, public_edges_fp
+    from fedsyn.reference import edge_statistics, histograms
+
+    hist = histograms(x, params) if params.profile == "strict" else None
+    edges = edges_from_histogram(hist, params) if hist is not None else public_edges_fp(params)
+    geometry = bin_geometry(edges, params)
+    return hist, geometry, edge_statistics(x, y, n_labels, geometry, params)
+
+
+@pytest.mark.parametrize("profile", ["strict", "public-edges"])
+def test_edge_profiles_match_the_reference_bit_for_bit(profile):
     rng = np.random.default_rng(8)
-    n, d = 50, 8
-    x = encode(rng.normal(5, 3, size=(n, d)))
+    n, d = 57, 9
+    x = rng.normal(8, 4, size=(n, d))
+    x[:6, 0] = -40.0  # below the value range: clipped inside the MPC
+    x[6:9, 1] = 90.0  # above it
+    x[:, 2] = 7.25  # constant
+    x[:30, 3] = 0.0  # sparse, at the lower bound
+    xf = encode(x)
+    y = rng.integers(0, 3, size=n)
+    edges = tuple((float(a), float(b), float(c)) for a, b, c in np.sort(rng.uniform(2, 14, size=(d, 3)), axis=1))
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile=profile, value_range=(0.0, 32.0),
+                            hist_bits=5, edges=edges if profile == "public-edges" else None)
+    hist, geometry, ref = _edge_reference(xf, y, 3, params)
+    out, stats = run_in_process([xf[:20], xf[20:]], [label_onehot(y[:20], 3), label_onehot(y[20:], 3)], params,
+                                seed=1)
+    assert set(out) == {"label", "two_way", "sums"} | ({"histogram"} if profile == "strict" else set())
+    if hist is not None:
+        np.testing.assert_array_equal(out["histogram"], hist)  # phase 1, opened to every server
+    np.testing.assert_array_equal(out["label"], ref.label_counts)
+    np.testing.assert_array_equal(out["two_way"], ref.two_way)
+    np.testing.assert_array_equal(out["sums"], round_to_unit(ref.sums, geometry.unit_bits))  # on each bin's grid
+    assert {"clip", "marginals", "noise"} <= set(stats[0]["phases"])
+
+
+def test_strict_noise_is_on_every_grid_and_inside_its_support():
+    rng = np.random.default_rng(9)
+    n, d = 60, 6
+    x = encode(rng.normal(8, 3, size=(n, d)))
     y = rng.integers(0, 2, size=n)
-    clip = (0.0, 8.0)
-    exact = ProtocolParams(n_labels=2, sigma=0.0, noise=False, mean_mode="dp", clip=clip)
-    out, _ = run_in_process([x], [label_onehot(y, 2)], exact, seed=1)
-    assert "means" not in out
-    xc = np.clip(x, 0, 8 * ONE)
-    ref = bin_statistics(xc, y, 2)
-    k = exact.sum_bits
-    assert k > 0
-    np.testing.assert_array_equal(out["sums"], round_to_unit(ref.sums, k))  # on the sums' grid, bit for bit
-    noisy = ProtocolParams(n_labels=2, sigma=1.0, mean_mode="dp", clip=clip, sum_sigma=4.0)
-    out, _ = run_in_process([x], [label_onehot(y, 2)], noisy, seed=2)
-    dev = out["sums"] - round_to_unit(ref.sums, k)
-    assert 0 < np.abs(dev).max() <= GridNoise(4.0).pmf()[0][-1]
+    params = ProtocolParams(n_labels=2, sigma=1.5, hist_sigma=2.0, sum_sigma=20.0, profile="strict",
+                            value_range=(0.0, 32.0), hist_bits=5)
+    out, _ = run_in_process([x], [label_onehot(y, 2)], params, seed=2)
+    exact = replace(params, noise=False, sigma=0.0, hist_sigma=0.0, sum_sigma=0.0)
+    hist = out["histogram"]
+    from fedsyn.edges import bin_geometry, edges_from_histogram
+    from fedsyn.reference import edge_statistics, histograms
+
+    dev_h = hist - histograms(x, exact)
+    assert 0 < np.abs(dev_h).max() <= GridNoise(2.0).pmf()[0][-1]
+    # phase 2 used the edges of the NOISY histograms, which every party computes alike
+    geometry = bin_geometry(edges_from_histogram(hist, params), params)
+    ref = edge_statistics(x, y, 2, geometry, params)
+    assert np.abs(out["two_way"] - ref.two_way).max() <= GridNoise(1.5).pmf()[0][-1]
+    dev_s = out["sums"] - round_to_unit(ref.sums, geometry.unit_bits)
+    assert 0 < np.abs(dev_s).max() <= GridNoise(20.0).pmf()[0][-1]
 
 
 def test_open_outputs_detects_inconsistent_shares():
@@ -221,15 +262,15 @@ def test_open_outputs_detects_inconsistent_shares():
         open_outputs(res, params)
 
 
-@pytest.mark.parametrize("mean_mode", ["paper", "dp"])
-def test_output_shares_are_fresh(mean_mode):
+@pytest.mark.parametrize("profile", ["paper", "strict"])
+def test_output_shares_are_fresh(profile):
     # The release server sees all three shares of every output: they must be
     # re-randomized, not e.g. the holders' label shares summed (noise off here).
     rng = np.random.default_rng(2)
     x = _random_case(rng, 12, 3)
     y = rng.integers(0, 3, size=12)
-    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, mean_mode=mean_mode,
-                            clip=(-2.0**24, 2.0**24) if mean_mode == "dp" else None)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile=profile,
+                            value_range=(-2.0**20, 2.0**20) if profile == "strict" else None, hist_bits=4)
     shared = (share_array(x, rng=rng), share_array(label_onehot(y, 3), rng=rng))
 
     def run(seed):
@@ -244,7 +285,7 @@ def test_output_shares_are_fresh(mean_mode):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     label_sum = shared[1][0].a.sum(axis=0, dtype=np.uint64)
     assert not np.any(first[0].label.a == label_sum)
-    for name in a:
+    for name in first[0].outputs():
         for j in range(3):  # every share of every output element changes with the servers' keys
             assert not np.any(first[j].outputs()[name].a == second[j].outputs()[name].a), (name, j)
 

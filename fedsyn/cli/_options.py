@@ -128,3 +128,26 @@ def engine_from_cli(engine: str, given: dict, *, extra: dict | None = None):
             raise ConfigError(f"--{name.replace('_', '-')} applies to --engine {takers} only, not {engine}.")
         options[name] = value
     return make_engine(engine, **options)
+
+
+def privacy_options(f):
+    """``--privacy``, ``--value-range``, ``--hist-bits``, ``--edges``: shared by ``run`` and ``plan``."""
+    from ..params import DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE, PROFILES
+
+    lo, hi = DEFAULT_VALUE_RANGE
+    options = [
+        click.option("--privacy", "profile", type=click.Choice(list(PROFILES)), default="strict", show_default=True,
+                     help="strict: every released number differentially private (DP bin edges and bin sums); "
+                          "paper: the paper's exact quartiles and bin means (NOT DP; for reproducing it); "
+                          "public-edges: bin edges from --edges."),
+        click.option("--value-range", type=(float, float), default=(lo, hi), show_default=True, metavar="LO HI",
+                     help="Public value range; every value is clipped to it inside MPC. Never derive it from "
+                          "the private data; the default fits log-scale expression (VST, log2 CPM)."),
+        click.option("--hist-bits", type=click.IntRange(1, 10), default=DEFAULT_HIST_BITS, show_default=True,
+                     help="strict: each gene's histogram has 2^BITS cells on the value range."),
+        click.option("--edges", "edges_file", type=click.Path(dir_okay=False), default=None,
+                     help="public-edges: CSV/TSV with columns gene, e1, e2, e3 (from a public reference cohort)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

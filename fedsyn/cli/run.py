@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..release import DEFAULT_ITERATIONS
-from ._options import add_options, echo, engine_from_cli, engine_options, input_options, metrics_line
+from ._options import add_options, echo, engine_from_cli, engine_options, input_options, metrics_line, privacy_options
 
 
 def _engine_names():
@@ -31,12 +31,9 @@ def _engine_help() -> str:
 @click.option("--delta", type=float, default=1e-5, show_default=True, help="Privacy budget delta.")
 @click.option("--holders", "n_holders", type=int, default=3, show_default=True,
               help="Number of data holders the training set is divided among.")
+@privacy_options
 @click.option("--binning", type=click.Choice(["select", "sort"]), default="select", show_default=True,
-              help="select: quartile order statistics by shuffle-then-compare selection; sort: full secure sort (paper).")
-@click.option("--mean-mode", type=click.Choice(["paper", "dp"]), default="paper", show_default=True,
-              help="paper: exact bin means (not DP, as the paper); dp: noisy bin sums under the same budget.")
-@click.option("--clip", type=(float, float), default=None, metavar="LO HI",
-              help="Public value range for --mean-mode dp (required there, refused otherwise).")
+              help="paper: quartile order statistics by shuffle-then-compare selection, or a full secure sort.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True,
               help="Held-out real fraction for evaluation (0: no evaluation).")
 @click.option("--iterations", type=int, default=DEFAULT_ITERATIONS, show_default=True,
@@ -53,9 +50,9 @@ def _engine_help() -> str:
 @engine_options
 @add_options(input_options)
 @click.pass_context
-def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, binning, mean_mode, clip,
-            test_fraction, iterations, estimator, frac_bits, seed, no_noise, overwrite, label_column,
-            sample_column, **engine_given):
+def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, profile, value_range, hist_bits,
+            edges_file, binning, test_fraction, iterations, estimator, frac_bits, seed, no_noise, overwrite,
+            label_column, sample_column, **engine_given):
     """Generate a DP synthetic dataset from INPUT and evaluate it.
 
     Divides the training part among --holders simulated hospitals, runs the
@@ -63,18 +60,28 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, binning
     marginals, samples and de-bins, and writes synthetic.csv, measurements.npz,
     run.json and an evaluation report (metrics.json, report.md, PNG plots).
     """
+    from ..edges import load_public_edges
     from ..pipeline import RunConfig, run_pipeline
     from ..readers import load_expression
 
+    from ..errors import ConfigError
+
+    if (edges_file is not None) != (profile == "public-edges"):
+        raise ConfigError("public bin edges (--edges FILE) go with --privacy public-edges, and it needs them.")
     extra = {"seed": seed} if engine == "plaintext" and seed is not None else None
     engine_obj = engine_from_cli(engine, engine_given, extra=extra)
+    # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
+    data = load_expression(input_path, label_column=label_column, sample_column=sample_column, kind="normalized")
+    edges = load_public_edges(edges_file, data.gene_names) if edges_file is not None else None
     config = RunConfig(
         epsilon=epsilon,
         delta=delta,
         n_holders=n_holders,
+        profile=profile,
+        value_range=tuple(value_range),
+        hist_bits=hist_bits,
+        edges=edges,
         binning=binning,
-        mean_mode=mean_mode,
-        clip=tuple(clip) if clip else None,
         frac_bits=frac_bits,
         test_fraction=test_fraction,
         estimator=estimator,
@@ -82,8 +89,6 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, binning
         noise=not no_noise,
         seed=seed,
     )
-    # Preprocessed values: an .h5ad's X, never its raw 'counts' layer.
-    data = load_expression(input_path, label_column=label_column, sample_column=sample_column, kind="normalized")
     result = run_pipeline(data, config, out_dir, engine=engine_obj, overwrite=overwrite, protect=(input_path,))
     from ..accounting import privacy_sentence
 

@@ -65,12 +65,24 @@ class PlaintextEngine:
         Measurement
         """
         encoded = encode_holders(holders, n_labels=params.n_labels, frac_bits=params.frac_bits,
-                                 clip=params.clip if params.mean_mode == "dp" else None)
-        x = np.concatenate([e.values_fp for e in encoded], axis=0)
+                                 clip=params.value_range)
+        x = reference.clip_to_range(np.concatenate([e.values_fp for e in encoded], axis=0), params)
         labels = np.concatenate([e.labels for e in encoded])
-        stats = reference.bin_statistics(x, labels, params.n_labels)
-        opened = reference.protocol1_outputs(stats, params, rng=noise_rng(self.options.seed))
+        rng = noise_rng(self.options.seed)
         first = encoded[0]
-        m = decode_outputs(opened, gene_names=first.gene_names, label_names=first.label_names, params=params,
-                           engine=self.name, meta=privacy_meta(privacy))
+        names = dict(gene_names=first.gene_names, label_names=first.label_names)
+        if params.profile == "paper":
+            stats = reference.bin_statistics(x, labels, params.n_labels)
+            opened = reference.protocol1_outputs(stats, params, rng=rng)
+            m = decode_outputs(opened, params=params, engine=self.name, meta=privacy_meta(privacy), **names)
+        else:
+            from ..edges import bin_geometry, edges_from_histogram, public_edges_fp
+
+            hist = reference.noisy_histograms(x, params, rng=rng) if params.profile == "strict" else None
+            edges = edges_from_histogram(hist, params) if hist is not None else public_edges_fp(params)
+            geometry = bin_geometry(edges, params)
+            stats2 = reference.edge_statistics(x, labels, params.n_labels, geometry, params)
+            opened = reference.edge_outputs(stats2, geometry, params, rng=rng)
+            m = decode_outputs(opened, params=params, engine=self.name, histogram=hist,
+                               meta=privacy_meta(privacy), **names)
         return Measurement(measurements=m, stats={})

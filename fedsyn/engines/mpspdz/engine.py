@@ -128,17 +128,16 @@ def program_args(n: int, d: int, params: ProtocolParams) -> list[object]:
     (:class:`fedsyn.reference.QuartilePlan`); the program derives none of
     these itself, and writes its outputs in :class:`fedsyn.measurements.OutputLayout` order.
     """
+    if params.profile != "paper":
+        raise ConfigError(f"the MP-SPDZ program implements the paper profile; the {params.profile!r} profile "
+                          "runs on the rep3 engine (--engine rep3) for now.")
     count_noise = sum_noise = [0, 0, 0, 0]
     if params.noise:
         c = GridNoise(params.sigma).circuit
         count_noise = [c.a, c.t, c.k, c.q]
-        if params.mean_mode == "dp":
-            c = GridNoise(params.sum_sigma).circuit
-            sum_noise = [c.a, c.t, c.k, c.q]
     plan = QuartilePlan.for_n(n)
-    sum_bits = params.sum_bits if params.mean_mode == "dp" else 0
-    return [n, d, params.n_labels, params.frac_bits, params.binning, params.mean_mode, NOISE_FRAC_BITS,
-            *count_noise, *sum_noise, sum_bits, MAX_VALUE_BITS, *plan.lo, *plan.k]
+    return [n, d, params.n_labels, params.frac_bits, params.binning, "paper", NOISE_FRAC_BITS,
+            *count_noise, *sum_noise, 0, MAX_VALUE_BITS, *plan.lo, *plan.k]
 
 
 class MpSpdzEngine:
@@ -178,7 +177,7 @@ class MpSpdzEngine:
         """
         opts = self.options
         encoded = encode_holders(holders, n_labels=params.n_labels, frac_bits=params.frac_bits,
-                                 clip=params.clip if params.mean_mode == "dp" else None)
+                                 clip=params.value_range)
         first = encoded[0]
         n = sum(e.n_samples for e in encoded)
         d = len(first.gene_names)
@@ -220,7 +219,7 @@ class MpSpdzEngine:
             else:  # all three parties' shares side by side are the data: keep only logs and output
                 for path in (work / "Persistence").glob("Transactions-P*.data"):
                     path.unlink(missing_ok=True)
-        layout = OutputLayout(d, params.n_labels, params.mean_mode)
+        layout = OutputLayout(d, params.n_labels, params.profile)
         opened = layout.split(out, what="party 0's output")
         p0 = reports[0]
         report = RunReport(

@@ -129,7 +129,7 @@ class Rep3Engine:
         """
         opts = self.options
         encoded = encode_holders(holders, n_labels=params.n_labels, frac_bits=params.frac_bits,
-                                 clip=params.clip if params.mean_mode == "dp" else None)
+                                 clip=params.value_range)
         config = opts.config
         session = config.session if config is not None else f"run-{secrets.token_hex(6)}"
         own_dir = opts.workdir is None

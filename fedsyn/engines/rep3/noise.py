@@ -30,6 +30,8 @@ the released values to the release server only).
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...errors import ConfigError
 from ...noise import IRWIN_HALL_TERMS, GridNoise
 from .runtime import Party
@@ -58,13 +60,20 @@ def grid_noise(party: Party, size: int, sigma: float) -> AShare:
     return party.truncate_exact(big_r.add_public(c.t, party.index) * c.a, c.k).sub_public(c.q, party.index)
 
 
-def round_to_unit(party: Party, x: AShare, bits: int) -> AShare:
-    """``round(x / 2^bits)`` (halves up) by one exact truncation; ``x`` unchanged for ``bits = 0``."""
-    if bits == 0:
+def round_to_unit(party: Party, x: AShare, bits) -> AShare:
+    """``round(x / 2^bits)`` (halves up) by one exact truncation; ``bits`` a scalar or per element.
+
+    With ``U = max(bits, 3)``: ``floor((x 2^(U - bits) + 2^(U - 1)) / 2^U)``, which is
+    ``floor((x + 2^(bits - 1)) / 2^bits)`` for ``bits >= 1`` and ``x`` itself for
+    ``bits = 0`` (the multiplier is public, the truncation exact; ``|x| 2^U`` must
+    stay below ``2^62``).
+    """
+    k = np.broadcast_to(np.asarray(bits, dtype=np.int64), x.shape)
+    if not np.any(k):
         return x
-    if bits < 3:  # exact truncation needs >= 3 bits: scale up first (exact, |x| small)
-        return party.truncate_exact(x.add_public(1 << (bits - 1), party.index) * (1 << (3 - bits)), 3)
-    return party.truncate_exact(x.add_public(1 << (bits - 1), party.index), bits)
+    top = max(3, int(k.max()))
+    scale = (np.ones(x.shape, dtype=np.int64) << (top - k)).astype(np.uint64)
+    return party.truncate_exact((x * scale).add_public(1 << (top - 1), party.index), top)
 
 
 def release_on_grid(party: Party, cells: list[AShare], sigma: float) -> list[AShare]:

@@ -42,7 +42,8 @@ from ...errors import InputError, ProtocolError
 from ...fixedpoint import MAX_VALUE_BITS, encode
 from ...params import ProtocolParams
 from ...reference import label_onehot  # noqa: F401  (re-exported for holders)
-from . import binning, marginals, noise
+from . import binning, edges_protocol, marginals, noise
+from .edges_protocol import clip_to_range
 from .runtime import Party
 from .sharing import AShare, concatenate, reconstruct, share_array
 from .transport import InProcessNetwork, run_parties
@@ -50,7 +51,7 @@ from .transport import InProcessNetwork, run_parties
 log = logging.getLogger(__name__)
 
 #: Names of the phases recorded in :attr:`Protocol1Shares.stats`.
-PHASES = ("binning", "marginals", "means", "noise")
+PHASES = ("clip", "histogram", "binning", "marginals", "means", "noise")
 
 #: Genes are processed in blocks of at most this many samples x genes elements,
 #: so that memory stays bounded (a few GB per server at 20,000 genes x 4,323
@@ -82,34 +83,37 @@ class Protocol1Shares:
     Attributes
     ----------
     party_index : int
-    one_way : AShare, shape (d, 4)
-        ``count + noise`` (integers, :mod:`fedsyn.noise`).
     label : AShare, shape (L,)
+        ``count + noise`` (integers, :mod:`fedsyn.noise`).
     two_way : AShare, shape (d, 4, L)
+    one_way : AShare or None, shape (d, 4)
+        ``paper`` only.
     means : AShare or None, shape (d, 4)
-        Exact fixed-point bin means (``paper`` mode).
+        ``paper``: exact fixed-point bin means.
     sums : AShare or None, shape (d, 4)
-        ``round(sum / 2^k) + noise`` (``dp`` mode; integers in units of ``2^k`` ulps).
+        ``strict``/``public-edges``: ``round(centred sum / 2^k) + noise`` on each bin's grid.
+    histogram : ndarray of int64 or None, shape (d, 2^b)
+        ``strict``: the noisy histograms opened (to all servers) in phase 1; public.
     stats : dict
         Per phase: ``seconds``, ``bytes_sent``, ``rounds``, ``messages``; plus
-        ``selection_rounds`` and ``selection_comparisons``.
+        ``selection_rounds`` and ``selection_comparisons`` (``paper``).
     """
 
     party_index: int
-    one_way: AShare
     label: AShare
     two_way: AShare
+    one_way: AShare | None = None
     means: AShare | None = None
     sums: AShare | None = None
+    histogram: np.ndarray | None = None
     stats: dict = field(default_factory=dict)
 
     def outputs(self) -> dict[str, AShare]:
-        """The released arrays by name (``means`` or ``sums`` by mode)."""
-        out = {"one_way": self.one_way, "label": self.label, "two_way": self.two_way}
-        if self.means is not None:
-            out["means"] = self.means
-        if self.sums is not None:
-            out["sums"] = self.sums
+        """The secret-shared released arrays by name."""
+        out = {"label": self.label, "two_way": self.two_way}
+        for name in ("one_way", "means", "sums"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -166,53 +170,91 @@ def run_protocol1(
     labels = concatenate([h.labels for h in inputs], axis=0)
     limit = GENE_BLOCK_ELEMENTS if gene_block_elements is None else int(gene_block_elements)
     block = max(1, min(d, limit // n))
+    blocks = [(g0, min(d, g0 + block)) for g0 in range(0, d, block)]
+    if params.value_range is not None:
+        with party.phase("clip"):
+            values = clip_to_range(party, values, params)
+    if params.profile == "paper":
+        result = _paper(party, values, labels, params, blocks, n)
+    else:
+        result = _edge_profiles(party, values, labels, params, blocks)
+    stats = {k: vars(v).copy() for k, v in party.stats.phases.items() if k in PHASES}
+    stats.update(result.pop("extra_stats", {}))
+    stats["gene_blocks"] = len(blocks)
+    log.debug(
+        "party %d: protocol 1 (%s) on n=%d, d=%d done (%s)", party.index, params.profile, n, d,
+        ", ".join(f"{k} {stats[k]['seconds']:.2f} s" for k in PHASES if k in stats),
+    )
+    return Protocol1Shares(party_index=party.index, stats=stats, **result)
+
+
+def _paper(party: Party, values: AShare, labels: AShare, params: ProtocolParams, blocks, n: int) -> dict:
+    """The paper's profile: quartiles by selection or sort, 1-way and 2-way tables, exact bin means."""
     parts: list[tuple] = []
     selection_rounds = selection_comparisons = 0
-    for g0 in range(0, d, block):
-        vb = values[:, g0 : g0 + block]
+    for g0, g1 in blocks:
+        vb = values[:, g0:g1]
         with party.phase("binning"):
             br = binning.bin(party, vb, binning=params.binning)
         with party.phase("marginals"):
             marg = marginals.marginals(party, br.bits, labels)
         with party.phase("means"):
             s = binning.bin_sums(party, br.bits, vb)
-            m = binning.bin_means(party, s, marg.counts, n=n) if params.mean_mode == "paper" else s
+            m = binning.bin_means(party, s, marg.counts, n=n)
         parts.append((marg.counts, marg.two_way, m, marg.label))
         selection_rounds += br.selection_rounds
         selection_comparisons += br.selection_comparisons
     one_way = concatenate([p[0] for p in parts], axis=0)
     two_way = concatenate([p[1] for p in parts], axis=0)
-    per_bin = concatenate([p[2] for p in parts], axis=0)
+    means = concatenate([p[2] for p in parts], axis=0)
     label = parts[0][3]
-    means = per_bin if params.mean_mode == "paper" else None
-    sums = per_bin if params.mean_mode != "paper" else None
     with party.phase("noise"):
-        if sums is not None:
-            sums = noise.round_to_unit(party, sums, params.sum_bits)
         if params.noise:
             one_way, label, two_way = noise.release_on_grid(party, [one_way, label, two_way], params.sigma)
-            if sums is not None:
-                (sums,) = noise.release_on_grid(party, [sums], params.sum_sigma)
-        bin_stat = sums if sums is not None else means
-        one_way, label, two_way, bin_stat = _rerandomize_outputs(party, [one_way, label, two_way, bin_stat])
-        if sums is not None:
-            sums = bin_stat
-        else:
-            means = bin_stat
-    stats = {k: vars(v).copy() for k, v in party.stats.phases.items() if k in PHASES}
-    stats["selection_rounds"] = selection_rounds
-    stats["selection_comparisons"] = selection_comparisons
-    stats["gene_blocks"] = -(-d // block)
-    log.debug(
-        "party %d: protocol 1 on n=%d, d=%d done (%s)",
-        party.index,
-        n,
-        d,
-        ", ".join(f"{k} {stats[k]['seconds']:.2f} s" for k in PHASES if k in stats),
-    )
-    return Protocol1Shares(
-        party_index=party.index, one_way=one_way, label=label, two_way=two_way, means=means, sums=sums, stats=stats
-    )
+        one_way, label, two_way, means = _rerandomize_outputs(party, [one_way, label, two_way, means])
+    return {"one_way": one_way, "label": label, "two_way": two_way, "means": means,
+            "extra_stats": {"selection_rounds": selection_rounds, "selection_comparisons": selection_comparisons}}
+
+
+def _edge_profiles(party: Party, values: AShare, labels: AShare, params: ProtocolParams, blocks) -> dict:
+    """``strict`` (DP edges from noisy histograms, opened in phase 1) and ``public-edges``."""
+    from ...edges import bin_geometry, edges_from_histogram, public_edges_fp
+
+    hist_open = None
+    if params.profile == "strict":
+        with party.phase("histogram"):
+            hist = concatenate([edges_protocol.histogram(party, values[:, g0:g1], params) for g0, g1 in blocks],
+                               axis=0)
+            if params.noise:
+                (hist,) = noise.release_on_grid(party, [hist], params.hist_sigma)
+            # phase-1 release: DP, opened to every server (all compute the same edges from it)
+            hist_open = party.reveal(hist).view(np.int64)
+        edges = edges_from_histogram(hist_open, params)
+    else:
+        edges = public_edges_fp(params)
+    geometry = bin_geometry(edges, params)
+    parts = []
+    with party.phase("marginals"):
+        for g0, g1 in blocks:
+            sub = _geometry_block(geometry, g0, g1)
+            parts.append(edges_protocol.edge_statistics(party, values[:, g0:g1], labels, sub, params))
+    label = parts[0][0]
+    two_way = concatenate([p[1] for p in parts], axis=0)
+    sums = concatenate([p[2] for p in parts], axis=0)
+    with party.phase("noise"):
+        sums = noise.round_to_unit(party, sums, geometry.unit_bits)
+        if params.noise:
+            label, two_way = noise.release_on_grid(party, [label, two_way], params.sigma)
+            (sums,) = noise.release_on_grid(party, [sums], params.sum_sigma)
+        label, two_way, sums = _rerandomize_outputs(party, [label, two_way, sums])
+    return {"label": label, "two_way": two_way, "sums": sums, "histogram": hist_open}
+
+
+def _geometry_block(geometry, g0: int, g1: int):
+    from ...edges import BinGeometry
+
+    return BinGeometry(edges=geometry.edges[g0:g1], bounds=geometry.bounds[g0:g1], centers=geometry.centers[g0:g1],
+                       unit_bits=geometry.unit_bits[g0:g1])
 
 
 def _rerandomize_outputs(party: Party, outputs: list[AShare]) -> list[AShare]:
@@ -256,27 +298,24 @@ def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> d
         If the replicated shares are inconsistent (a server's copy of a share
         differs from its neighbour's) or a server's output is missing.
     """
+    from ...measurements import OutputLayout
+
     shares = list(shares)
     if len(shares) != 3 or sorted(s.party_index for s in shares) != [0, 1, 2]:
         raise ProtocolError("Opening the outputs needs the shares of the three servers 0, 1, 2.")
     shares.sort(key=lambda s: s.party_index)
-    names = list(shares[0].outputs())
-    want = "means" if params.mean_mode == "paper" else "sums"
-    if want not in names:
-        raise ProtocolError(f"The servers' outputs lack {want!r} (mean_mode={params.mean_mode!r}).")
     out = {}
-    for name in names:
+    for name, _ in OutputLayout(1, params.n_labels, params.profile).fields():
         pairs = [s.outputs().get(name) for s in shares]
         if any(p is None for p in pairs):
-            raise ProtocolError(f"A server did not return {name!r}.")
+            raise ProtocolError(f"A server did not return {name!r} ({params.profile} profile).")
         out[name] = reconstruct(pairs).view(np.int64)
+    if params.profile == "strict":
+        hists = [s.histogram for s in shares]
+        if any(h is None for h in hists) or any(not np.array_equal(h, hists[0]) for h in hists[1:]):
+            raise ProtocolError("The servers opened different phase-1 histograms (or none).")
+        out["histogram"] = np.asarray(hists[0], dtype=np.int64)
     return out
-
-
-def clip_values_fp(values_fp: np.ndarray, clip: tuple[float, float], *, frac_bits: int) -> np.ndarray:
-    """Holder-side clipping to the public range of ``mean_mode="dp"`` (in fixed point)."""
-    lo, hi = (int(v) for v in encode(np.asarray(clip, dtype=np.float64), frac_bits, what="clip range"))
-    return np.clip(np.asarray(values_fp, dtype=np.int64), lo, hi)
 
 
 def run_in_process(
@@ -295,8 +334,7 @@ def run_in_process(
     Parameters
     ----------
     values_fp_list : sequence of ndarray of int64, shape (n_k, d)
-        Each holder's fixed-point values. In ``dp`` mode they are clipped to
-        ``params.clip`` first, as holders do.
+        Each holder's fixed-point values (clipped to the value range inside the MPC).
     onehot_list : sequence of ndarray, shape (n_k, L)
         Each holder's one-hot labels.
     params : ProtocolParams
@@ -322,8 +360,6 @@ def run_in_process(
         x = np.asarray(x)
         if x.dtype != np.int64:
             raise InputError(f"Holder {k}: values must be fixed-point int64 (fedsyn.fixedpoint.encode).")
-        if params.mean_mode == "dp":
-            x = clip_values_fp(x, params.clip, frac_bits=params.frac_bits)
         shared.append((share_array(x, rng=rng), share_array(np.asarray(y, dtype=np.int64), rng=rng)))
 
     def server(i: int, transport) -> tuple[Protocol1Shares, dict]:

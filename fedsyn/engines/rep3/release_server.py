@@ -82,7 +82,8 @@ def measurements_from_shares(shares: Mapping[int, Any], meta: dict, params: Prot
     opened = open_outputs([shares[0], shares[1], shares[2]], params)
     return decode_outputs(
         opened, gene_names=tuple(meta["gene_names"]), label_names=tuple(meta["label_names"]),
-        params=params, engine="rep3", meta={"run_id": meta.get("run_id"), **privacy_meta(meta.get("privacy"))},
+        params=params, engine="rep3", histogram=opened.pop("histogram", None),
+        meta={"run_id": meta.get("run_id"), **privacy_meta(meta.get("privacy"))},
     )
 
 
@@ -172,7 +173,7 @@ def run_release(
                    "run_id": m.meta.get("run_id"), "genes": m.n_genes, "labels": list(m.label_names),
                    "synthetic_records": None if published.synthetic is None else published.synthetic.n_samples}
         files = dict(published.files, summary=write_json_atomic(stage / "release.json", summary))
-        if plan is None or m.mean_mode == "paper":  # not covered by a DP guarantee: owner only
+        if plan is None or m.profile == "paper":  # not covered by a DP guarantee: owner only
             for path in files.values():
                 os.chmod(path, 0o600)
     files = {k: out / p.name for k, p in files.items()}

@@ -111,7 +111,6 @@ def check_run_params(run_params: RunParams, bundles: Sequence[Bundle], *, insecu
         Naming what is wrong and what to do.
     """
     from ...accounting import check_budget, release_templates
-    from ...params import sum_shift
 
     params, plan = run_params.protocol, run_params.privacy
     m = bundles[0].manifest
@@ -130,11 +129,10 @@ def check_run_params(run_params: RunParams, bundles: Sequence[Bundle], *, insecu
             f"hold {d} genes and {n_labels} labels: its noise would not give its epsilon. Write a plan for these "
             "shapes with `fedsyn plan`."
         )
-    shift = sum_shift(params.clip, params.frac_bits) if params.mean_mode == "dp" else 0
     want = {(t.name, t.tables, t.shift) for t in release_templates(
-        n_genes=d, n_labels=n_labels, mean_mode=params.mean_mode, sum_shift=shift)}
+        n_genes=d, n_labels=n_labels, profile=params.profile)}
     have = {(f.name, f.tables, f.shift) for f in plan.families}
-    sigmas = {"counts": params.sigma, "bin_sums": params.sum_sigma}
+    sigmas = {"counts": params.sigma, "histogram": params.hist_sigma, "bin_sums": params.sum_sigma}
     if want != have or any(abs(f.sigma - sigmas.get(f.name, -1.0)) > 1e-9 * max(1.0, f.sigma)
                            for f in plan.families):
         raise ConfigError("the privacy plan does not describe what these parameters release (tables, "
@@ -148,10 +146,7 @@ def check_run_params(run_params: RunParams, bundles: Sequence[Bundle], *, insecu
 def load_bundles_for(index: int, paths: Sequence[str | os.PathLike], params: ProtocolParams, *,
                      run_id: str | None = None) -> list[Bundle]:
     """Load all holders' bundles for server ``index`` and check them against ``params``."""
-    bundles = load_server_bundles(
-        paths, party=index, frac_bits=params.frac_bits, run_id=run_id or None,
-        clip=params.clip, check_clip=params.mean_mode == "dp",
-    )
+    bundles = load_server_bundles(paths, party=index, frac_bits=params.frac_bits, run_id=run_id or None)
     m = bundles[0].manifest
     if m.n_labels != params.n_labels:
         raise BundleError(
@@ -292,6 +287,8 @@ def pack_outputs(shares) -> tuple[dict[str, np.ndarray], dict]:
         if isinstance(v, AShare):
             arrays[f"{f.name}.a"] = np.ascontiguousarray(v.a)
             arrays[f"{f.name}.b"] = np.ascontiguousarray(v.b)
+        elif f.name == "histogram" and v is not None:  # opened in phase 1 (DP): public
+            arrays["histogram.public"] = np.ascontiguousarray(v, dtype=np.int64)
         else:
             public[f.name] = _jsonable(v)
     return arrays, public
@@ -309,6 +306,8 @@ def unpack_outputs(arrays: dict[str, np.ndarray], public: dict):
             if a.dtype != np.uint64 or b.dtype != np.uint64 or a.shape != b.shape:
                 raise ProtocolError(f"malformed output shares for {f.name}")
             kwargs[f.name] = AShare(a, b)
+        elif f"{f.name}.public" in arrays:
+            kwargs[f.name] = np.asarray(arrays[f"{f.name}.public"], dtype=np.int64)
         elif f.name in public:
             kwargs[f.name] = public[f.name]
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]

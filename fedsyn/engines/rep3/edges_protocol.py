@@ -1,0 +1,153 @@
+"""The ``strict`` and ``public-edges`` profiles on the embedded engine: clipping, histograms, public-edge bins.
+
+Exactly the reference functions of :mod:`fedsyn.reference` (``clip_to_range``,
+``histograms``, ``edge_statistics``) on replicated shares; every step keeps all
+values secret-shared and reveals nothing (the caller adds noise and decides
+what is opened).
+
+``clip_to_range``
+    ``x <- x + [x < lo] (lo - x) + [x > hi] (hi - x)``: two comparisons of
+    ``MAX_VALUE_BITS + 2`` bits (the holders' values are only known to satisfy
+    ``|x| < 2^40``) and two products in one round. After it every value lies in
+    the public range, so all later comparisons are narrow: ``grid_bits + 1``
+    bits (22 for the default range ``[0, 32)`` at 16 fractional bits).
+``histogram``
+    The cell of ``u = x - lo`` is its top ``hist_bits`` bits. Each bit is a
+    narrow comparison (:func:`~fedsyn.engines.rep3.compare.ltz` of ``u`` shifted
+    so that the bit is the sign bit), all batched in one call. The one-hot cell
+    indicator is the outer product of the one-hot codes of the high and the
+    low half of the bits (each from the products of its bits, inclusion-
+    exclusion), and every gene's histogram is ``sum_i hi_i (x) lo_i``: one
+    batched dot product whose reshare carries only the ``d 2^hist_bits``
+    results.
+``edge_statistics``
+    For public per-gene edges and bounds: ``[x >= e_j]`` for ``j = 1, 2, 3``
+    and ``[x < a_0]``, ``[x > b_3]`` in ONE batched comparison of ``grid_bits +
+    1`` bits; the bin indicators are differences of the three bits (as in the
+    paper's Protocol 1), the (gene, label) tables one matrix product, and the
+    centred bin sums one dot product of the indicators with the values clipped
+    to ``[a_0, b_3]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...fixedpoint import MAX_VALUE_BITS
+from ...params import ProtocolParams
+from .compare import ltz
+from .runtime import Party
+from .sharing import AShare, stack
+
+__all__ = ["clip_to_range", "histogram", "onehot_from_bits", "edge_statistics"]
+
+
+def clip_to_range(party: Party, values: AShare, params: ProtocolParams) -> AShare:
+    """Every value clipped to ``[lo, hi)`` on the fixed-point grid (a no-op without a value range)."""
+    if params.value_range is None:
+        return values
+    lo, hi = params.range_fp
+    i = party.index
+    # [x - lo < 0], [hi - x < 0]: the inputs are only known to satisfy |x| < 2^40
+    below_above = ltz(party, stack([values.sub_public(lo, i), values.rsub_public(hi, i)]), bits=MAX_VALUE_BITS + 2)
+    # one round for both products: [x < lo] (lo - x) and [x > hi] (hi - x)
+    deltas = stack([values.rsub_public(lo, i), values.rsub_public(hi, i)])
+    fix = party.mul(below_above, deltas)
+    return values + fix[0] + fix[1]
+
+
+def onehot_from_bits(party: Party, bits: list[AShare]) -> AShare:
+    """One-hot indicator of the integer whose binary digits are ``bits`` (least significant first).
+
+    All products of two or more bits (``2^h - h - 1`` of them, ``h - 1``
+    rounds), then the superset Moebius transform (local): entry ``v`` is
+    ``prod_j (b_j if bit j of v else 1 - b_j)``. Returns shape ``(..., 2^h)``.
+    """
+    h = len(bits)
+    shape = bits[0].shape
+    prods: dict[int, AShare] = {1 << j: b for j, b in enumerate(bits)}
+    for size_ in range(2, h + 1):  # subsets of one size per round: prod(m) = prod(m - top bit) * top bit
+        masks = [m for m in range(1 << h) if bin(m).count("1") == size_]
+        tops = [m.bit_length() - 1 for m in masks]
+        out = party.mul(stack([prods[m ^ (1 << t)] for m, t in zip(masks, tops)]), stack([bits[t] for t in tops]))
+        for k, m in enumerate(masks):
+            prods[m] = out[k]
+    size = 1 << h
+    terms = [AShare.from_public(np.ones(shape, dtype=np.int64), party.index)] + [prods[m] for m in range(1, size)]
+    vec = stack(terms, axis=-1)  # vec[..., m] = prod_{j in m} b_j
+    a, b = vec.a.copy(), vec.b.copy()
+    for j in range(h):  # superset Moebius: f(m) -= f(m | bit j) for m without bit j
+        bit = 1 << j
+        idx = np.array([m for m in range(size) if not m & bit])
+        a[..., idx] -= a[..., idx | bit]
+        b[..., idx] -= b[..., idx | bit]
+    return AShare(a, b)
+
+
+def histogram(party: Party, clipped: AShare, params: ProtocolParams) -> AShare:
+    """Every gene's histogram on the public grid, shape ``(d, 2^hist_bits)`` (secret-shared counts)."""
+    n, d = clipped.shape
+    lo, _ = params.range_fp
+    w, h = params.grid_bits, params.hist_bits
+    u = clipped.sub_public(lo, party.index)  # in [0, 2^w)
+    # bit k of u is the sign bit of u << (w - 1 - k) in w-bit two's complement
+    ks = list(range(w - h, w))
+    shifted = AShare(np.stack([u.a << np.uint64(w - 1 - k) for k in ks]),
+                     np.stack([u.b << np.uint64(w - 1 - k) for k in ks]))
+    bits = ltz(party, shifted, bits=w)  # (h, n, d): bits w-h .. w-1 of u, i.e. the cell's bits, low first
+    low_n = h // 2
+    cell_bits = [bits[j] for j in range(h)]
+    lo_onehot = onehot_from_bits(party, cell_bits[:low_n]) if low_n else None
+    hi_onehot = onehot_from_bits(party, cell_bits[low_n:])
+    if lo_onehot is None:
+        return hi_onehot.sum(axis=0)  # (d, 2^h)
+    # cell = hi * 2^low_n + lo: H[g, hi, lo] = sum_i hi_onehot[i, g, hi] lo_onehot[i, g, lo]
+    x = hi_onehot.reshape(n, d, -1, 1)
+    y = lo_onehot.reshape(n, d, 1, -1)
+    return party.dot(x, y, axis=0).reshape(d, 1 << h)
+
+
+def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, params: ProtocolParams):
+    """Bins by public edges and their statistics (``reference.edge_statistics``, secret-shared).
+
+    Parameters
+    ----------
+    clipped : AShare, shape (n, d)
+        Values already clipped to the value range.
+    labels : AShare, shape (n, L)
+        One-hot labels.
+    geometry : fedsyn.edges.BinGeometry
+        Public edges, sum bounds and centres of every gene.
+
+    Returns
+    -------
+    label : AShare, shape (L,)
+    two_way : AShare, shape (d, 4, L)
+    sums : AShare, shape (d, 4)
+        Centred bin sums in ulps.
+    """
+    n, d = clipped.shape
+    i = party.index
+    e = np.asarray(geometry.edges, dtype=np.int64)
+    a0 = np.asarray(geometry.bounds[:, 0], dtype=np.int64)
+    b3 = np.asarray(geometry.bounds[:, 4], dtype=np.int64)
+    # x - e_j (j = 1..3), x - a0, b3 - x: one batched comparison, c = 1 - [. < 0] resp. [. < 0]
+    diffs = [clipped.sub_public(np.broadcast_to(e[:, j], (n, d)), i) for j in range(3)]
+    diffs.append(clipped.sub_public(np.broadcast_to(a0, (n, d)), i))
+    diffs.append(clipped.rsub_public(np.broadcast_to(b3, (n, d)), i))
+    lt = ltz(party, stack(diffs), bits=params.grid_bits + 2)
+    bits = lt[0:3].rsub_public(1, i)  # c_j = [x >= e_j], (3, n, d)
+    below, above = lt[3], lt[4]  # [x < a0], [x > b3]
+    # values for the sums, clipped to [a0, b3] (one round), and the bin indicators
+    fix = party.mul(stack([below, above]), stack([clipped.rsub_public(np.broadcast_to(a0, (n, d)), i),
+                                                  clipped.rsub_public(np.broadcast_to(b3, (n, d)), i)]))
+    xs = clipped + fix[0] + fix[1]
+    c1, c2, c3 = bits[0], bits[1], bits[2]
+    ind = stack([c1.rsub_public(1, i), c1 - c2, c2 - c3, c3], axis=-1)  # (n, d, 4)
+    counts = ind.sum(axis=0)  # (d, 4)
+    label = labels.sum(axis=0)
+    n_labels = labels.shape[1]
+    two_way = party.matmul(ind.reshape(n, d * 4).T, labels).reshape(d, 4, n_labels)
+    raw = party.dot(ind, xs.reshape(n, d, 1), axis=0)  # (d, 4): sum of the bin's clipped values
+    sums = raw - counts * np.asarray(geometry.centers, dtype=np.int64)
+    return label, two_way, sums
