@@ -14,8 +14,13 @@ one small matrix product per value):
 1. cells whose noisy count is below ``3 sigma_h`` are zeroed (an empty cell
    survives with probability 0.13 %, so the noise of the many empty cells of a
    wide public grid no longer drags the CDF);
-2. a gene whose surviving mass is too small to locate its quartiles falls
-   back to the pooled histogram of all genes;
+2. every record has one value per gene, so every gene's true mass is ``n``
+   (estimated by the median histogram total); a gene whose surviving mass is
+   below half of it is retried on coarser grids (pairs of cells merged, the
+   threshold growing like ``sqrt`` of the cells merged: the signal adds up
+   faster than the noise), and a gene not found even on the coarsest grid
+   falls back to the pooled histogram of all genes (mass ``~ d n``, noise
+   ``~ sqrt(d)``);
 3. ``e_j`` is where the cumulative mass crosses ``j/4`` of the total, linearly
    interpolated inside the cell (uniform density within a cell), on the
    fixed-point grid, and ``e_1 <= e_2 <= e_3``.
@@ -65,30 +70,46 @@ def edges_from_histogram(histogram: np.ndarray, params: ProtocolParams) -> np.nd
         raise InputError(f"histogram must have shape (d, {cells}), got {h.shape}.")
     lo, _ = params.range_fp
     width = 1 << (params.grid_bits - params.hist_bits)  # ulps per cell
-    thr = int(np.ceil(EDGE_THRESHOLD * params.hist_sigma)) if params.noise else 0
-    kept = np.where(h > thr, h, 0)
-    mass = kept.sum(axis=1)
-    weak = mass < max(MIN_GENE_MASS, 2 * thr)
-    if np.any(weak):
-        pooled = kept.sum(axis=0)
-        if pooled.sum() <= 0:
-            pooled = np.ones(cells, dtype=np.int64)  # nothing survived anywhere: uniform on the grid
-        kept = kept.copy()
-        kept[weak] = pooled
-        mass = kept.sum(axis=1)
-    cum = np.cumsum(kept, axis=1)  # inclusive
-    before = cum - kept  # exclusive
+    sigma = params.hist_sigma if params.noise else 0.0
+    # every record has one value per gene: all genes have the same mass n, estimated robustly
+    n_hat = max(int(np.median(h.sum(axis=1))), 1)
     d = h.shape[0]
     edges = np.empty((d, 3), dtype=np.int64)
-    rows = np.arange(d)
+    done = np.zeros(d, dtype=bool)
+    for level in range(params.hist_bits + 1):  # the finest resolution at which the gene's mass is found
+        agg = h.reshape(d, cells >> level, 1 << level).sum(axis=2)
+        thr = int(np.ceil(EDGE_THRESHOLD * sigma * np.sqrt(1 << level)))
+        kept = np.where(agg > thr, agg, 0)
+        ok = ~done & (kept.sum(axis=1) * 2 >= n_hat) & (kept.sum(axis=1) >= MIN_GENE_MASS)
+        if np.any(ok):
+            edges[ok] = _invert(kept[ok], lo, width << level)
+            done |= ok
+        if done.all():
+            break
+    if not done.all():  # nothing found even on the coarsest grid: the pooled histogram of all genes
+        pooled = h.sum(axis=0)  # mass ~ d n, noise ~ sqrt(d) sigma a cell
+        pooled = np.where(pooled > EDGE_THRESHOLD * sigma * np.sqrt(d), pooled, 0)
+        if pooled.sum() <= 0:
+            pooled = np.ones(cells, dtype=np.int64)
+        edges[~done] = _invert(np.broadcast_to(pooled, (int((~done).sum()), cells)), lo, width)
+    return np.maximum.accumulate(edges, axis=1)
+
+
+def _invert(kept: np.ndarray, lo: int, width: int) -> np.ndarray:
+    """Quartile edges of histograms with cells of ``width`` ulps from ``lo`` (exact integers)."""
+    kept = np.asarray(kept, dtype=np.int64)
+    mass = kept.sum(axis=1)
+    cum = np.cumsum(kept, axis=1)  # inclusive
+    before = cum - kept  # exclusive
+    rows = np.arange(kept.shape[0])
+    out = np.empty((kept.shape[0], 3), dtype=np.int64)
     for j in (1, 2, 3):
         target = j * mass  # compare 4 * cum with j * mass: no fractions
         k = np.argmax(4 * cum >= target[:, None], axis=1)  # first cell whose cumulative mass reaches j/4
         inside = np.maximum(kept[rows, k], 1)
-        num = target - 4 * before[rows, k]  # in quarter counts, 0 <= num <= 4 * inside
-        offset = (num * width) // (4 * inside)
-        edges[:, j - 1] = lo + k * width + np.clip(offset, 0, width)
-    return np.maximum.accumulate(edges, axis=1)
+        num = target - 4 * before[rows, k]  # quarter counts, 0 <= num <= 4 * inside
+        out[:, j - 1] = lo + k * width + np.clip((num * width) // (4 * inside), 0, width)
+    return out
 
 
 def public_edges_fp(params: ProtocolParams) -> np.ndarray:

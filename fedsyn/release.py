@@ -380,6 +380,7 @@ def fit(
     estimator: Estimator = "star",
     iterations: int = DEFAULT_ITERATIONS,
     callback: Callable[[int, float], None] | None = None,
+    warm_start: bool = False,
 ) -> ReleaseModel:
     """Fit Private-PGM's star model to the noisy marginals.
 
@@ -397,6 +398,9 @@ def fit(
         fit closer to uniform, which regularizes against the noise.
     callback : callable, optional
         ``callback(step, loss)`` every 50 steps.
+    warm_start : bool, default False
+        ``"star"`` only: start from the noisy tables themselves
+        (:func:`fedsyn.star_model.warm_potentials`) instead of the uniform model.
 
     Returns
     -------
@@ -418,7 +422,7 @@ def fit(
     t0 = time.perf_counter()
     if estimator == "star":
         star_meas, lab = star_measurements(domain, mbi_meas, total)
-        result = mirror_descent(star_meas, iterations=iterations, callback=callback)
+        result = mirror_descent(star_meas, iterations=iterations, callback=callback, warm_start=warm_start)
         model = ReleaseModel(
             gene_names=tuple(measurements.gene_names),
             label_names=tuple(measurements.label_names),
@@ -608,6 +612,7 @@ def synthesize(
     estimator: Estimator = "star",
     iterations: int = DEFAULT_ITERATIONS,
     rng: np.random.Generator | None = None,
+    warm_start: bool = False,
 ) -> SyntheticData:
     """Fit, sample and de-bin: the whole release step.
 
@@ -623,6 +628,8 @@ def synthesize(
         See :func:`fit`.
     rng : numpy.random.Generator, optional
         Sampling randomness; default: seeded from the OS CSPRNG.
+    warm_start : bool, default False
+        See :func:`fit`.
 
     Returns
     -------
@@ -631,7 +638,7 @@ def synthesize(
     n = measurements.n_records if n_records is None else n_records
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise InputError(f"n_records must be a non-negative integer, got {n!r}.")
-    model = fit(measurements, estimator=estimator, iterations=iterations)
+    model = fit(measurements, estimator=estimator, iterations=iterations, warm_start=warm_start)
     t0 = time.perf_counter()
     bins, labels = sample(model, n, rng=rng)
     values = debin(bins, measurements.bin_means)
