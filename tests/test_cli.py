@@ -68,7 +68,10 @@ def test_real_subprocess_run(tmp_path):
     assert out.stdout == "" and out.stderr == ""
     out = subprocess.run([sys.executable, "-m", "fedsyn", "run", "-i", str(tmp_path / "missing.csv"), "-o",
                           str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 2 and "missing.csv" in out.stderr
+    assert out.returncode == InputError.exit_code == 8 and "missing.csv" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "fedsyn", "run", "--no-such-option"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 2 and "--no-such-option" in out.stderr  # usage errors: click's code, not an input's
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +196,28 @@ def test_unwritable_output_is_one_error_line(tmp_path, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("fedsyn: error: ") and str(blocker) in err and err.count("\n") == 1
+
+
+# -- issue 9: options in both places, CLI words, usage vs input, ranges, friction ---------------
+
+
+def test_quiet_and_verbose_after_the_subcommand(tmp_path, capsys):
+    for k, args in enumerate((["simulate", "-q"], ["simulate", "--quiet"], ["-q", "simulate"])):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--samples", "10", "--genes", "3", "-o", str(tmp_path / f"{k}.csv")])
+        assert exc.value.code == 0
+        assert capsys.readouterr().out == ""
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--samples", "10", "--genes", "3", "-o", str(tmp_path / "v.csv"), "-v"])
+    assert exc.value.code == 0 and "wrote" in capsys.readouterr().out
+
+
+def test_json_log_lines(prep_csv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["preprocess", "-i", str(prep_csv), "-o", str(tmp_path / "c.csv"), "-v", "--log-format", "json"])
+    assert exc.value.code == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines, "expected INFO log lines at -v"
+    records = [json.loads(ln) for ln in lines]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r["level"] == "INFO" and r["logger"].startswith("fedsyn") for r in records)
