@@ -54,6 +54,7 @@ __all__ = [
     "encode_holders",
     "share_holder",
     "share_to_files",
+    "looks_like_counts",
 ]
 
 #: Computing servers of the replicated scheme.
@@ -378,6 +379,9 @@ def share_to_files(
     clip: tuple[float, float] | None = None,
     run_id: str | None = None,
     rng: np.random.Generator | None = None,
+    overwrite: bool = False,
+    protect: Sequence = (),
+    allow_counts: bool = False,
 ) -> list:
     """The whole holder job (``fedsyn share``): encode, share, write one file set per server.
 
@@ -400,23 +404,71 @@ def share_to_files(
         ``fedsyn`` only: session tag the servers check.
     rng : numpy.random.Generator or None, default None
         Reproducible tests only; the CSPRNG otherwise.
+    overwrite : bool, default False
+        Replace the files of an earlier ``share`` of this holder
+        (:func:`fedsyn.atomic.check_output_files`: never an input, never a file
+        fedsyn did not write). Without it, existing files are refused.
+    protect : sequence of path-like, default ()
+        The inputs (the matrix, list files), never replaced.
+    allow_counts : bool, default False
+        Share values that are all non-negative integers. Without it such
+        values -- raw counts -- are refused: the consortium bins preprocessed
+        values, and the bundles cannot be taken back once sent.
 
     Returns
     -------
     list of pathlib.Path
         File ``i`` (of the first three) goes to server ``i`` only.
+
+    Raises
+    ------
+    InputError
+        Raw counts without ``allow_counts``; data that does not fit the agreed
+        lists.
+    ConfigError
+        An output file that exists (without ``overwrite``), or is an input or
+        was not written by fedsyn.
     """
     if fmt not in ("fedsyn", "mp-spdz"):
         raise ConfigError(f"Unknown share format {fmt!r}; use 'fedsyn' or 'mp-spdz'.")
-    from .bundle import check_holder_id
+    from pathlib import Path
+
+    from .atomic import output_files
+    from .bundle import BUNDLE_SUFFIX, check_holder_id
+    from .errors import hint
 
     check_holder_id(holder_id)
-    encoded = encode_holder(data, gene_names=gene_names, label_names=label_names, frac_bits=frac_bits, clip=clip)
-    shared = share_holder(encoded, rng=rng)
+    if looks_like_counts(data) and not allow_counts:
+        raise InputError(
+            f"{data.source}: every value is a non-negative integer: these look like raw counts, but the servers "
+            "bin preprocessed values (VST or log2) and shared bundles cannot be taken back. Run `fedsyn preprocess` "
+            f"first, or pass {hint('allow_counts=True', '--allow-counts')} if the consortium agreed to share counts."
+        )
+    out = Path(out_dir)
     if fmt == "mp-spdz":
-        from .engines.mpspdz.persistence import write_holder_persistence
+        targets = [out / holder_id / f"Transactions-P{i}.data" for i in range(N_SERVERS)]
+        targets.append(out / holder_id / "manifest.json")
+    else:
+        targets = [out / f"{holder_id}.server{i}{BUNDLE_SUFFIX}" for i in range(N_SERVERS)]
+    with output_files(targets, overwrite=overwrite, protect=protect):
+        encoded = encode_holder(data, gene_names=gene_names, label_names=label_names, frac_bits=frac_bits,
+                                clip=clip)
+        shared = share_holder(encoded, rng=rng)
+        if fmt == "mp-spdz":
+            from .engines.mpspdz.persistence import write_holder_persistence
 
-        return write_holder_persistence(shared, holder_id=holder_id, out_dir=out_dir, security=security)  # type: ignore[arg-type]
-    from .bundle import write_holder_bundles
+            return write_holder_persistence(shared, holder_id=holder_id, out_dir=out_dir,  # type: ignore[arg-type]
+                                            security=security)
+        from .bundle import write_holder_bundles
 
-    return write_holder_bundles(shared, holder_id=holder_id, out_dir=out_dir, run_id=run_id)
+        return write_holder_bundles(shared, holder_id=holder_id, out_dir=out_dir, run_id=run_id)
+
+
+def looks_like_counts(data: ExpressionData) -> bool:
+    """Whether ``data`` holds raw counts: read as counts, or every value a non-negative integer.
+
+    The check ``fedsyn share`` (refusal) and ``fedsyn run`` (warning) make
+    before binning: the paper bins preprocessed values (VST).
+    """
+    values = np.asarray(data.values)
+    return data.kind == "counts" or bool(values.size and np.all(values >= 0) and np.all(values == np.round(values)))

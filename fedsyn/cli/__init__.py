@@ -22,7 +22,7 @@ from ..logs import configure_logging, level_for
 log = logging.getLogger("fedsyn")
 
 #: Subcommand modules, in the order ``fedsyn --help`` lists them.
-_COMMANDS = ("simulate", "preprocess", "run", "evaluate", "plan", "share", "serve", "release", "certs")
+_COMMANDS = ("simulate", "preprocess", "lists", "run", "evaluate", "plan", "share", "serve", "release", "certs")
 
 _VERBOSE_HELP = "More log output (-vv for debug); also accepted after the subcommand."
 _QUIET_HELP = "Only errors; no progress output; also accepted after the subcommand."
