@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+
+import numpy as np
 
 from fedsyn.engines.rep3.server import agree_on_metadata
 from fedsyn.engines.rep3.transport import InProcessNetwork
@@ -77,3 +80,29 @@ def test_agreeing_servers_pass():
     for t in threads:
         t.join(20)
     assert len(done) == 3
+
+
+def test_protocol1_logs_progress_per_gene_block(caplog):
+    """Long server runs show progress: one log line per gene block (public indices only, no values)."""
+    from fedsyn.engines.rep3.protocol1 import HolderInput, run_protocol1
+    from fedsyn.engines.rep3.runtime import Party
+    from fedsyn.engines.rep3.sharing import share_array
+    from fedsyn.engines.rep3.transport import run_parties
+    from fedsyn.fixedpoint import encode
+    from fedsyn.params import ProtocolParams
+
+    rng = np.random.default_rng(1)
+    x = encode(rng.normal(8, 2, size=(16, 5)))
+    onehot = np.eye(2, dtype=np.int64)[rng.integers(0, 2, 16)]
+    xs, ys = share_array(x, rng=rng), share_array(onehot, rng=rng)
+    params = ProtocolParams(n_labels=2, sigma=0.0, noise=False)
+
+    def server(i, transport):
+        party = Party.setup(i, transport, seed=1)
+        return run_protocol1(party, [HolderInput(values=xs[i], labels=ys[i])], params, gene_block_elements=32)
+
+    with caplog.at_level(logging.INFO, logger="fedsyn.engines.rep3.protocol1"):
+        run_parties(server, network=InProcessNetwork(timeout=60))
+    mine = [r.getMessage() for r in caplog.records if r.getMessage().startswith("party 0: gene block")]
+    assert mine == ["party 0: gene block 1 of 3 done (genes 1-2 of 5)", "party 0: gene block 2 of 3 done (genes 3-4 of 5)",
+                    "party 0: gene block 3 of 3 done (genes 5-5 of 5)"]
