@@ -88,10 +88,13 @@ def _global_options_for_subcommand() -> list[click.Option]:
     """``-v``/``-q``/``--log-format`` for a subcommand: they refine the group's settings."""
     return [
         click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_sub_verbose,
-                     help=_VERBOSE_HELP),
-        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_sub_quiet, help=_QUIET_HELP),
+                     help="More log output (-vv for debug); as `fedsyn -v COMMAND`."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_sub_quiet,
+                     help="Only errors; no progress output; as `fedsyn -q COMMAND`."),
         click.Option(["--log-format"], type=click.Choice(["text", "json"]), default=None, expose_value=False,
-                     callback=_sub_log_format, help=_LOG_FORMAT_HELP),
+                     callback=_sub_log_format,
+                     help="text, or json: one JSON object a line (time, level, logger, message) for unattended "
+                          "servers; as `fedsyn --log-format json COMMAND`."),
     ]
 
 
