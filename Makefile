@@ -25,10 +25,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 $(DEMO_DIR)/counts.csv: | $(VENV)/.installed
-	$(PYTHON) -m fedsyn simulate --preset simulated-brca --genes 1000 --seed 7 -o $@
+	$(PYTHON) -m fedsyn simulate --preset simulated-brca --genes 1000 --seed 7 -o $@ --overwrite
 
 $(DEMO_DIR)/preprocessed.csv: $(DEMO_DIR)/counts.csv
-	$(PYTHON) -m fedsyn preprocess -i $< -o $@ --n-genes $(DEMO_GENES) --seed 7
+	$(PYTHON) -m fedsyn preprocess -i $< -o $@ --n-genes $(DEMO_GENES) --seed 7 --overwrite
 
 demo: $(DEMO_DIR)/preprocessed.csv
 	$(PYTHON) -m fedsyn run --engine rep3 --holders 3 --epsilon 10 -i $< -o $(DEMO_DIR)/rep3 --overwrite

@@ -368,6 +368,13 @@ def simulate(
         )
     if n_modules < 0:
         raise ConfigError(f"n_modules must be >= 0, got {n_modules}.")
+    if not de_log2fc >= 0 or not baseline_log10_sd >= 0 or not np.isfinite(baseline_log10_mean):
+        raise ConfigError(
+            f"de_log2fc and baseline_log10_sd must be >= 0 and baseline_log10_mean finite, got {de_log2fc}, "
+            f"{baseline_log10_sd} and {baseline_log10_mean}."
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}.")
     if class_weights is None:
         weights = default_class_weights(L)
     else:

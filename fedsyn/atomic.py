@@ -1,8 +1,20 @@
-"""Atomic output files: the one writer every fedsyn output goes through.
+"""Atomic output files, and the rule that no output ever destroys an input.
 
 A temporary file in the target's directory replaces the target only when
 writing succeeded (``os.replace``), so an error or Ctrl-C never leaves a
 truncated file behind, and the old file, if any, stays intact.
+
+The output rule of every command (``docs/input.md``, "Outputs"): an output
+never replaces or deletes an input, nor anything fedsyn did not write itself.
+
+* Output **directories** (``run``, ``release``, ``evaluate``):
+  :func:`staged_directory`.
+* Output **files** (``simulate``, ``preprocess``, ``lists``, ``share``):
+  :func:`output_files` -- a file that exists is refused unless ``overwrite``
+  is given, and even then only if fedsyn wrote it (it is listed, with its size
+  and modification time, in the marker file ``.fedsyn-output.json`` of its
+  directory and unchanged since); an input of the command is refused even
+  with ``overwrite``. The checks run before any work is done.
 """
 
 from __future__ import annotations
@@ -25,6 +37,9 @@ __all__ = [
     "write_json_atomic",
     "save_npz_atomic",
     "staged_directory",
+    "check_output_files",
+    "record_output_files",
+    "output_files",
 ]
 
 
@@ -184,6 +199,11 @@ def staged_directory(
         if foreign:
             raise ConfigError(f"{out_dir}: holds {foreign[0]!r}, which fedsyn did not write there; --overwrite "
                               "replaces only fedsyn's own outputs. Give a new directory.")
+        prints = _read_marker(out).get("fingerprints", {})
+        changed = [name for name in existing if name in prints and list(prints[name]) != _fingerprint(out / name)]
+        if changed:
+            raise ConfigError(f"{out_dir}: {changed[0]!r} was changed after fedsyn wrote it; --overwrite "
+                              "replaces only fedsyn's own, unchanged outputs. Give a new directory.")
     stage = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     stage.mkdir(parents=True, mode=0o700)
     try:
@@ -209,3 +229,122 @@ def _marker_files(directory: Path) -> list[str]:
         return [str(x) for x in data.get("files", [])]
     except (OSError, ValueError, AttributeError):
         return []
+
+
+# ---------------------------------------------------------------------------
+# Output files
+# ---------------------------------------------------------------------------
+
+
+def _fingerprint(path: Path) -> list[int]:
+    st = path.lstat()
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _read_marker(directory: Path) -> dict:
+    try:
+        data = json.loads((directory / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_files(
+    paths: Sequence[str | os.PathLike], *, overwrite: bool = False, protect: Sequence[str | os.PathLike] = ()
+) -> list[Path]:
+    """Refuse output files that would replace an input or a file fedsyn did not write.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        The files a command is about to write.
+    overwrite : bool, default False
+        Replace files that an earlier fedsyn command wrote (and that nobody
+        changed since).
+    protect : sequence of path-like
+        The command's inputs: never replaced, whatever ``overwrite`` says
+        (symbolic and hard links to them included).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``paths`` as paths.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and what to do instead.
+    """
+    from .errors import ConfigError, hint
+
+    out = [Path(p) for p in paths]
+    for p in out:
+        for q in protect:
+            if _same_file(p, Path(q)):
+                raise ConfigError(f"{p}: is the input {q}; fedsyn never replaces its inputs (not even with "
+                                  f"{hint('overwrite=True', '--overwrite')}). Give another output name.")
+        if p.is_dir():
+            raise ConfigError(f"{p}: is a directory; give a file name.")
+        if not (p.exists() or p.is_symlink()):
+            continue
+        if not overwrite:
+            raise ConfigError(f"{p}: exists; pass {hint('overwrite=True', '--overwrite')} to replace an earlier "
+                              "fedsyn output, or give a new name.")
+        marker = _read_marker(p.parent)
+        known = marker.get("fingerprints", {})
+        if p.is_symlink() or p.name not in known:
+            raise ConfigError(f"{p}: exists and fedsyn did not write it; "
+                              f"{hint('overwrite=True', '--overwrite')} replaces only fedsyn's own outputs. "
+                              "Give a new name, or move the file away yourself.")
+        if list(known[p.name]) != _fingerprint(p):
+            raise ConfigError(f"{p}: was changed after fedsyn wrote it; "
+                              f"{hint('overwrite=True', '--overwrite')} replaces only fedsyn's own, unchanged "
+                              "outputs. Give a new name, or move the file away yourself.")
+    return out
+
+
+def record_output_files(paths: Sequence[str | os.PathLike]) -> None:
+    """List freshly written files in their directories' marker (``.fedsyn-output.json``)."""
+    by_dir: dict[Path, list[Path]] = {}
+    for p in map(Path, paths):
+        by_dir.setdefault(p.parent, []).append(p)
+    for directory, files in by_dir.items():
+        marker = _read_marker(directory)
+        names = [str(x) for x in marker.get("files", [])]
+        prints = dict(marker.get("fingerprints", {}))
+        for p in files:
+            if p.name not in names:
+                names.append(p.name)
+            prints[p.name] = _fingerprint(p)
+        marker.update({"written_by": "fedsyn", "files": sorted(names), "fingerprints": prints})
+        write_json_atomic(directory / MARKER, marker)
+
+
+@contextlib.contextmanager
+def output_files(
+    paths: Sequence[str | os.PathLike], *, overwrite: bool = False, protect: Sequence[str | os.PathLike] = ()
+) -> Iterator[list[Path]]:
+    """Check output files before the work (:func:`check_output_files`), record them after it.
+
+    Use around a command's whole job so that a refusal costs no computation::
+
+        with output_files([out], overwrite=overwrite, protect=[input_path]):
+            data = load_expression(input_path)
+            write_expression(process(data), out)
+
+    The block must write every file in ``paths`` (atomically); they are then
+    recorded as fedsyn's (:func:`record_output_files`). Nothing is recorded if
+    the block fails.
+    """
+    out = check_output_files(paths, overwrite=overwrite, protect=protect)
+    yield out
+    record_output_files([p for p in out if p.exists()])

@@ -491,8 +491,11 @@ def load_server_bundles(
     """Load every holder's bundle for server ``party`` and check they agree.
 
     All bundles must carry the same gene list, label domain, fractional bits
-    (and ``frac_bits``/``label_names``/``run_id`` if given) and distinct holder
-    ids. With ``check_clip``, each must have been clipped to exactly ``clip``.
+    and run id (and ``frac_bits``/``label_names``/``run_id`` if given) and
+    distinct holder ids. With ``check_clip``, each must have been clipped to
+    exactly ``clip``. A bundle that differs from the others is named with the
+    holder and what differs (the first gene, label, value): the one that
+    differs from the majority, or both when two bundles disagree.
 
     Returns
     -------
@@ -504,29 +507,45 @@ def load_server_bundles(
     Raises
     ------
     BundleError
-        Naming the first file that disagrees.
+        Naming the file and holder that differs, and how.
     """
+    from .metadata import describe_genes, describe_labels, odd_ones
+
     bundles: list[Bundle] = []
-    first: Bundle | None = None
     seen: dict[str, Path] = {}
     for p in paths:
-        b = load_bundle(
-            p,
-            expected_party=party,
-            expected_gene_digest=None if first is None else first.manifest.gene_digest,
-            expected_labels=label_names if first is None else first.manifest.label_names,
-            expected_frac_bits=frac_bits if first is None else first.manifest.frac_bits,
-            expected_run_id=run_id if first is None else first.manifest.run_id,
-        )
-        if first is not None and b.manifest.run_id != first.manifest.run_id:
-            raise _fail(Path(p), "bundles of different runs given together.")
+        b = load_bundle(p, expected_party=party, expected_labels=label_names, expected_frac_bits=frac_bits,
+                        expected_run_id=run_id)
         if check_clip and b.manifest.clip != (None if clip is None else tuple(map(float, clip))):
-            raise _fail(Path(p), f"values clipped to {b.manifest.clip}, the run needs {clip}.")
+            raise _fail(Path(p), f"holder {b.manifest.holder_id!r}: values clipped to {b.manifest.clip}, the run "
+                                 f"needs {clip}.")
         if b.manifest.holder_id in seen:
             raise _fail(Path(p), f"holder {b.manifest.holder_id!r} already given in {seen[b.manifest.holder_id]}.")
         seen[b.manifest.holder_id] = Path(p)
-        first = first or b
         bundles.append(b)
     if not bundles:
         raise BundleError(f"No share bundles given for server {party}.")
+    checks = (
+        ("gene list", lambda m: m.gene_names, lambda a, b: f"its gene list {describe_genes(a.gene_names, b.gene_names)}"),
+        ("label domain", lambda m: m.label_names,
+         lambda a, b: f"its label domain {describe_labels(a.label_names, b.label_names)}"),
+        ("fractional bits", lambda m: m.frac_bits,
+         lambda a, b: f"its values have {a.frac_bits} fractional bits, not {b.frac_bits}"),
+        ("run", lambda m: m.run_id, lambda a, b: f"it belongs to run {a.run_id!r}, not {b.run_id!r}"),
+        ("clip range", lambda m: m.clip, lambda a, b: f"its values are clipped to {a.clip}, not {b.clip}"),
+    )
+    for _what, key, describe in checks:
+        agree, differ = odd_ones(bundles, key=lambda b: key(b.manifest))
+        if not differ:
+            continue
+        bad, ref = bundles[differ[0]], bundles[agree[0]]
+        diff = describe(bad.manifest, ref.manifest)
+        if len(bundles) == 2:
+            where = (f"compared with holder {ref.manifest.holder_id!r} ({ref.path}); with two bundles fedsyn cannot "
+                     "tell which one is wrong")
+        else:
+            names = [repr(bundles[j].manifest.holder_id) for j in agree]
+            where = f"compared with the other holders ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+        raise _fail(bad.path or Path("?"), f"holder {bad.manifest.holder_id!r}: {diff}, {where}. Every holder must "
+                                           "share with the same genes.txt, labels.txt, --frac-bits and --run-id.")
     return sorted(bundles, key=lambda b: b.manifest.holder_id)

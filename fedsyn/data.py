@@ -67,6 +67,112 @@ class ExpressionData:
     def n_labels(self) -> int:
         return len(self.label_names)
 
+    # -- conversions (pandas and anndata are imported only when used) ------------
+
+    @classmethod
+    def from_anndata(
+        cls,
+        adata,
+        *,
+        label: str | None = None,
+        layer: str | None = None,
+        kind: Literal["auto", "counts", "normalized"] = "auto",
+        label_names=None,
+        source: str = "<AnnData>",
+    ) -> "ExpressionData":
+        """An AnnData object's values and labels, validated like a file (:func:`fedsyn.readers.load_expression`).
+
+        Parameters
+        ----------
+        adata : anndata.AnnData
+            Samples in ``obs`` (ids: ``obs_names``), genes in ``var`` (``var_names``).
+        label : str or None, default None
+            The ``obs`` column of the class labels; ``None``: ``"label"``, else the
+            single text or categorical ``obs`` column.
+        layer : str or None, default None
+            Values from this layer; ``None``: the layer ``"counts"`` if present and
+            ``kind`` is not ``"normalized"``, else ``X``.
+        kind : {"auto", "counts", "normalized"}, default "auto"
+            As :func:`~fedsyn.readers.load_expression`.
+        label_names : sequence of str or None, default None
+            The agreed label domain (``None``: this object's labels, sorted).
+        source : str, default "<AnnData>"
+            Name used in error messages.
+
+        Returns
+        -------
+        ExpressionData
+        """
+        from .readers import expression_from_anndata
+
+        return expression_from_anndata(adata, label_column=label, layer=layer, kind=kind, label_names=label_names,
+                                       source=source)
+
+    @classmethod
+    def from_frames(
+        cls,
+        counts,
+        metadata=None,
+        *,
+        label: str | None = None,
+        kind: Literal["auto", "counts", "normalized"] = "auto",
+        label_names=None,
+        source: str = "<DataFrame>",
+    ) -> "ExpressionData":
+        """A pandas table of values plus labels, or PyDESeq2's counts and metadata pair.
+
+        Parameters
+        ----------
+        counts : pandas.DataFrame
+            Samples x genes indexed by sample id (PyDESeq2's ``counts``); with
+            ``metadata``, genes x samples (R's layout) is recognised too. Without
+            ``metadata`` the label is one of its columns.
+        metadata : pandas.DataFrame or None, default None
+            Indexed by sample id, holding the label column (PyDESeq2's ``metadata``).
+        label : str or None, default None
+            The label column; ``None``: ``"label"``, else the single text column.
+        kind, label_names, source
+            As :meth:`from_anndata`.
+
+        Returns
+        -------
+        ExpressionData
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> counts = pd.DataFrame({"G1": [5, 0, 7], "G2": [1, 2, 3]}, index=["s1", "s2", "s3"])
+        >>> meta = pd.DataFrame({"condition": ["A", "B", "A"]}, index=["s1", "s2", "s3"])
+        >>> d = ExpressionData.from_frames(counts, meta, label="condition")
+        >>> d.kind, d.label_names, d.labels.tolist()
+        ('counts', ('A', 'B'), [0, 1, 0])
+        """
+        from .readers import expression_from_frames
+
+        return expression_from_frames(counts, metadata, label_column=label, kind=kind, label_names=label_names,
+                                      source=source)
+
+    def to_frame(self, *, label: str = "label"):
+        """Samples x genes as a :class:`pandas.DataFrame` indexed by sample id, label names in column ``label``."""
+        import pandas as pd
+
+        if label in self.gene_names:
+            raise InputError(f"{self.source}: the label column name {label!r} is also a gene name.")
+        frame = pd.DataFrame(np.asarray(self.values), index=pd.Index(list(self.sample_ids), name="sample_id"),
+                             columns=list(self.gene_names))
+        frame[label] = pd.Categorical.from_codes(np.asarray(self.labels), categories=list(self.label_names))
+        return frame
+
+    def to_anndata(self, *, label: str = "label"):
+        """An :class:`anndata.AnnData`: values in ``X``, ids ``obs_names``, genes ``var_names``, labels ``obs[label]``."""
+        import anndata
+        import pandas as pd
+
+        obs = pd.DataFrame({label: pd.Categorical.from_codes(np.asarray(self.labels), categories=list(self.label_names))},
+                           index=pd.Index(list(self.sample_ids), dtype=object))
+        var = pd.DataFrame(index=pd.Index(list(self.gene_names), dtype=object))
+        return anndata.AnnData(X=np.asarray(self.values, dtype=np.float64), obs=obs, var=var)
+
     def subset(self, rows=None, genes=None) -> "ExpressionData":
         """A copy restricted to the given row indices and/or gene indices."""
         values, sample_ids, labels, gene_names = self.values, self.sample_ids, self.labels, self.gene_names

@@ -54,6 +54,7 @@ __all__ = [
     "encode_holders",
     "share_holder",
     "share_to_files",
+    "looks_like_counts",
 ]
 
 #: Computing servers of the replicated scheme.
@@ -213,58 +214,82 @@ class SharedHolder:
 
 
 def align_holders(holders: Sequence[ExpressionData], *, n_labels: int | None = None) -> list[ExpressionData]:
-    """Put every holder on the first holder's gene order and label domain.
+    """Put every holder on the agreed gene order and label domain.
 
     Every engine calls this, so all of them accept the same inputs: holders
     must have the same *set* of genes (columns in another order are
-    reordered) and labels from the first holder's domain (codes are remapped
-    by name).
+    reordered) and labels from one domain (codes are remapped by name). The
+    reference is the gene set and the label domain that most holders have (on
+    a tie, the earlier holder's), so that a refusal names the holder that
+    differs, not whichever is listed second.
 
     Parameters
     ----------
     holders : sequence of ExpressionData
     n_labels : int or None, default None
-        Size of the run's label domain; checked against the first holder's.
+        Size of the run's label domain; checked against the reference domain.
+
+    Returns
+    -------
+    list of ExpressionData
+        In the given order, every one on the reference's gene order and label
+        domain.
 
     Raises
     ------
     InputError
-        Naming the holder and a missing or unexpected gene, or a label outside
-        the domain.
+        Naming the holder that differs, the first missing or extra gene or the
+        label outside the domain, and the holders it was compared with.
     ConfigError
         If the label domain does not have ``n_labels`` labels.
     """
+    from .metadata import describe_genes, odd_ones
+
     if not holders:
         raise InputError("At least one data holder is needed.")
-    first = holders[0]
-    if n_labels is not None and first.n_labels != n_labels:
-        raise ConfigError(f"{first.source}: {first.n_labels} labels but the run is set up for {n_labels}.")
-    genes, domain = first.gene_names, first.label_names
-    gene_index = {g: j for j, g in enumerate(genes)}
+    agree, differ = odd_ones(holders, key=lambda h: frozenset(h.gene_names) if len(set(h.gene_names)) ==
+                             len(h.gene_names) else tuple(h.gene_names))
+    ref = holders[agree[0]]
+    if differ:
+        h = holders[differ[0]]
+        diff = describe_genes(h.gene_names, ref.gene_names, ordered=False)
+        raise InputError(_disagreement(holders, agree, differ[0], f"its gene list {diff}",
+                                       "holders must share the same genes (an agreed genes.txt)"))
+    used = [tuple(h.label_names[c] for c in np.unique(np.asarray(h.labels))) for h in holders]
+    lagree, _ = odd_ones(holders, key=lambda h: tuple(h.label_names))
+    domain = holders[lagree[0]].label_names
     label_index = {name: code for code, name in enumerate(domain)}
-    aligned = [first]
-    for h in holders[1:]:
-        missing = [g for g in genes if g not in set(h.gene_names)]
-        extra = [g for g in h.gene_names if g not in gene_index]
-        if missing or extra or len(h.gene_names) != len(genes):
-            what = f"lacks gene {missing[0]!r}" if missing else f"has gene {extra[0]!r} not in"
-            raise InputError(
-                f"{h.source}: gene list differs from {first.source} ({what} the agreed list); "
-                "holders must agree on genes."
-            )
-        outside = [name for name in h.label_names if name not in label_index]
+    for k, h in enumerate(holders):
+        outside = [name for name in used[k] if name not in label_index]
         if outside:
-            raise InputError(
-                f"{h.source}: label {outside[0]!r} is outside the public domain {list(domain)} of {first.source}."
-            )
+            others = [j for j in lagree if j != k] or [j for j in range(len(holders)) if j != k]
+            raise InputError(_disagreement(
+                holders, others, k, f"its label {outside[0]!r} is outside the label domain {list(domain)}",
+                "holders must use one agreed label domain (an agreed labels.txt)"))
+    if n_labels is not None and len(domain) != n_labels:
+        raise ConfigError(f"{holders[lagree[0]].source}: {len(domain)} labels but the run is set up for {n_labels}.")
+    genes = ref.gene_names
+    gene_index = {g: j for j, g in enumerate(genes)}
+    aligned = []
+    for h in holders:
         if h.gene_names != genes:
             order = np.argsort([gene_index[g] for g in h.gene_names])
             h = h.subset(genes=order)
         if h.label_names != domain:
-            remap = np.array([label_index[name] for name in h.label_names], dtype=np.int64)
+            remap = np.array([label_index.get(name, -1) for name in h.label_names], dtype=np.int64)
             h = replace(h, labels=remap[h.labels], label_names=domain)
         aligned.append(h)
     return aligned
+
+
+def _disagreement(holders: Sequence[ExpressionData], agree: Sequence[int], bad: int, what: str, rule: str) -> str:
+    """One message naming the holder that differs and the ones it was compared with."""
+    others = [holders[j].source for j in agree if j != bad]
+    if len(holders) == 2:
+        return (f"{holders[bad].source}: {what}, compared with {others[0]}; with two holders fedsyn cannot tell "
+                f"which one is wrong: {rule}.")
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return f"{holders[bad].source}: {what}, compared with the other holders ({shown}); {rule}."
 
 
 def encode_holder(
@@ -378,6 +403,9 @@ def share_to_files(
     clip: tuple[float, float] | None = None,
     run_id: str | None = None,
     rng: np.random.Generator | None = None,
+    overwrite: bool = False,
+    protect: Sequence = (),
+    allow_counts: bool = False,
 ) -> list:
     """The whole holder job (``fedsyn share``): encode, share, write one file set per server.
 
@@ -400,23 +428,71 @@ def share_to_files(
         ``fedsyn`` only: session tag the servers check.
     rng : numpy.random.Generator or None, default None
         Reproducible tests only; the CSPRNG otherwise.
+    overwrite : bool, default False
+        Replace the files of an earlier ``share`` of this holder
+        (:func:`fedsyn.atomic.check_output_files`: never an input, never a file
+        fedsyn did not write). Without it, existing files are refused.
+    protect : sequence of path-like, default ()
+        The inputs (the matrix, list files), never replaced.
+    allow_counts : bool, default False
+        Share values that are all non-negative integers. Without it such
+        values -- raw counts -- are refused: the consortium bins preprocessed
+        values, and the bundles cannot be taken back once sent.
 
     Returns
     -------
     list of pathlib.Path
         File ``i`` (of the first three) goes to server ``i`` only.
+
+    Raises
+    ------
+    InputError
+        Raw counts without ``allow_counts``; data that does not fit the agreed
+        lists.
+    ConfigError
+        An output file that exists (without ``overwrite``), or is an input or
+        was not written by fedsyn.
     """
     if fmt not in ("fedsyn", "mp-spdz"):
         raise ConfigError(f"Unknown share format {fmt!r}; use 'fedsyn' or 'mp-spdz'.")
-    from .bundle import check_holder_id
+    from pathlib import Path
+
+    from .atomic import output_files
+    from .bundle import BUNDLE_SUFFIX, check_holder_id
+    from .errors import hint
 
     check_holder_id(holder_id)
-    encoded = encode_holder(data, gene_names=gene_names, label_names=label_names, frac_bits=frac_bits, clip=clip)
-    shared = share_holder(encoded, rng=rng)
+    if looks_like_counts(data) and not allow_counts:
+        raise InputError(
+            f"{data.source}: every value is a non-negative integer: these look like raw counts, but the servers "
+            "bin preprocessed values (VST or log2) and shared bundles cannot be taken back. Run `fedsyn preprocess` "
+            f"first, or pass {hint('allow_counts=True', '--allow-counts')} if the consortium agreed to share counts."
+        )
+    out = Path(out_dir)
     if fmt == "mp-spdz":
-        from .engines.mpspdz.persistence import write_holder_persistence
+        targets = [out / holder_id / f"Transactions-P{i}.data" for i in range(N_SERVERS)]
+        targets.append(out / holder_id / "manifest.json")
+    else:
+        targets = [out / f"{holder_id}.server{i}{BUNDLE_SUFFIX}" for i in range(N_SERVERS)]
+    with output_files(targets, overwrite=overwrite, protect=protect):
+        encoded = encode_holder(data, gene_names=gene_names, label_names=label_names, frac_bits=frac_bits,
+                                clip=clip)
+        shared = share_holder(encoded, rng=rng)
+        if fmt == "mp-spdz":
+            from .engines.mpspdz.persistence import write_holder_persistence
 
-        return write_holder_persistence(shared, holder_id=holder_id, out_dir=out_dir, security=security)  # type: ignore[arg-type]
-    from .bundle import write_holder_bundles
+            return write_holder_persistence(shared, holder_id=holder_id, out_dir=out_dir,  # type: ignore[arg-type]
+                                            security=security)
+        from .bundle import write_holder_bundles
 
-    return write_holder_bundles(shared, holder_id=holder_id, out_dir=out_dir, run_id=run_id)
+        return write_holder_bundles(shared, holder_id=holder_id, out_dir=out_dir, run_id=run_id)
+
+
+def looks_like_counts(data: ExpressionData) -> bool:
+    """Whether ``data`` holds raw counts: read as counts, or every value a non-negative integer.
+
+    The check ``fedsyn share`` (refusal) and ``fedsyn run`` (warning) make
+    before binning: the paper bins preprocessed values (VST).
+    """
+    values = np.asarray(data.values)
+    return data.kind == "counts" or bool(values.size and np.all(values >= 0) and np.all(values == np.round(values)))

@@ -470,10 +470,15 @@ def load_gene_list(
     table with a header whose identifier columns are named like the L1000 file
     (``"Entrez.ID"``, ``"Symbol"``, ``"ENSEMBL.ID"``; any column whose name
     contains ``ensembl``, ``symbol``, ``entrez`` or ``gene``, case-insensitively).
+    Names are cleaned as in :func:`fedsyn.lists.clean_name` (white space, byte-order
+    marks, quotes).
 
     Parameters
     ----------
     path : str or Path
+        The file, or the name of a list shipped with fedsyn
+        (:mod:`fedsyn.datasets.gene_lists`: ``"l1000"``, the 978 L1000 landmark
+        genes) when no file of that name exists.
     gene_names : sequence of str or None, default None
         The genes of the data the list will be applied to. The identifier
         column matching most of them (Ensembl version suffixes ignored) is
@@ -484,29 +489,40 @@ def load_gene_list(
     tuple of str
         The identifiers, in file order, blanks dropped.
     """
+    from .lists import clean_name
+
     path = Path(path)
+    if not path.exists():
+        from .datasets.gene_lists import GENE_LISTS, gene_list_path
+
+        if str(path).lower() in GENE_LISTS:
+            path = gene_list_path(str(path))
+        else:
+            raise InputError(f"{path}: gene list not found (a file, or one of the lists shipped with fedsyn: "
+                             f"{', '.join(GENE_LISTS)}).")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise InputError(f"{path}: cannot read the gene list ({reason}).") from exc
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in text.splitlines() if clean_name(ln) and not clean_name(ln).startswith("#")]
     if not lines:
         raise InputError(f"{path}: the gene list is empty.")
     sep = "\t" if "\t" in lines[0] else ("," if "," in lines[0] else None)
     if sep is None:
-        names = [ln.strip().strip('"') for ln in lines]
+        names = [clean_name(ln) for ln in lines]
         if names and names[0].lower() in ("gene", "genes", "gene_id", "symbol", "ensembl", "id"):
             names = names[1:]
         return tuple(names)
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep))
-    header = [h.strip() for h in rows[0]]
+    header = [clean_name(h) for h in rows[0]]
     body = rows[1:]
     wanted = ("ensembl", "symbol", "entrez", "gene")
     id_cols = [j for j, h in enumerate(header) if any(w in h.lower() for w in wanted)]
     if not id_cols:
         id_cols = [0]
-    columns = {j: [r[j].strip() for r in body if len(r) > j and r[j].strip()] for j in id_cols}
+    columns = {j: [clean_name(r[j]) for r in body if len(r) > j and clean_name(r[j])] for j in id_cols}
     if gene_names is not None:
         data = {_canonical(g) for g in gene_names}
         hits = {j: sum(_canonical(x) in data for x in col) for j, col in columns.items()}

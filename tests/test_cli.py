@@ -68,7 +68,10 @@ def test_real_subprocess_run(tmp_path):
     assert out.stdout == "" and out.stderr == ""
     out = subprocess.run([sys.executable, "-m", "fedsyn", "run", "-i", str(tmp_path / "missing.csv"), "-o",
                           str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 2 and "missing.csv" in out.stderr
+    assert out.returncode == InputError.exit_code == 8 and "missing.csv" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "fedsyn", "run", "--no-such-option"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 2 and "--no-such-option" in out.stderr  # usage errors: click's code, not an input's
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +196,135 @@ def test_unwritable_output_is_one_error_line(tmp_path, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("fedsyn: error: ") and str(blocker) in err and err.count("\n") == 1
+
+
+# -- issue 9: options in both places, CLI words, usage vs input, ranges, friction ---------------
+
+
+def test_quiet_and_verbose_after_the_subcommand(tmp_path, capsys):
+    for k, args in enumerate((["simulate", "-q"], ["simulate", "--quiet"], ["-q", "simulate"])):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--samples", "10", "--genes", "3", "-o", str(tmp_path / f"{k}.csv")])
+        assert exc.value.code == 0
+        assert capsys.readouterr().out == ""
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--samples", "10", "--genes", "3", "-o", str(tmp_path / "v.csv"), "-v"])
+    assert exc.value.code == 0 and "wrote" in capsys.readouterr().out
+
+
+def test_json_log_lines(prep_csv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["preprocess", "-i", str(prep_csv), "-o", str(tmp_path / "c.csv"), "-v", "--log-format", "json"])
+    assert exc.value.code == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines, "expected INFO log lines at -v"
+    records = [json.loads(ln) for ln in lines]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r["level"] == "INFO" and r["logger"].startswith("fedsyn") for r in records)
+
+
+def test_usage_and_input_errors_have_distinct_exit_codes(prep_csv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["preprocess", "-i", str(prep_csv), "-o", str(tmp_path / "x.csv"), "--n-genes", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--n-genes" in err and "n_genes" not in err
+    bad = tmp_path / "nolabel.csv"
+    bad.write_text("sample_id,G1,G2\nS1,1.5,2.5\nS2,3.5,4.5\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["preprocess", "-i", str(bad), "-o", str(tmp_path / "y.csv")])
+    assert exc.value.code == InputError.exit_code == 8
+    err = capsys.readouterr().err
+    assert "--label-column" in err and "label_column=" not in err and "--sample-sheet" in err
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--samples", "1"), ("--samples", "0"), ("--genes", "0"), ("--classes", "1"), ("--de-fraction", "1.5"),
+    ("--de-fraction", "-0.1"), ("--de-log2fc", "-1"), ("--seed", "-3"), ("--coexpression", "strong"),
+    ("--preset", "nope"),
+])
+def test_simulate_refuses_every_out_of_range_option(tmp_path, capsys, option, value):
+    out = tmp_path / "c.csv"
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--genes", "5", "--samples", "20", option, value, "-o", str(out)])
+    assert exc.value.code == 2
+    assert option in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_simulate_refuses_more_classes_than_samples(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--samples", "3", "--classes", "5", "-o", str(tmp_path / "c.csv")])
+    assert exc.value.code == 2 and "--samples >= --classes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--min-fraction", "2"], ["--min-count", "-1"], ["--seed", "-1"]])
+def test_preprocess_refuses_out_of_range_options(prep_csv, tmp_path, capsys, extra):
+    with pytest.raises(SystemExit) as exc:
+        main(["preprocess", "-i", str(prep_csv), "-o", str(tmp_path / "x.csv"), *extra])
+    assert exc.value.code == 2 and extra[0] in capsys.readouterr().err
+
+
+def test_one_sample_holder_can_share_with_the_agreed_labels(prep_csv, tmp_path):
+    from fedsyn.bundle import load_bundle
+    from fedsyn.readers import load_expression
+
+    data = load_expression(prep_csv)
+    one = tmp_path / "one.csv"
+    from fedsyn.writers import write_expression
+
+    write_expression(data.subset(rows=[0]), one)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\ufeff" + "".join(f"  {name}\r\n" for name in data.label_names) + "\n")  # BOM, CRLF, blanks
+    res = invoke("-q", "share", "-i", str(one), "-o", str(tmp_path / "b"), "--holder-id", "solo", "--labels",
+                 str(labels))
+    assert res.exit_code == 0, res.output
+    b = load_bundle(tmp_path / "b" / "solo.server0.fsb", expected_party=0)
+    assert b.n_samples == 1 and b.manifest.label_names == data.label_names
+
+
+def test_share_refuses_raw_counts_unless_allowed(tmp_path, capsys):
+    counts = tmp_path / "counts.csv"
+    assert invoke("-q", "simulate", "--samples", "20", "--genes", "5", "--seed", "1", "-o", str(counts)).exit_code == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["share", "-i", str(counts), "-o", str(tmp_path / "b"), "--holder-id", "h"])
+    assert exc.value.code == InputError.exit_code
+    err = capsys.readouterr().err
+    assert "raw counts" in err and "fedsyn preprocess" in err and "--allow-counts" in err
+    assert not (tmp_path / "b").exists()
+    res = invoke("-q", "share", "-i", str(counts), "-o", str(tmp_path / "b"), "--holder-id", "h", "--allow-counts")
+    assert res.exit_code == 0, res.output
+
+
+def test_lists_writes_the_agreed_gene_and_label_lists(prep_csv, tmp_path):
+    from fedsyn.lists import read_names
+    from fedsyn.readers import load_expression
+
+    data = load_expression(prep_csv)
+    res = invoke("lists", "-i", str(prep_csv), "-o", str(tmp_path / "agreed"))
+    assert res.exit_code == 0, res.output
+    assert read_names(tmp_path / "agreed" / "genes.txt") == data.gene_names
+    assert read_names(tmp_path / "agreed" / "labels.txt") == data.label_names
+    res = invoke("-q", "share", "-i", str(prep_csv), "-o", str(tmp_path / "b"), "--holder-id", "h",
+                 "--genes", str(tmp_path / "agreed" / "genes.txt"), "--labels", str(tmp_path / "agreed" / "labels.txt"))
+    assert res.exit_code == 0, res.output
+
+
+def test_gene_list_l1000_is_shipped(tmp_path):
+    from fedsyn.datasets.gene_lists import gene_list_path
+    from fedsyn.preprocess import load_gene_list
+    from fedsyn.readers import load_expression
+
+    ensembl = load_gene_list(gene_list_path("l1000"), gene_names=["ENSG00000186480"])
+    assert len(ensembl) == 978
+    rng = np.random.default_rng(0)
+    genes = list(ensembl[:6]) + ["ENSG99999999999.3"]
+    rows = ["sample_id," + ",".join(genes) + ",label"]
+    rows += [f"S{i}," + ",".join(str(int(x)) for x in rng.poisson(50, len(genes))) + f",{'ab'[i % 2]}"
+             for i in range(20)]
+    src = tmp_path / "c.csv"
+    src.write_text("\n".join(rows) + "\n")
+    res = invoke("-q", "preprocess", "-i", str(src), "-o", str(tmp_path / "p.csv"), "--gene-list", "l1000",
+                 "--normalization", "log2")
+    assert res.exit_code == 0, res.output
+    assert load_expression(tmp_path / "p.csv").gene_names == tuple(genes[:6])

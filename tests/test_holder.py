@@ -85,3 +85,48 @@ def test_one_sharing_serves_both_formats(small_data):
     for i in range(3):
         assert np.array_equal(rows[i][1][:, : small_data.n_genes], sh.values[i][1])
         assert np.array_equal(rows[i][0][:, small_data.n_genes :], sh.labels[i][0])
+
+
+# -- a refusal names the holder that differs (issue 9) -----------------------------------------
+
+
+def _holders(small_data, k=3):
+    parts = np.array_split(np.arange(small_data.n_samples), k)
+    return [replace(small_data.subset(rows=p), source=f"hosp{i}.csv") for i, p in enumerate(parts)]
+
+
+def test_the_odd_holder_is_named_even_when_it_comes_first(small_data):
+    hs = _holders(small_data)
+    hs[0] = replace(hs[0].subset(genes=np.arange(small_data.n_genes - 1)), source="hosp0.csv")
+    with pytest.raises(InputError) as exc:
+        align_holders(hs)
+    msg = str(exc.value)
+    assert msg.startswith("hosp0.csv: its gene list lacks gene 'G5'")
+    assert "hosp1.csv, hosp2.csv" in msg
+
+
+def test_two_disagreeing_holders_are_both_named(small_data):
+    a, b = _holders(small_data, 2)
+    b = replace(b.subset(genes=np.arange(1, small_data.n_genes)), source="hosp1.csv")
+    with pytest.raises(InputError, match="hosp1.csv: its gene list lacks gene 'G0'.*compared with hosp0.csv.*"
+                                         "cannot tell which one is wrong"):
+        align_holders([a, b])
+
+
+def test_a_label_outside_the_others_domain_names_the_holder_and_label(small_data):
+    hs = _holders(small_data)
+    odd = hs[0]
+    hs[0] = replace(odd, label_names=("a", "b", "x"), source="hosp0.csv")  # class 'c' is called 'x' there
+    if 2 not in set(odd.labels.tolist()):
+        pytest.skip("no sample of class c in the first part")
+    with pytest.raises(InputError, match=r"hosp0.csv: its label 'x' is outside the label domain \['a', 'b', 'c'\]"):
+        align_holders(hs)
+
+
+def test_a_holder_holding_only_some_classes_is_aligned(small_data):
+    hs = _holders(small_data)
+    keep = np.flatnonzero(hs[2].labels < 2)
+    sub = hs[2].subset(rows=keep)
+    hs[2] = replace(sub, label_names=("a", "b"), labels=sub.labels)  # its own, smaller domain
+    aligned = align_holders(hs)
+    assert aligned[2].label_names == ("a", "b", "c") and np.array_equal(aligned[2].labels, sub.labels)

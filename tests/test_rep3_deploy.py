@@ -155,7 +155,7 @@ def test_share_cli_mpspdz_format(tmp_path):
     res = CliRunner().invoke(cli, ["-q", "share", "-i", str(src), "-o", str(tmp_path / "o"),
                                    "--holder-id", "H", "--format", "mp-spdz"])
     assert res.exit_code == 0, res.output
-    files = sorted(p.name for p in (tmp_path / "o" / "H").iterdir())
+    files = sorted(p.name for p in (tmp_path / "o" / "H").iterdir() if p.name != ".fedsyn-output.json")
     assert files == ["Transactions-P0.data", "Transactions-P1.data", "Transactions-P2.data", "manifest.json"]
     body = [np.frombuffer((tmp_path / "o" / "H" / f"Transactions-P{i}.data").read_bytes()[28:], "<u8").reshape(-1, 2)
             for i in range(3)]
@@ -302,31 +302,47 @@ def test_bundles_of_another_sharing_are_refused_before_computation(tmp_path):
                     network=InProcessNetwork(timeout=20))
 
 
-def test_failed_run_in_own_tempdir_removes_bundles_and_keys(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failure", [ProtocolError("peer died"), KeyboardInterrupt()])
+def test_failed_or_interrupted_run_leaves_no_tempdir(tmp_path, monkeypatch, failure):
+    """A failed or interrupted run removes its whole fedsyn-rep3-* directory (its error carries the log tails)."""
     import tempfile
 
     from fedsyn.engines.rep3 import engine as engine_mod
 
-    made = []
-
-    def mkdtemp(prefix=""):
-        d = tmp_path / f"{prefix}x"
-        d.mkdir()
-        made.append(d)
-        return str(d)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen = []
 
     def boom(*args, **kwargs):
-        (made[0] / "certs").mkdir()
-        (made[0] / "certs" / "server0.key").write_text("k")
-        (made[0] / "certs" / "ca.pem").write_text("c")
-        (made[0] / "server0.log").write_text("log")
-        raise ProtocolError("peer died")
+        (work,) = tmp_path.glob("fedsyn-rep3-*")
+        (work / "certs").mkdir()
+        (work / "certs" / "server0.key").write_text("k")
+        (work / "server0.log").write_text("log")
+        seen.append(work)
+        raise failure
 
-    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     monkeypatch.setattr(engine_mod.Rep3Engine, "_run_inprocess", boom)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
-    with pytest.raises(ProtocolError, match="peer died"):
+    with pytest.raises(type(failure)):
         Rep3Engine(Rep3Options(transport="inprocess", timeout=10)).measure(holders_of(simulated()), params)
-    work = made[0]
-    assert not (work / "bundles").exists() and not (work / "certs" / "server0.key").exists()
-    assert (work / "server0.log").exists() and (work / "certs" / "ca.pem").exists()
+    assert seen and not seen[0].exists()
+    assert list(tmp_path.glob("fedsyn-rep3-*")) == []
+
+
+def test_next_run_removes_tempdirs_of_killed_runs(tmp_path, monkeypatch):
+    """A run killed outright cannot clean up; the next run removes its directory, not a live run's."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, live, other = tmp_path / "fedsyn-rep3-stale", tmp_path / "fedsyn-rep3-live", tmp_path / "fedsyn-rep3-x"
+    for d in (stale, live, other):
+        (d / "bundles").mkdir(parents=True)
+    (stale / "owner.pid").write_text(dead.stdout.strip())
+    (live / "owner.pid").write_text(str(os.getpid()))  # this process: alive
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False)
+    Rep3Engine(Rep3Options(transport="inprocess", timeout=60)).measure(holders_of(simulated()), params)
+    assert not stale.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.glob("fedsyn-rep3-*")) == ["fedsyn-rep3-live", "fedsyn-rep3-x"]

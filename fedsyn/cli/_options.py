@@ -18,6 +18,26 @@ input_options = [
 ]
 
 
+#: ``--sample-sheet``: labels from a separate table (not part of ``input_options``,
+#: whose commands would all have to read it).
+sample_sheet_option = click.option(
+    "--sample-sheet", type=click.Path(dir_okay=False), default=None,
+    help="CSV/TSV of sample ids and labels (PyDESeq2's metadata, R's colData); the matrix then holds only "
+         "values, samples in rows or genes in rows (GDC, featureCounts, DESeq2 layout), told apart by where "
+         "the sheet's sample ids are. --label-column and --sample-column then name the sheet's columns.",
+)
+
+#: ``--overwrite`` of the commands that write output files.
+overwrite_option = click.option(
+    "--overwrite", is_flag=True,
+    help="Replace output files that fedsyn wrote earlier (and nobody changed since); never an input, "
+         "never a file fedsyn did not write.",
+)
+
+#: ``--seed``: numpy seeds are non-negative.
+SEED = click.IntRange(min=0)
+
+
 def add_options(options):
     def decorator(f):
         for option in reversed(options):

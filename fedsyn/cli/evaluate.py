@@ -15,14 +15,18 @@ from ._options import add_options, echo, input_options, metrics_line
 @click.option("--synthetic", required=True, type=click.Path(dir_okay=False),
               help="Synthetic records (e.g. synthetic.csv of fedsyn run).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory for metrics.json, report.md and plots.")
-@click.option("--de-alpha", type=float, default=0.05, show_default=True, help="Significance level of DE tests.")
+              help="A new or empty directory for metrics.json, report.md and plots (written atomically; "
+                   "never one holding an input; an earlier evaluation there is replaced only with --overwrite).")
+@click.option("--de-alpha", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Significance level of DE tests, in (0, 1).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier fedsyn output in the output directory.")
 @add_options(input_options)
 @click.pass_context
-def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, label_column, sample_column):
+def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, overwrite, label_column, sample_column):
     """Compute the paper's metrics (TSTR accuracy, Wasserstein, DE-TPR, DCR) and the CAMDA 2025
     challenge's (co-expression edge recall and precision, MMD, discriminative score, relative DCR,
     membership-inference AUC); write metrics.json, report.md and plots."""
+    from ..atomic import staged_directory
     from ..evaluation import evaluate
     from ..readers import load_expression
     from ..report import write_report
@@ -33,8 +37,9 @@ def command(ctx, real_train, real_test, synthetic, out_dir, de_alpha, label_colu
     test = load_expression(real_test, label_column=label_column, sample_column=sample_column, label_names=names,
                            kind="normalized")
     synth = load_expression(synthetic, label_column=None, label_names=names, kind="normalized")
-    result = evaluate(train, test, synth, de_alpha=de_alpha)
-    write_report(result, out_dir, real_train=train, synthetic=synth)
+    with staged_directory(out_dir, overwrite=overwrite, protect=(real_train, real_test, synthetic)) as staging:
+        result = evaluate(train, test, synth, de_alpha=de_alpha)
+        write_report(result, staging, real_train=train, synthetic=synth)
     metrics = result.to_dict()
     echo(ctx, metrics_line(metrics))
     echo(ctx, challenge_line(metrics))

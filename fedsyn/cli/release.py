@@ -13,10 +13,11 @@ from ._options import echo
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="A new directory for measurements.npz, synthetic.csv and release.json (never an earlier release's).")
 @click.option("--no-synthesize", is_flag=True, help="Only open and save the noisy measurements.")
-@click.option("--n-records", type=int, default=None, help="Synthetic records to sample [default: training size].")
-@click.option("--seed", type=int, default=None,
-              help="Seed of the sampling step (reproducible experiments only).")
-@click.option("--timeout", type=float, default=None,
+@click.option("--n-records", type=click.IntRange(min=0), default=None,
+              help="Synthetic records to sample [default: the noisy number of records].")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed (>= 0) of the sampling step (reproducible experiments only).")
+@click.option("--timeout", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Seconds to wait for all three servers [default: from the deployment file, plus 1 h].")
 @click.pass_context
 def command(ctx, config_path, out_dir, no_synthesize, n_records, seed, timeout):

@@ -24,6 +24,7 @@ deployment comes from three institutions each running ``fedsyn serve``
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -60,11 +61,12 @@ class Rep3Options:
     timeout : float, default 600
         Seconds before a stalled run fails (also each message's timeout).
     workdir : path-like or None, default None
-        Where bundles, certificates, the deployment file and the server logs go.
-        ``None``: a fresh temporary directory (mode 0700), removed after a
-        successful run; after a failure only the logs and public files are kept
-        (and named in the log): the bundles -- all three shares of every
-        holder -- and the private keys are removed.
+        Where bundles, certificates, the deployment file and the server logs go
+        (kept after the run). ``None``: a fresh temporary directory
+        ``fedsyn-rep3-*`` (mode 0700), removed whatever happens -- success,
+        error or Ctrl-C (a failed run's error shows the tail of every
+        server's log); directories left by runs that were killed outright
+        are removed by the next run.
     config : DeploymentConfig, path-like or None, default None
         ``tcp`` only: addresses and certificates to use (e.g.
         ``parties/local.toml``) instead of fresh loopback ones.
@@ -133,7 +135,12 @@ class Rep3Engine:
         config = opts.config
         session = config.session if config is not None else f"run-{secrets.token_hex(6)}"
         own_dir = opts.workdir is None
-        work = Path(tempfile.mkdtemp(prefix="fedsyn-rep3-")) if own_dir else opts.workdir
+        if own_dir:
+            _sweep_stale_workdirs()
+            work = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
+            (work / _OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+        else:
+            work = opts.workdir
         assert work is not None
         work.mkdir(parents=True, exist_ok=True)
         ok = False
@@ -162,11 +169,9 @@ class Rep3Engine:
             ok = True
             return result
         finally:
-            if own_dir and ok:
+            if own_dir:
+                _remove_secrets(work)  # the shares and keys first, should the rest fail
                 shutil.rmtree(work, ignore_errors=True)
-            elif own_dir:
-                _remove_secrets(work)
-                logger.error("rep3: run failed; server logs kept in %s (bundles and private keys removed)", work)
             elif not ok:
                 logger.error("rep3: run failed; bundles, certificates and logs kept in %s", work)
 
@@ -187,6 +192,42 @@ class Rep3Engine:
         m = measurements_from_shares(shares, meta, params)
         return Measurement(measurements=m, stats={"transport": "inprocess",
                                                   "servers": {f"server{i}": results[i][1] for i in range(3)}})
+
+
+_WORKDIR_PREFIX = "fedsyn-rep3-"
+_OWNER_FILE = "owner.pid"
+
+
+def _sweep_stale_workdirs() -> None:
+    """Remove ``fedsyn-rep3-*`` temporary directories of this user whose run's process is gone.
+
+    A run killed outright (SIGKILL, power loss) cannot clean up after itself;
+    its directory names the process in ``owner.pid``. Directories of live
+    processes, of other users, and without that file are left alone.
+    """
+    uid = getattr(os, "getuid", lambda: None)()
+    for d in Path(tempfile.gettempdir()).glob(_WORKDIR_PREFIX + "*"):
+        try:
+            if not d.is_dir() or d.is_symlink() or (uid is not None and d.stat().st_uid != uid):
+                continue
+            pid = int((d / _OWNER_FILE).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        _remove_secrets(d)
+        shutil.rmtree(d, ignore_errors=True)
+        logger.info("rep3: removed %s, left by an earlier run that was killed", d)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove_secrets(work: Path) -> None:

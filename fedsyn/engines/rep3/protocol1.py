@@ -202,6 +202,8 @@ def _paper(party: Party, values: AShare, labels: AShare, params: ProtocolParams,
             s = binning.bin_sums(party, br.bits, vb)
             m = binning.bin_means(party, s, marg.counts, n=n)
         parts.append((marg.counts, marg.two_way, m, marg.label))
+        log.info("party %d: gene block %d of %d done (genes %d-%d of %d)", party.index, g0 // block + 1,
+                 -(-d // block), g0 + 1, min(d, g0 + block), d)
         selection_rounds += br.selection_rounds
         selection_comparisons += br.selection_comparisons
     one_way = concatenate([p[0] for p in parts], axis=0)

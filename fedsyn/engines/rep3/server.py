@@ -202,32 +202,58 @@ def metadata_digest(meta: dict) -> bytes:
 def agree_on_metadata(index: int, transport: Transport, meta: dict) -> None:
     """Check, before any computation, that the three servers hold the same public inputs.
 
-    Each server sends :func:`metadata_digest` of its :func:`server_metadata`
-    (holders in pooling order with their sample counts and sharing ids, genes,
-    labels, fractional bits, run id, parameters) to both peers and compares.
-    Bundles of different sharings, another holder order or other parameters
-    would make the servers compute on inconsistent shares (and open comparison
-    bits of garbage keys); they are refused here instead.
+    Each server sends its :func:`server_metadata` itself (canonical JSON:
+    holders in pooling order with their sample counts and sharing ids, genes,
+    labels, fractional bits, run id, parameters -- public facts the servers
+    learn from their bundles anyway; nothing about values) to both peers and
+    compares it field by field. Bundles of different sharings, another holder
+    order or other parameters would make the servers compute on inconsistent
+    shares (and open comparison bits of garbage keys); they are refused here
+    instead, with the first differences named (:func:`fedsyn.metadata.metadata_differences`).
 
     Raises
     ------
     ProtocolError
-        A peer's digest differs or is malformed.
+        A peer's metadata differs (saying what differs) or is malformed.
     """
-    mine = metadata_digest(meta)
+    from ...metadata import metadata_differences
+
+    mine = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
     peers = [j for j in range(3) if j != index]
     for j in peers:
         transport.send(j, np.frombuffer(mine, dtype=np.uint8))
+    got: dict[int, bytes] = {}
     for j in peers:
-        got = transport.recv(j)
-        if not (isinstance(got, np.ndarray) and got.dtype == np.uint8 and got.shape == (len(mine),)):
-            raise ProtocolError(f"server {index}: malformed metadata digest from server {j}.")
-        if got.tobytes() != mine:
-            raise ProtocolError(
-                f"server {index}: server {j} holds other public inputs (holders, sample counts, "
-                "sharing ids, genes, labels or parameters): every server needs the bundles of the "
-                "same `fedsyn share` runs and the same params.json. Nothing was computed."
-            )
+        msg = transport.recv(j)
+        if not (isinstance(msg, np.ndarray) and msg.dtype == np.uint8 and msg.ndim == 1):
+            raise ProtocolError(f"server {index}: malformed public metadata from server {j}.")
+        got[j] = msg.tobytes()
+    differ = [j for j in peers if got[j] != mine]
+    if not differ:
+        return
+    theirs: dict[int, dict] = {}
+    for j in differ:
+        try:
+            theirs[j] = json.loads(got[j].decode("utf-8"))
+            if not isinstance(theirs[j], dict):
+                raise ValueError("not an object")
+        except ValueError:
+            raise ProtocolError(f"server {index}: malformed public metadata from server {j} (another fedsyn "
+                                "version?).") from None
+
+    def listed(diffs: list[str]) -> str:
+        return "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more differences" if len(diffs) > 4 else "")
+
+    advice = ("Every server needs the bundles of the same `fedsyn share` runs and the same params.json. "
+              "Nothing was computed.")
+    j = differ[0]
+    if len(differ) == 2 and got[peers[0]] == got[peers[1]]:  # the two others agree: this server is the odd one
+        diffs = metadata_differences(theirs[j], meta, here=f"at servers {peers[0]} and {peers[1]}",
+                                     there=f"at server {index}")
+        raise ProtocolError(f"server {index}: this server holds other public inputs than servers {peers[0]} and "
+                            f"{peers[1]}: {listed(diffs)}. {advice}")
+    diffs = metadata_differences(meta, theirs[j], here=f"at server {index}", there=f"at server {j}")
+    raise ProtocolError(f"server {index}: server {j} holds other public inputs: {listed(diffs)}. {advice}")
 
 
 def compute_output_shares(
