@@ -38,7 +38,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy.optimize import minimize_scalar

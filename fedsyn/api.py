@@ -37,6 +37,7 @@ import numpy as np
 
 from .data import ExpressionData
 from .errors import ConfigError, InputError
+from .params import DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE
 from .release import DEFAULT_ITERATIONS
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class Synthesizer:
     and release noisy (gene, label) marginals; Private-PGM is fitted to them
     and synthetic records are sampled and de-binned (Protocol 1 of Filienko,
     De Cock and Pentyala; Chen et al. 2024). Security and privacy are those of
-    the chosen engine and of ``mean_mode`` (``docs/security.md``,
+    the chosen engine and of the ``privacy`` profile (``docs/security.md``,
     ``docs/privacy.md``).
 
     Parameters
@@ -143,12 +144,21 @@ class Synthesizer:
         Holders a *single* data set is divided among (default 3, as ``fedsyn
         run``). With a list of data sets every one is a holder, and
         ``n_holders`` must be ``None`` or its length.
+    privacy : {"strict", "paper", "public-edges"}, default "strict"
+        What is released (:data:`fedsyn.params.PROFILES`): ``strict`` is
+        differentially private end to end (DP bin edges from noisy histograms,
+        noisy bin sums); ``paper`` reproduces the paper (exact quartiles and
+        bin means: NOT DP); ``public-edges`` takes the bin edges from ``edges``.
+    value_range : (float, float), default (0.0, 32.0)
+        Public range every value is clipped to inside MPC; never derive it
+        from the private data. The default fits log-scale expression.
+    hist_bits : int, default 6
+        ``strict``: each gene's histogram has ``2**hist_bits`` cells.
+    edges : sequence of (e1, e2, e3) or None, default None
+        ``public-edges``: bin edges of every gene in gene order
+        (:func:`fedsyn.edges.load_public_edges` reads them from a file).
     binning : {"select", "sort"}, default "select"
-    mean_mode : {"paper", "dp"}, default "paper"
-        ``paper``: exact bin means (not DP, as the paper); ``dp``: noisy bin
-        sums under the same budget, which needs ``clip``.
-    clip : (float, float) or None, default None
-        Public value range for ``mean_mode="dp"``.
+        ``paper`` only: selection of the quartile order statistics, or a sort.
     frac_bits : int, default 16
     estimator : {"star", "mbi"}, default "star"
     iterations : int, default 1000
@@ -184,9 +194,11 @@ class Synthesizer:
         engine: str = "rep3",
         engine_options: Mapping[str, Any] | None = None,
         n_holders: int | None = None,
+        privacy: Literal["strict", "paper", "public-edges"] = "strict",
+        value_range: tuple[float, float] = DEFAULT_VALUE_RANGE,
+        hist_bits: int = DEFAULT_HIST_BITS,
+        edges: Sequence[Sequence[float]] | None = None,
         binning: Literal["select", "sort"] = "select",
-        mean_mode: Literal["paper", "dp"] = "paper",
-        clip: tuple[float, float] | None = None,
         frac_bits: int = 16,
         estimator: Literal["star", "mbi"] = "star",
         iterations: int = DEFAULT_ITERATIONS,
@@ -206,8 +218,9 @@ class Synthesizer:
         self.allow_counts = bool(allow_counts)
         self.config = RunConfig(
             epsilon=epsilon, delta=delta, n_holders=n_holders or DEFAULT_HOLDERS, binning=binning,
-            mean_mode=mean_mode, clip=None if clip is None else (float(clip[0]), float(clip[1])),
-            frac_bits=frac_bits, test_fraction=0.0, estimator=estimator, iterations=iterations, seed=seed,
+            profile=privacy, value_range=(float(value_range[0]), float(value_range[1])), hist_bits=hist_bits,
+            edges=None if edges is None else tuple(tuple(float(v) for v in e) for e in edges),
+            allow_counts=allow_counts, frac_bits=frac_bits, test_fraction=0.0, estimator=estimator, iterations=iterations, seed=seed,
         )
         self.measurements_ = None
         self.privacy_ = None
@@ -220,7 +233,7 @@ class Synthesizer:
         c = self.config
         fitted = "fitted" if self.model_ is not None else "not fitted"
         return (f"Synthesizer(epsilon={c.epsilon:g}, delta={c.delta:g}, engine={self.engine_name!r}, "
-                f"mean_mode={c.mean_mode!r}; {fitted})")
+                f"privacy={c.profile!r}; {fitted})")
 
     # ------------------------------------------------------------------
 

@@ -561,7 +561,7 @@ def warm_start(
     phi : ndarray (L,)
     """
     meas.check(structure)
-    a, k, n_labels = structure.n_attributes, structure.max_size, structure.n_labels
+    _a, k, n_labels = structure.n_attributes, structure.max_size, structure.n_labels
     sizes = np.asarray(structure.sizes)
     par = np.asarray(structure.parent)
     tiny = 1e-3

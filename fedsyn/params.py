@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -172,6 +173,10 @@ class ProtocolParams:
     @classmethod
     def from_dict(cls, data: dict) -> "ProtocolParams":
         data = dict(data)
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown protocol parameter(s) {', '.join(map(repr, unknown))} (another fedsyn "
+                              "version? write params.json with `fedsyn plan`).")
         if data.get("value_range") is not None:
             data["value_range"] = tuple(data["value_range"])
         if data.get("edges") is not None:

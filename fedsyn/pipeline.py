@@ -72,6 +72,9 @@ class RunConfig:
         Mirror-descent iterations of the release fit (acts as a regularizer).
     noise : bool, default True
         ``False`` releases exact counts: NOT private; for tests only.
+    allow_counts : bool, default False
+        Accept values that are all non-negative integers (raw counts); refused
+        otherwise, since the method bins preprocessed values.
     seed : int or None, default None
         Reproducible split, holder assignment and sampling. The noise is the
         engine's business: the secure engines generate it inside MPC from
@@ -93,6 +96,7 @@ class RunConfig:
     estimator: Literal["star", "mbi"] = "star"
     iterations: int = DEFAULT_ITERATIONS
     noise: bool = True
+    allow_counts: bool = False
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -196,6 +200,8 @@ def run_pipeline(
     """
     from .atomic import staged_directory, write_json_atomic
     from .engines import make_engine
+    from .errors import hint
+    from .holder import looks_like_counts
     from .publish import synthesize_and_write
     from .randomness import sampling_rng
 
@@ -203,12 +209,11 @@ def run_pipeline(
     out_dir = Path(out_dir)
     protected = tuple(protect) + ((data.source,) if Path(data.source).exists() else ())
     say = progress or (lambda msg: log.info("%s", msg))
-    values = np.asarray(data.values)
-    if data.kind == "counts" or (np.all(values >= 0) and np.all(values == np.round(values))):
-        log.warning(
-            "%s: the values are non-negative integers, i.e. raw counts; the paper bins "
-            "preprocessed (VST) values -- run `fedsyn preprocess` first unless this is intended.",
-            data.source,
+    if looks_like_counts(data) and not config.allow_counts:
+        raise InputError(
+            f"{data.source}: every value is a non-negative integer: these look like raw counts, but fedsyn bins "
+            "preprocessed values (VST or log2) on the public value range. Run `fedsyn preprocess` first, or pass "
+            f"{hint('allow_counts=True', '--allow-counts')} if counts are intended."
         )
     timings: dict[str, float] = {}
     seed = config.seed

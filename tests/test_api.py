@@ -95,8 +95,10 @@ def test_options_are_checked_before_any_work(prep):
         fedsyn.Synthesizer(engine="plaintext", n_holders=2).fit([prep, prep, prep])
     with pytest.raises(ConfigError, match="call fit"):
         fedsyn.Synthesizer(engine="plaintext").sample(5)
-    with pytest.raises(ConfigError, match="mean_mode 'dp' needs a public value range"):
-        fedsyn.Synthesizer(mean_mode="dp")
+    with pytest.raises(ConfigError, match="go with --privacy public-edges|go with privacy"):
+        fedsyn.Synthesizer(privacy="public-edges")
+    with pytest.raises(ConfigError, match="Unknown privacy profile"):
+        fedsyn.Synthesizer(privacy="dp")
 
 
 def test_doctests_of_the_new_modules():

@@ -56,6 +56,21 @@ def test_errors_map_to_exit_codes(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("extra, option", [
+    (["--iterations", "0"], "--iterations"),
+    (["--epsilon", "0"], "--epsilon"),
+    (["--delta", "1"], "--delta"),
+    (["--holders", "0"], "--holders"),
+    (["--test-fraction", "1"], "--test-fraction"),
+])
+def test_run_range_checks_are_usage_errors(prep_csv, tmp_path, capsys, extra, option):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "-i", str(prep_csv), "-o", str(tmp_path / "out"), "--engine", "plaintext", *extra])
+    assert exc.value.code == 2
+    assert option in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_real_subprocess_run(tmp_path):
     """One real process: the installed entry point, quiet under CI."""
     env = dict(os.environ, CI="true")
@@ -91,7 +106,6 @@ def prep_csv(tmp_path_factory):
     (["--engine", "plaintext", "--transport", "inprocess"], "--transport applies to --engine rep3 only"),
     (["--engine", "plaintext", "--timeout", "5"], "--timeout applies"),
     (["--engine", "plaintext", "--privacy", "strict", "--edges", "x.csv"], "go with --privacy public-edges"),
-    (["--engine", "plaintext", "--iterations", "0"], "iterations must be a positive integer"),
 ])
 def test_run_refuses_options_it_would_ignore(prep_csv, tmp_path, capsys, extra, message):
     from fedsyn.errors import ConfigError

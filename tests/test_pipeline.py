@@ -178,10 +178,15 @@ def test_split_stays_stratified_with_a_singleton_class():
         assert in_test[4] == 0 and np.sum(train.labels == 4) == 1
 
 
-def test_raw_counts_input_is_warned_about(small_data, tmp_path, caplog):
+def test_raw_counts_input_is_refused_unless_allowed(small_data, tmp_path):
     from dataclasses import replace
 
+    from fedsyn.errors import InputError
+
     counts = replace(small_data, values=np.round(np.abs(small_data.values)), kind="counts")
-    with caplog.at_level("WARNING", logger="fedsyn.pipeline"):
+    with pytest.raises(InputError, match="raw counts.*fedsyn preprocess"):
         run_pipeline(counts, RunConfig(seed=1, test_fraction=0.0), tmp_path / "out", engine=PLAIN)
-    assert any("raw counts" in r.getMessage() and "fedsyn preprocess" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "out").exists()
+    result = run_pipeline(counts, RunConfig(seed=1, test_fraction=0.0, allow_counts=True), tmp_path / "out",
+                          engine=PLAIN)
+    assert result.synthetic.n_samples == counts.n_samples

@@ -25,7 +25,8 @@ from ._options import add_options, echo, input_options, overwrite_option, sample
 @click.option("--frac-bits", type=click.IntRange(0, 32), default=16, show_default=True,
               help="Fixed-point fractional bits (0-32).")
 @click.option("--clip", type=(float, float), default=None, metavar="LO HI",
-              help="Clip values to this public range (needed for --mean-mode dp runs).")
+              help="Optional: clip values to this public range before sharing (the servers clip every value to "
+                   "params.json's --value-range inside MPC anyway).")
 @click.option("--run-id", default=None, help="Session tag binding the bundles to one run (the deployment file's "
                                              "`session`).")
 @click.option("--format", "fmt", type=click.Choice(["fedsyn", "mp-spdz"]), default="fedsyn", show_default=True,

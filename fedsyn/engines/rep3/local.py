@@ -191,7 +191,9 @@ def run_local_deployment(
                 time.sleep(0.05)
             abort.set()
             codes = [p.poll() for p in procs]
-            failed = failed or [i for i, c in enumerate(codes) if c not in (None, 0)]
+            failed = [i for i, c in enumerate(codes) if c not in (None, 0)] or failed
+            # a server that only relayed a peer's abort exits with the protocol code: blame the others first
+            failed.sort(key=lambda i: codes[i] in (None, ProtocolError.exit_code))
             if failed:
                 why = f"server {failed[0]} exited with code {codes[failed[0]]}"
                 if "error" in box:

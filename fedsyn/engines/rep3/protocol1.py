@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import InputError, ProtocolError
-from ...fixedpoint import MAX_VALUE_BITS, encode
+from ...fixedpoint import MAX_VALUE_BITS
 from ...params import ProtocolParams
 from ...reference import label_onehot  # noqa: F401  (re-exported for holders)
 from . import binning, edges_protocol, marginals, noise
@@ -192,7 +192,7 @@ def _paper(party: Party, values: AShare, labels: AShare, params: ProtocolParams,
     """The paper's profile: quartiles by selection or sort, 1-way and 2-way tables, exact bin means."""
     parts: list[tuple] = []
     selection_rounds = selection_comparisons = 0
-    for g0, g1 in blocks:
+    for b, (g0, g1) in enumerate(blocks):
         vb = values[:, g0:g1]
         with party.phase("binning"):
             br = binning.bin(party, vb, binning=params.binning)
@@ -202,8 +202,7 @@ def _paper(party: Party, values: AShare, labels: AShare, params: ProtocolParams,
             s = binning.bin_sums(party, br.bits, vb)
             m = binning.bin_means(party, s, marg.counts, n=n)
         parts.append((marg.counts, marg.two_way, m, marg.label))
-        log.info("party %d: gene block %d of %d done (genes %d-%d of %d)", party.index, g0 // block + 1,
-                 -(-d // block), g0 + 1, min(d, g0 + block), d)
+        _log_block(party, "paper", b, blocks)
         selection_rounds += br.selection_rounds
         selection_comparisons += br.selection_comparisons
     one_way = concatenate([p[0] for p in parts], axis=0)
@@ -237,9 +236,10 @@ def _edge_profiles(party: Party, values: AShare, labels: AShare, params: Protoco
     geometry = bin_geometry(edges, params)
     parts = []
     with party.phase("marginals"):
-        for g0, g1 in blocks:
+        for b, (g0, g1) in enumerate(blocks):
             sub = _geometry_block(geometry, g0, g1)
             parts.append(edges_protocol.edge_statistics(party, values[:, g0:g1], labels, sub, params))
+            _log_block(party, "bin statistics", b, blocks)
     label = parts[0][0]
     two_way = concatenate([p[1] for p in parts], axis=0)
     sums = concatenate([p[2] for p in parts], axis=0)
@@ -250,6 +250,13 @@ def _edge_profiles(party: Party, values: AShare, labels: AShare, params: Protoco
             (sums,) = noise.release_on_grid(party, [sums], params.sum_sigma)
         label, two_way, sums = _rerandomize_outputs(party, [label, two_way, sums])
     return {"label": label, "two_way": two_way, "sums": sums, "histogram": hist_open}
+
+
+def _log_block(party: Party, what: str, b: int, blocks) -> None:
+    """One progress line per gene block (block sizes and counts are public)."""
+    g0, g1 = blocks[b]
+    log.info("party %d: %s: gene block %d of %d done (genes %d-%d of %d)", party.index, what, b + 1, len(blocks),
+             g0 + 1, g1, blocks[-1][1])
 
 
 def _geometry_block(geometry, g0: int, g1: int):
