@@ -133,6 +133,31 @@ def test_rep3_protocol1_outputs_of_neighbouring_datasets_overlap_table_by_table(
             assert a.dtype == np.int64 and audit.support_overlap(a, b) > 0.95, (name, k)
 
 
+def test_rep3_strict_outputs_of_neighbouring_datasets_overlap_family_by_family():
+    """The default profile's three released families on the real protocol: histograms, tables, bin sums."""
+    from fedsyn.engines.rep3.protocol1 import run_in_process
+    from fedsyn.fixedpoint import encode
+
+    (x0, y0), (x1, y1) = _neighbours()
+    params = ProtocolParams(n_labels=2, sigma=8.0, hist_sigma=8.0, sum_sigma=8.0 * 16, profile="strict",
+                            value_range=(0.0, 16.0), hist_bits=4)
+    out0, _ = run_in_process([encode(x0)], [reference.label_onehot(y0, 2)], params, seed=5)
+    out1, _ = run_in_process([encode(x1)], [reference.label_onehot(y1, 2)], params, seed=6)
+    assert set(out0) >= {"histogram", "two_way", "sums", "label"}
+    for name, cells in (("histogram", range(16)), ("two_way", range(4))):
+        for k in cells:  # one cell at a time: every gene repeats the same values
+            a, b = out0[name][:, k].ravel(), out1[name][:, k].ravel()
+            assert a.dtype == np.int64 and audit.support_overlap(a, b) > 0.9, (name, k)
+    for k in range(4):
+        # bin sums spread over ~1,000 grid points: 300 draws cannot hit each other's values, so check
+        # that they are on the full integer grid (no lattice: differences have gcd 1) and that the
+        # ranges overlap
+        a, b = out0["sums"][:, k].ravel(), out1["sums"][:, k].ravel()
+        assert a.dtype == np.int64
+        assert np.gcd.reduce(np.diff(np.sort(a))) == 1 and np.gcd.reduce(np.diff(np.sort(b))) == 1, k
+        assert np.mean((a >= b.min()) & (a <= b.max())) > 0.9, k
+
+
 def test_lattice_membership_attack_on_a_real_rep3_run_is_at_chance(tmp_path):
     """The attack that broke the first version, on a real three-process run: one record in or out."""
     from fedsyn.data import ExpressionData
