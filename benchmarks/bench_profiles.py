@@ -92,13 +92,21 @@ def main() -> None:
     ap.add_argument("--eps", default="1,2,5,10,100")
     ap.add_argument("--genes", type=int, default=978)
     ap.add_argument("--fixture", action="store_true", help="also the real TCGA-BRCA fixture at epsilon 100")
+    ap.add_argument("--resume", metavar="LOG", help="reuse the JSON rows an interrupted run printed to LOG")
     args = ap.parse_args()
     eps_list = [float(e) for e in args.eps.split(",")]
     rows = []
+    if args.resume:
+        rows = [json.loads(line) for line in Path(args.resume).read_text().splitlines() if line.startswith("{")]
+    done = {(r["dataset"].split()[0], r["seed"], r["epsilon"], r["profile"]) for r in rows}
     for seed in range(1, args.seeds + 1):
+        if all(("simulated", seed, eps, p) in done for eps in eps_list for p in ("paper", "strict")):
+            continue
         data = simulated(seed, args.genes)
         for eps in eps_list:
             for profile in ("paper", "strict"):
+                if ("simulated", seed, eps, profile) in done:
+                    continue
                 for r in run_case(data, seed, eps, profile):
                     rows.append({"dataset": f"simulated {data.n_samples} x {data.n_genes}", **r})
                     print(json.dumps(rows[-1]), flush=True)
@@ -108,6 +116,8 @@ def main() -> None:
         data = load_expression(FIXTURE)
         for seed in range(1, args.seeds + 1):
             for profile in ("paper", "strict"):
+                if ("TCGA-BRCA", seed, 100.0, profile) in done:
+                    continue
                 for r in run_case(data, seed, 100.0, profile):
                     rows.append({"dataset": "TCGA-BRCA fixture 100 x 978", **r})
                     print(json.dumps(rows[-1]), flush=True)

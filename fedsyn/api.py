@@ -152,7 +152,7 @@ class Synthesizer:
     value_range : (float, float), default (0.0, 32.0)
         Public range every value is clipped to inside MPC; never derive it
         from the private data. The default fits log-scale expression.
-    hist_bits : int, default 6
+    hist_bits : int, default 5
         ``strict``: each gene's histogram has ``2**hist_bits`` cells.
     edges : sequence of (e1, e2, e3) or None, default None
         ``public-edges``: bin edges of every gene in gene order

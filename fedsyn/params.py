@@ -37,8 +37,9 @@ PROFILES: dict[str, str] = {
 DEFAULT_VALUE_RANGE = (0.0, 32.0)
 #: Sensitivity, in grid units, of one released bin sum (see :func:`sum_unit_bits`).
 SUM_SHIFT = 16
-#: Default number of histogram bits of ``strict`` (``2^6 = 64`` cells on the value range).
-DEFAULT_HIST_BITS = 6
+#: Default number of histogram bits of ``strict`` (``2^5 = 32`` cells on the value range; measured best
+#: of 5, 6, 7 for cohorts of 80 and 870 records, ``benchmarks/results/profiles.md``).
+DEFAULT_HIST_BITS = 5
 
 
 def sum_unit_bits(half_width_fp):
@@ -80,7 +81,7 @@ class ProtocolParams:
         Public value range ``lo < hi``: every value is clipped to it inside
         MPC. Required by ``strict`` and ``public-edges``; optional in ``paper``
         (``None``: values only need ``|x| < 2^40`` in fixed point).
-    hist_bits : int, default 6
+    hist_bits : int, default 5
         ``strict``: the histogram of every gene has ``2^hist_bits`` equal cells
         on ``[lo, lo + 2^r)`` (:attr:`grid_bits`): the value range's width
         rounded up to a power of two of fixed-point ulps.

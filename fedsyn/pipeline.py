@@ -58,7 +58,7 @@ class RunConfig:
         Public value range every value is clipped to (inside MPC); never
         derived from the private data. The default fits log-scale expression
         (VST, log2 CPM).
-    hist_bits : int, default 6
+    hist_bits : int, default 5
         ``strict``: cells of each gene's histogram, ``2^hist_bits``.
     edges : tuple of (float, float, float) or None, default None
         ``public-edges``: the bin edges of every gene, in gene order.

@@ -103,6 +103,7 @@ def test_protocol1_logs_progress_per_gene_block(caplog):
 
     with caplog.at_level(logging.INFO, logger="fedsyn.engines.rep3.protocol1"):
         run_parties(server, network=InProcessNetwork(timeout=60))
-    mine = [r.getMessage() for r in caplog.records if r.getMessage().startswith("party 0: gene block")]
-    assert mine == ["party 0: gene block 1 of 3 done (genes 1-2 of 5)", "party 0: gene block 2 of 3 done (genes 3-4 of 5)",
-                    "party 0: gene block 3 of 3 done (genes 5-5 of 5)"]
+    mine = [r.getMessage() for r in caplog.records if r.getMessage().startswith("party 0: paper: gene block")]
+    assert mine == ["party 0: paper: gene block 1 of 3 done (genes 1-2 of 5)",
+                    "party 0: paper: gene block 2 of 3 done (genes 3-4 of 5)",
+                    "party 0: paper: gene block 3 of 3 done (genes 5-5 of 5)"]

@@ -32,7 +32,7 @@ def simulated(n=30, d=6, seed=0, labels=("a", "b", "c")):
 
 def plan_file(tmp_path, *args) -> Path:
     out = tmp_path / "params.json"
-    res = CliRunner().invoke(cli, ["-q", "plan", "-o", str(out), *args])
+    res = CliRunner().invoke(cli, ["-q", "plan", "-o", str(out), "--overwrite", *args])
     assert res.exit_code == 0, res.output
     return out
 
@@ -56,6 +56,14 @@ def test_plan_cli_writes_the_noise_and_its_guarantee(tmp_path):
     res = CliRunner().invoke(cli, ["plan", "-o", str(tmp_path / "x.json"), "--epsilon", "1", "--genes", "six",
                                    "--labels", "3"])
     assert isinstance(res.exception, ConfigError) and "number or a file" in str(res.exception)
+    # an existing params.json is not replaced without --overwrite, and an input list never
+    before = path.read_bytes()
+    res = CliRunner().invoke(cli, ["plan", "-o", str(path), "--epsilon", "1", "--genes", "6", "--labels", "3"])
+    assert isinstance(res.exception, ConfigError) and "exists" in str(res.exception)
+    assert path.read_bytes() == before
+    res = CliRunner().invoke(cli, ["plan", "-o", str(tmp_path / "genes.txt"), "--overwrite", "--epsilon", "1",
+                                   "--genes", str(tmp_path / "genes.txt"), "--labels", "3"])
+    assert res.exit_code != 0 and (tmp_path / "genes.txt").read_text().startswith("\ufeffG0")
 
 
 @pytest.fixture
