@@ -320,7 +320,7 @@ class Synthesizer:
         self.engine_stats_ = dict(measured.stats)
         self.privacy_ = plan
         self.model_ = release.fit(measured.measurements, estimator=self.config.estimator,
-                                  iterations=self.config.iterations)
+                                  iterations=self.config.iterations, warm_start=self.config.warm_start)
         self._label = label or "label"
         self._rng = sampling_rng(self.seed)
         return self

@@ -70,6 +70,9 @@ class RunConfig:
     estimator : {"star", "mbi"}, default "star"
     iterations : int, default 1000
         Mirror-descent iterations of the release fit (acts as a regularizer).
+    warm_start : bool, default True
+        Start the fit at the noisy tables instead of the uniform model
+        (:func:`fedsyn.release.fit`).
     noise : bool, default True
         ``False`` releases exact counts: NOT private; for tests only.
     allow_counts : bool, default False
@@ -95,6 +98,7 @@ class RunConfig:
     test_fraction: float = 0.2
     estimator: Literal["star", "mbi"] = "star"
     iterations: int = DEFAULT_ITERATIONS
+    warm_start: bool = True
     noise: bool = True
     allow_counts: bool = False
     seed: int | None = None
@@ -244,7 +248,8 @@ def run_pipeline(
         say(f"[2/3] release: fitting Private-PGM ({config.estimator}, {config.iterations} iterations) and sampling")
         t0 = time.perf_counter()
         published = synthesize_and_write(measurements, staging, estimator=config.estimator,
-                                         iterations=config.iterations, rng=sampling_rng(seed))
+                                         iterations=config.iterations, rng=sampling_rng(seed),
+                                         warm_start=config.warm_start)
         timings["release_s"] = time.perf_counter() - t0
         synthetic = published.synthetic
         assert synthetic is not None

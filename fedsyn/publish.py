@@ -60,6 +60,7 @@ def synthesize_and_write(
     estimator: Estimator = "star",
     iterations: int = DEFAULT_ITERATIONS,
     rng: np.random.Generator | None = None,
+    warm_start: bool = True,
 ) -> Published:
     """Write the measurements, and fit, sample, de-bin and write the synthetic data.
 
@@ -77,12 +78,15 @@ def synthesize_and_write(
         Of the Private-PGM fit (:func:`fedsyn.release.fit`).
     rng : numpy.random.Generator or None, default None
         Sampling randomness (post-processing); OS-seeded when ``None``.
+    warm_start : bool, default True
+        Start the fit at the noisy tables (:func:`fedsyn.release.fit`).
     """
     out = Path(out_dir)
     files = {"measurements": write_measurements(measurements, out / "measurements.npz")}
     synthetic = None
     if synthesize_records:
-        synth = synthesize(measurements, n_records=n_records, estimator=estimator, iterations=iterations, rng=rng)
+        synth = synthesize(measurements, n_records=n_records, estimator=estimator, iterations=iterations, rng=rng,
+                           warm_start=warm_start)
         synthetic = synth.to_expression()
         files["synthetic"] = write_expression(synthetic, out / "synthetic.csv")
     return Published(synthetic=synthetic, files=files)

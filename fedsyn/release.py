@@ -380,7 +380,7 @@ def fit(
     estimator: Estimator = "star",
     iterations: int = DEFAULT_ITERATIONS,
     callback: Callable[[int, float], None] | None = None,
-    warm_start: bool = False,
+    warm_start: bool = True,
 ) -> ReleaseModel:
     """Fit Private-PGM's star model to the noisy marginals.
 
@@ -398,9 +398,10 @@ def fit(
         fit closer to uniform, which regularizes against the noise.
     callback : callable, optional
         ``callback(step, loss)`` every 50 steps.
-    warm_start : bool, default False
+    warm_start : bool, default True
         ``"star"`` only: start from the noisy tables themselves
-        (:func:`fedsyn.star_model.warm_potentials`) instead of the uniform model.
+        (:func:`fedsyn.star_model.warm_potentials`) instead of the uniform
+        model (mbi's start; ``False``).
 
     Returns
     -------
@@ -612,7 +613,7 @@ def synthesize(
     estimator: Estimator = "star",
     iterations: int = DEFAULT_ITERATIONS,
     rng: np.random.Generator | None = None,
-    warm_start: bool = False,
+    warm_start: bool = True,
 ) -> SyntheticData:
     """Fit, sample and de-bin: the whole release step.
 
@@ -628,7 +629,7 @@ def synthesize(
         See :func:`fit`.
     rng : numpy.random.Generator, optional
         Sampling randomness; default: seeded from the OS CSPRNG.
-    warm_start : bool, default False
+    warm_start : bool, default True
         See :func:`fit`.
 
     Returns

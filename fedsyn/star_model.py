@@ -243,7 +243,7 @@ def mirror_descent(
     *,
     iterations: int = 1000,
     callback: Callable[[int, float], None] | None = None,
-    warm_start: bool = False,
+    warm_start: bool = True,
 ) -> StarFit:
     """Fit a star model to noisy marginals by mbi's mirror descent.
 
@@ -263,8 +263,11 @@ def mirror_descent(
         Number of steps (mbi rounds up to a multiple of 50; this does not).
     callback : callable, optional
         Called as ``callback(step, loss)`` every 50 steps and after the last.
-    warm_start : bool, default False
-        Start from :func:`warm_potentials` instead of the uniform model (mbi's start).
+    warm_start : bool, default True
+        Start from :func:`warm_potentials` (the noisy tables themselves) instead
+        of the uniform model (mbi's start). Measured over 3 seeds x 5 epsilons
+        (``benchmarks/results/profiles.md``): DE-TPR +0.05 to +0.25, TSTR
+        within the seed-to-seed spread, Wasserstein unchanged.
 
     Returns
     -------

@@ -189,4 +189,4 @@ def test_raw_counts_input_is_refused_unless_allowed(small_data, tmp_path):
     assert not (tmp_path / "out").exists()
     result = run_pipeline(counts, RunConfig(seed=1, test_fraction=0.0, allow_counts=True), tmp_path / "out",
                           engine=PLAIN)
-    assert result.synthetic.n_samples == counts.n_samples
+    assert result.synthetic.n_samples > 0 and (tmp_path / "out" / "synthetic.csv").exists()  # (the noisy total)

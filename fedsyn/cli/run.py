@@ -48,6 +48,8 @@ def _engine_help() -> str:
               help="Held-out real fraction for evaluation (0: no evaluation).")
 @click.option("--iterations", type=click.IntRange(min=1), default=DEFAULT_ITERATIONS, show_default=True,
               help="Mirror-descent iterations of the Private-PGM fit (fewer regularize more).")
+@click.option("--uniform-start", is_flag=True,
+              help="Start the Private-PGM fit at the uniform model (mbi's start) instead of the noisy tables.")
 @click.option("--estimator", type=click.Choice(["star", "mbi"]), default="star", show_default=True,
               help="star: vectorized star-model estimator; mbi: mbi's default (slow beyond ~100 genes).")
 @click.option("--frac-bits", type=click.IntRange(0, 32), default=16, show_default=True, help="Fixed-point fractional bits.")
@@ -65,7 +67,7 @@ def _engine_help() -> str:
 @sample_sheet_option
 @click.pass_context
 def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, profile, value_range, hist_bits,
-            edges_file, binning, test_fraction, iterations, estimator, frac_bits, seed, no_noise, allow_counts,
+            edges_file, binning, test_fraction, iterations, uniform_start, estimator, frac_bits, seed, no_noise, allow_counts,
             overwrite, label_column, sample_column, sample_sheet, **engine_given):
     """Generate a DP synthetic dataset from INPUT and evaluate it.
 
@@ -103,6 +105,7 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, profile
         test_fraction=test_fraction,
         estimator=estimator,
         iterations=iterations,
+        warm_start=not uniform_start,
         noise=not no_noise,
         allow_counts=allow_counts,
         seed=seed,
