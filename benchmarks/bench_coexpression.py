@@ -39,8 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fedsyn import structure as cx  # noqa: E402
 from fedsyn import reference, release  # noqa: E402
+from fedsyn import structure as cx  # noqa: E402
 from fedsyn.data import ExpressionData  # noqa: E402
 from fedsyn.evaluation import evaluate  # noqa: E402
 from fedsyn.star_model import StarMeasurements, mirror_descent  # noqa: E402
@@ -299,7 +299,7 @@ def write_markdown(rows, path):
         rs = groups[k]
 
         def mean(name, sub=None):
-            vals = [(r[name] if sub is None else r[name].get(sub)) for r in rs]
+            vals = [(r[name] if sub is None else r[name].get(sub)) for r in rs]  # noqa: B023 (called inside this iteration)
             vals = [v for v in vals if v is not None]
             return float(np.mean(vals)) if vals else None
 

@@ -60,7 +60,7 @@ def simulated(n: int, d: int, n_labels: int = 5, seed: int = 0) -> ExpressionDat
     y = rng.integers(0, n_labels, size=n)
     return ExpressionData(values=x, gene_names=tuple(f"g{j}" for j in range(d)),
                           sample_ids=tuple(f"s{i}" for i in range(n)), labels=y,
-                          label_names=tuple(f"c{l}" for l in range(n_labels)), source="simulated")
+                          label_names=tuple(f"c{k}" for k in range(n_labels)), source="simulated")
 
 
 def run_one(security: str, binning: str, n: int, d: int, timeout: float) -> dict:

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fedsyn.datasets.simulator import simulate_counts
-from fedsyn.readers import load_expression
 from fedsyn.atomic import write_json_atomic, write_text_atomic
+from fedsyn.datasets.simulator import simulate_counts
 from fedsyn.engines import make_engine
 from fedsyn.pipeline import RunConfig, run_pipeline
 from fedsyn.preprocess import PreprocessConfig, preprocess
+from fedsyn.readers import load_expression
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"
@@ -43,7 +43,7 @@ def datasets(genes: list[int]):
     counts = simulate_counts(1089, 1000, n_classes=5, seed=2024)
     for d in genes:
         data, _ = preprocess(counts, PreprocessConfig(n_genes=min(d, 950), seed=d))
-        yield f"simulated BRCA-shaped (1,089)", data, 10.0
+        yield "simulated BRCA-shaped (1,089)", data, 10.0
     if FIXTURE.exists():
         yield "TCGA-BRCA fixture (100)", load_expression(FIXTURE), 100.0
 

@@ -100,7 +100,7 @@ def noisy(two: np.ndarray, *, rng: np.random.Generator, epsilon_sigma: float = S
     sigma = epsilon_sigma * math.sqrt(2 * d + 1)
     return NoisyMeasurements(
         gene_names=tuple(f"G{i:05d}" for i in range(d)),
-        label_names=tuple(f"L{l}" for l in range(N_LABELS)),
+        label_names=tuple(f"L{k}" for k in range(N_LABELS)),
         n_records=int(two[0].sum()),
         one_way=two.sum(axis=2) + sigma * rng.standard_normal((d, 4)),
         label=two[0].sum(axis=0) + sigma * rng.standard_normal(N_LABELS),

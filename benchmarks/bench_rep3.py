@@ -61,9 +61,9 @@ from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from fedsyn.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from fedsyn.errors import ConfigError  # noqa: E402
 from fedsyn.fixedpoint import encode  # noqa: E402
-from fedsyn.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from fedsyn.params import DEFAULT_VALUE_RANGE, ProtocolParams  # noqa: E402
 from fedsyn.reference import bin_statistics, label_onehot, protocol1_outputs  # noqa: E402
 
@@ -118,9 +118,9 @@ def run_tcp(
         excluded), plus ``deployment_wall_s`` (sharing excluded; process start,
         bundle loading, TLS set-up, protocol and delivery included).
     """
+    from fedsyn.accounting import plan_for_params
     from fedsyn.bundle import write_bundle
     from fedsyn.engines.rep3.local import read_server_stats, run_local_deployment
-    from fedsyn.accounting import plan_for_params
     from fedsyn.holder import split_shares
     from fedsyn.params import RunParams
 
@@ -149,7 +149,7 @@ def run_tcp(
                                  session=session)
         wall = time.perf_counter() - t0
         stats = []
-        for i, server in enumerate(read_server_stats(work)):
+        for server in read_server_stats(work):
             s = server["stats"]
             stats.append({
                 "phases": s["phases"], "bytes_sent": s["bytes_sent"], "rounds": s["rounds"],
@@ -232,7 +232,7 @@ def bench_one(d: int, n: int, binning: str, *, runners: dict[str, Runner], seed:
             zero = {"seconds": 0.0, "rounds": 0, "bytes_sent": 0}
 
             def merged(*names, st=None):
-                parts = [(st or raw).get(k, zero) for k in names]
+                parts = [(st or raw).get(k, zero) for k in names]  # noqa: B023 (called inside this iteration)
                 return {"seconds": sum(q["seconds"] for q in parts), "rounds": sum(q["rounds"] for q in parts),
                         "bytes_sent": sum(q["bytes_sent"] for q in parts)}
 

@@ -219,12 +219,12 @@ class Synthesizer:
         self.config = RunConfig(
             epsilon=epsilon, delta=delta, n_holders=n_holders or DEFAULT_HOLDERS, binning=binning,
             profile=privacy, value_range=(float(value_range[0]), float(value_range[1])), hist_bits=hist_bits,
-            edges=None if edges is None else tuple(tuple(float(v) for v in e) for e in edges),
+            edges=None if edges is None else tuple((float(e[0]), float(e[1]), float(e[2])) for e in edges),
             allow_counts=allow_counts, frac_bits=frac_bits, test_fraction=0.0, estimator=estimator, iterations=iterations, seed=seed,
         )
-        self.measurements_ = None
-        self.privacy_ = None
-        self.model_ = None
+        self.measurements_: Any = None
+        self.privacy_: Any = None
+        self.model_: Any = None
         self.engine_stats_: dict = {}
         self._label = "label"
         self._rng: np.random.Generator | None = None
@@ -280,8 +280,8 @@ class Synthesizer:
         from . import release
         from .holder import looks_like_counts
         from .pipeline import make_params, split_holders
-        from .readers import _label_sort_key
         from .randomness import sampling_rng
+        from .readers import _label_sort_key
 
         many = isinstance(data, (list, tuple))
         items = list(data) if many else [data]

@@ -269,11 +269,11 @@ def epsilon_lower_bound(
         return 0.0
     sign, which, tau = best_test
     pos, neg = (est_in, est_out) if which == "in" else (est_out, est_in)
-    tp = int(np.sum(sign * pos > tau))
-    fp = int(np.sum(sign * neg > tau))
+    n_tp = int(np.sum(sign * pos > tau))
+    n_fp = int(np.sum(sign * neg > tau))
     level = 2.0 * ((1.0 + confidence) / 2.0) - 1.0  # two-sided interval whose one side is at (1 + c) / 2
-    tpr_lo = clopper_pearson(tp, pos.size, confidence=level)[0]
-    fpr_hi = clopper_pearson(fp, neg.size, confidence=level)[1]
+    tpr_lo = clopper_pearson(n_tp, pos.size, confidence=level)[0]
+    fpr_hi = clopper_pearson(n_fp, neg.size, confidence=level)[1]
     if tpr_lo - delta <= 0:
         return 0.0
     return max(0.0, math.log((tpr_lo - delta) / fpr_hi))

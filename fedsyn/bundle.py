@@ -287,7 +287,7 @@ def write_bundle(
         raise InputError("Gene or label names do not match the share arrays.")
     h = hashlib.sha256()
     for a in arrays:
-        h.update(memoryview(a).cast("B"))
+        h.update(np.ascontiguousarray(a).data.cast("B"))
     manifest = BundleManifest(
         party=int(party),
         holder_id=holder_id,
@@ -310,7 +310,8 @@ def write_bundle(
     with atomic_path(path, mode=0o600) as tmp:
         with open(tmp, "wb") as fh:
             pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(mbytes))
-            for chunk in (pre, mbytes, *(memoryview(a).cast("B") for a in arrays)):
+            chunks: list[bytes | memoryview] = [pre, mbytes, *(np.ascontiguousarray(a).data.cast("B") for a in arrays)]
+            for chunk in chunks:
                 fh.write(chunk)
                 file_hash.update(chunk)
             fh.write(file_hash.digest())

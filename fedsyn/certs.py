@@ -62,7 +62,7 @@ class DeploymentCerts:
 def _san_entries(name: str, hosts: Sequence[str]):
     from cryptography import x509
 
-    entries = [x509.DNSName(name)]
+    entries: list[x509.GeneralName] = [x509.DNSName(name)]
     for h in hosts:
         if not h:
             continue

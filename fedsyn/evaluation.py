@@ -530,9 +530,10 @@ def _mmd_triplet(
     within = {k: _mean_kernel(v, None, gamma) if v.shape[0] >= 2 else None for k, v in sets.items()}
 
     def mmd(a: str, b: str) -> float | None:
-        if within[a] is None or within[b] is None:
+        wa, wb = within[a], within[b]
+        if wa is None or wb is None:
             return None
-        return within[a] + within[b] - 2.0 * _mean_kernel(sets[a], sets[b], gamma)
+        return wa + wb - 2.0 * _mean_kernel(sets[a], sets[b], gamma)
 
     return mmd("train", "synth"), mmd("test", "synth"), mmd("train", "test")
 

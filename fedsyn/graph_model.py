@@ -153,16 +153,16 @@ class TreeStructure:
         return [(i,) if p < 0 else (i, int(p)) for i, p in enumerate(self.parent)]
 
 
-def reroot_at_center(parent: Sequence[int]) -> np.ndarray:
+def reroot_at_center(parent: Sequence[int] | np.ndarray) -> np.ndarray:
     """The same forest with every tree rooted at a centre (minimum depth).
 
     The model does not depend on where a tree is rooted (the cliques are the
     same); a shallower tree needs fewer sequential steps in :func:`tree_marginals`.
     """
-    parent = np.asarray(parent, dtype=np.int64)
-    a = parent.size
+    par = np.asarray(parent, dtype=np.int64)
+    a = par.size
     adj: list[list[int]] = [[] for _ in range(a)]
-    for i, p in enumerate(parent):
+    for i, p in enumerate(par):
         if p >= 0:
             adj[i].append(int(p))
             adj[int(p)].append(i)
@@ -242,7 +242,7 @@ class TreeMeasurements:
 
     def check(self, structure: TreeStructure) -> None:
         a, k, n_labels = structure.n_attributes, structure.max_size, structure.n_labels
-        shapes = [
+        shapes: list[tuple[str, np.ndarray | None, tuple[int, ...]]] = [
             ("label", self.label, (n_labels,)),
             ("attr_label", self.attr_label, (a, k, n_labels)),
             ("w_attr_label", self.w_attr_label, (a,)),
@@ -255,6 +255,8 @@ class TreeMeasurements:
                 ("w_pair_label", self.w_pair_label, (a,)),
             ]
         for name, arr, shape in shapes:
+            if arr is None:
+                raise InputError(f"{name} is missing (pair_label and w_pair_label go together).")
             if np.shape(arr) != shape:
                 raise InputError(f"{name} has shape {np.shape(arr)}, expected {shape}.")
             if not np.all(np.isfinite(arr)):
@@ -964,6 +966,7 @@ def to_mbi_measurements(structure: TreeStructure, meas: TreeMeasurements, label:
                 )
             )
         if meas.w_pair_label is not None and meas.w_pair_label[i] > 0:
+            assert meas.pair_label is not None  # check() pairs them
             out.append(
                 mbi.LinearMeasurement(
                     meas.pair_label[i, :si, :sp, :].ravel(),

@@ -117,7 +117,7 @@ class MembershipInferenceResult:
     def worst_attack(self) -> str | None:
         """Name of the attack with the largest AUC."""
         ran = [a for a in self.attacks if a.auc is not None]
-        return max(ran, key=lambda a: a.auc).name if ran else None
+        return max(ran, key=lambda a: a.auc if a.auc is not None else -1.0).name if ran else None
 
     @property
     def worst_tpr_at_fpr_01(self) -> float | None:

@@ -9,10 +9,10 @@ every server checks before it computes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal

@@ -501,7 +501,7 @@ def load_gene_list(
             raise InputError(f"{path}: gene list not found (a file, or one of the lists shipped with fedsyn: "
                              f"{', '.join(GENE_LISTS)}).")
     try:
-        raw = path.read_bytes()
+        raw = Path(path).read_bytes()
         text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc

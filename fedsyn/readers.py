@@ -452,7 +452,10 @@ def _numeric_label_hint(header: list[str], columns: list, skip: set[int]) -> str
     if not named:
         return ""
     j = named[0]
-    distinct = np.unique(_integer_valued(columns[j]))
+    valued = _integer_valued(columns[j])
+    if valued is None:
+        return ""
+    distinct = np.unique(valued)
     shown = ", ".join(str(int(x)) for x in distinct[:6]) + (", ..." if len(distinct) > 6 else "")
     return (f" Column {header[j]!r} holds integers ({shown}) and may be the label: labels are read as text, "
             f"pass {hint(f'label_column={header[j]!r}', f'--label-column {header[j]}')}.")
@@ -575,7 +578,7 @@ def _read_delimited(
                         f"sample ids and labels) with {hint('sample_sheet=', '--sample-sheet FILE')}: fedsyn then "
                         "reads the matrix in either orientation."
                     )
-                guess = _numeric_label_hint(header, columns, {sid_idx} - {None})
+                guess = _numeric_label_hint(header, columns, set() if sid_idx is None else {sid_idx})
                 raise InputError(
                     f"{path}: missing label column: no column named 'label' and no non-numeric column besides "
                     f"the sample ids (columns: {_preview(header)})."

@@ -468,6 +468,8 @@ def pair_tables(
         flat = cell + (np.arange(m) * k * k)[None, :]
         return np.bincount(flat.ravel(), minlength=m * k * k).reshape(m, k, k).astype(np.int64)
     y = np.asarray(labels, dtype=np.int64)
+    if n_labels is None:
+        raise InputError("pair_tables with labels needs n_labels.")
     n_l = int(n_labels)
     if y.shape != (b.shape[0],) or (y.size and (y.min() < 0 or y.max() >= n_l)):
         raise InputError(f"labels must be (n,) integers in 0..{n_l - 1}.")

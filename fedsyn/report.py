@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .data import ExpressionData
 from .errors import InputError
 from .evaluation import EvaluationResult
-from .atomic import write_bytes_atomic
 
 __all__ = ["write_report", "REPORT_FILES"]
 

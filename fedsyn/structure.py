@@ -445,7 +445,7 @@ class Release:
     labels: np.ndarray  # (n,)
     fit: TreeFit = field(repr=False)
     sigmas: dict = field(default_factory=dict)
-    structure_parent: np.ndarray = field(default=None, repr=False)
+    structure_parent: np.ndarray | None = field(default=None, repr=False)
     timings: dict = field(default_factory=dict)
 
 
@@ -556,6 +556,7 @@ def simulate(
             attach = np.zeros(d, dtype=np.int64)
             sizes_z = []
         elif cfg.joint:
+            assert z is not None
             z = reference.joint_levels(z, m)
             attach = np.zeros(d, dtype=np.int64)
             levels = np.stack(np.unravel_index(np.arange(m**k), (m,) * k), axis=1) - (m - 1) / 2.0  # (m^k, k)
@@ -572,6 +573,7 @@ def simulate(
             parent = np.full(d, -1, dtype=np.int64)
         else:
             parent = np.concatenate([d + attach, [-1], d + np.arange(k - 1)]).astype(np.int64)
+        assert z is not None
         zl = reference.attr_label_tables(z, y, n_labels, max(sizes_z, default=1))
         s_zl = sig["factor_label"] if math.isfinite(sig["factor_label"]) else sig["gene_label"]
         attr_label += [zl[j, : sizes_z[j]] + _noise((sizes_z[j], n_labels), s_zl, rng) for j in range(k)]

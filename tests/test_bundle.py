@@ -17,11 +17,10 @@ from fedsyn.bundle import (
     load_bundle,
     load_server_bundles,
 )
-from fedsyn.holder import encode_holder
-from fedsyn.holder import share_to_files
 from fedsyn.data import ExpressionData
 from fedsyn.errors import BundleError, InputError
 from fedsyn.fixedpoint import encode
+from fedsyn.holder import encode_holder, share_to_files
 
 
 def make_data(n=7, d=4, *, seed=0, labels=("A", "B", "C"), source="h"):

@@ -93,8 +93,8 @@ def test_real_subprocess_run(tmp_path):
 def prep_csv(tmp_path_factory):
     """A small preprocessed matrix (simulated counts, VST), written once for this module."""
     from fedsyn.datasets.simulator import simulate_counts
-    from fedsyn.writers import write_expression
     from fedsyn.preprocess import PreprocessConfig, preprocess
+    from fedsyn.writers import write_expression
 
     data, _ = preprocess(simulate_counts(120, 30, n_classes=3, seed=4), PreprocessConfig(n_genes=12, seed=4))
     return write_expression(data, tmp_path_factory.mktemp("prep") / "prep.csv")
@@ -141,7 +141,6 @@ def test_evaluate_prints_na_for_undefined_de_tpr(prep_csv, tmp_path):
     from dataclasses import replace
 
     from fedsyn.readers import load_expression
-
     from fedsyn.writers import write_expression
 
     real = load_expression(prep_csv)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedsyn.atomic import atomic_path, save_npz_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 from fedsyn.data import ExpressionData
 from fedsyn.errors import InputError
 from fedsyn.readers import load_expression
 from fedsyn.writers import write_expression
-from fedsyn.atomic import atomic_path, save_npz_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"
 

@@ -10,10 +10,9 @@ import pytest
 from fedsyn.engines import make_engine
 from fedsyn.engines.plaintext import PlaintextEngine, PlaintextOptions
 from fedsyn.errors import ConfigError
-from fedsyn.readers import load_expression
 from fedsyn.params import ProtocolParams
 from fedsyn.pipeline import RunConfig, make_params, run_pipeline, split_holders
-
+from fedsyn.readers import load_expression
 
 PLAIN = PlaintextEngine()
 

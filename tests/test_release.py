@@ -30,7 +30,7 @@ def _measurements(two, sigma, rng, *, n=None):
     noise = (lambda shape: sigma * rng.standard_normal(shape)) if sigma > 0 else (lambda shape: 0.0)
     return NoisyMeasurements(
         gene_names=tuple(f"GENE{i}" for i in range(d)),
-        label_names=tuple(f"class{l}" for l in range(n_labels)),
+        label_names=tuple(f"class{k}" for k in range(n_labels)),
         n_records=int(two[0].sum()) if n is None else n,
         one_way=two.sum(axis=2) + noise((d, 4)),
         label=two[0].sum(axis=0) + noise((n_labels,)),

@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from fedsyn.bundle import load_bundle
-from fedsyn.holder import share_to_files
 from fedsyn.cli import cli
 from fedsyn.data import ExpressionData
 from fedsyn.engines.rep3.config import load_config
@@ -20,6 +19,7 @@ from fedsyn.engines.rep3.engine import Rep3Engine, Rep3Options
 from fedsyn.engines.rep3.local import run_local_deployment
 from fedsyn.errors import BundleError, ConfigError, ProtocolError
 from fedsyn.fixedpoint import decode, encode
+from fedsyn.holder import share_to_files
 from fedsyn.params import ProtocolParams, RunParams
 from fedsyn.reference import bin_statistics, round_to_unit
 
@@ -227,9 +227,9 @@ def test_serve_exits_nonzero_when_a_peer_never_comes(tmp_path):
     import subprocess
     import sys
 
+    from fedsyn.atomic import write_json_atomic
     from fedsyn.engines.rep3.config import write_config
     from fedsyn.engines.rep3.local import make_local_config
-    from fedsyn.atomic import write_json_atomic
 
     cfg = make_local_config(tmp_path, timeout=2.0)
     from dataclasses import replace

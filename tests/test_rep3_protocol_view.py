@@ -30,6 +30,7 @@ import threading
 import numpy as np
 import pytest
 from scipy import stats
+from test_rep3_views import RecordingTransport, byte_hist
 
 from fedsyn import fixedpoint
 from fedsyn.engines.rep3 import AShare, InProcessNetwork, Party, run_parties, share_array
@@ -37,8 +38,6 @@ from fedsyn.engines.rep3 import sharing as sharing_mod
 from fedsyn.engines.rep3.protocol1 import HolderInput, open_outputs, run_protocol1
 from fedsyn.params import ProtocolParams
 from fedsyn.reference import bin_statistics, label_onehot
-
-from test_rep3_views import RecordingTransport, byte_hist
 
 N, D, L = 45, 4, 2
 HOLDERS = (15, 15, 15)

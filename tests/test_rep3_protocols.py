@@ -14,8 +14,8 @@ from fedsyn.engines.rep3.noise import grid_noise
 from fedsyn.engines.rep3.protocol1 import HolderInput, open_outputs, run_in_process, run_protocol1
 from fedsyn.errors import InputError, ProtocolError
 from fedsyn.fixedpoint import encode
-from fedsyn.params import ProtocolParams
 from fedsyn.noise import GridNoise
+from fedsyn.params import ProtocolParams
 from fedsyn.reference import QuartilePlan, bin_statistics, label_onehot, round_to_unit
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_brca_vst_100x978.csv"

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from fedsyn import structure as cx
 from fedsyn import graph_model as gm
 from fedsyn import reference
+from fedsyn import structure as cx
 from fedsyn.errors import ConfigError, InputError
 
 # --------------------------------------------------------------------------- helpers

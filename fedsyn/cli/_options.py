@@ -132,10 +132,10 @@ def engine_options(f):
 
 def engine_from_cli(engine: str, given: dict, *, extra: dict | None = None):
     """Build the engine from the CLI options; an option another engine takes is an error."""
+    import dataclasses
+
     from ..engines import engine_options_class, make_engine
     from ..errors import ConfigError
-
-    import dataclasses
 
     fields = engine_cli_fields()
     own = {f.name for f in dataclasses.fields(engine_options_class(engine))}

@@ -70,11 +70,12 @@ class PlaintextEngine:
         labels = np.concatenate([e.labels for e in encoded])
         rng = noise_rng(self.options.seed)
         first = encoded[0]
-        names = dict(gene_names=first.gene_names, label_names=first.label_names)
+        genes, label_names = first.gene_names, first.label_names
         if params.profile == "paper":
             stats = reference.bin_statistics(x, labels, params.n_labels)
             opened = reference.protocol1_outputs(stats, params, rng=rng)
-            m = decode_outputs(opened, params=params, engine=self.name, meta=privacy_meta(privacy), **names)
+            m = decode_outputs(opened, params=params, engine=self.name, meta=privacy_meta(privacy),
+                               gene_names=genes, label_names=label_names)
         else:
             from ..edges import bin_geometry, edges_from_histogram, public_edges_fp
 
@@ -84,5 +85,5 @@ class PlaintextEngine:
             stats2 = reference.edge_statistics(x, labels, params.n_labels, geometry, params)
             opened = reference.edge_outputs(stats2, geometry, params, rng=rng)
             m = decode_outputs(opened, params=params, engine=self.name, histogram=hist,
-                               meta=privacy_meta(privacy), **names)
+                               meta=privacy_meta(privacy), gene_names=genes, label_names=label_names)
         return Measurement(measurements=m, stats={})

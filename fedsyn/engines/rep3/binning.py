@@ -380,8 +380,8 @@ class BinningResult:
         Public cost counters of the selection.
     """
 
-    bits: object
-    thresholds: object
+    bits: AShare
+    thresholds: AShare
     selection_rounds: int
     selection_comparisons: int
 

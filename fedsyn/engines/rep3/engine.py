@@ -133,6 +133,7 @@ class Rep3Engine:
         encoded = encode_holders(holders, n_labels=params.n_labels, frac_bits=params.frac_bits,
                                  clip=params.value_range)
         config = opts.config
+        assert config is None or isinstance(config, DeploymentConfig)  # loaded in __post_init__
         session = config.session if config is not None else f"run-{secrets.token_hex(6)}"
         own_dir = opts.workdir is None
         if own_dir:
@@ -140,8 +141,8 @@ class Rep3Engine:
             work = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
             (work / _OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
         else:
+            assert opts.workdir is not None
             work = opts.workdir
-        assert work is not None
         work.mkdir(parents=True, exist_ok=True)
         ok = False
         try:

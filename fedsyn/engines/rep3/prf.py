@@ -63,7 +63,7 @@ class PRF:
         out = np.empty(count + 2, dtype=np.uint64)  # update_into needs block_size - 1 spare bytes
         if count:
             zeros = np.zeros(count, dtype=np.uint64)
-            self._enc.update_into(memoryview(zeros).cast("B"), memoryview(out).cast("B"))
+            self._enc.update_into(zeros.data.cast("B"), out.data.cast("B"))
             self.bytes_drawn += 8 * count
         return out[:count]
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -166,8 +166,8 @@ def run_protocol1(
         Shares of the outputs; nothing has been opened.
     """
     n, d = _check_inputs(inputs, params)
-    values = concatenate([h.values for h in inputs], axis=0)
-    labels = concatenate([h.labels for h in inputs], axis=0)
+    values: AShare = concatenate([h.values for h in inputs], axis=0)
+    labels: AShare = concatenate([h.labels for h in inputs], axis=0)
     limit = GENE_BLOCK_ELEMENTS if gene_block_elements is None else int(gene_block_elements)
     block = max(1, min(d, limit // n))
     blocks = [(g0, min(d, g0 + block)) for g0 in range(0, d, block)]
@@ -178,7 +178,7 @@ def run_protocol1(
         result = _paper(party, values, labels, params, blocks, n)
     else:
         result = _edge_profiles(party, values, labels, params, blocks)
-    stats = {k: vars(v).copy() for k, v in party.stats.phases.items() if k in PHASES}
+    stats: dict[str, Any] = {k: vars(v).copy() for k, v in party.stats.phases.items() if k in PHASES}
     stats.update(result.pop("extra_stats", {}))
     stats["gene_blocks"] = len(blocks)
     log.debug(
@@ -321,9 +321,10 @@ def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> d
         out[name] = reconstruct(pairs).view(np.int64)
     if params.profile == "strict":
         hists = [s.histogram for s in shares]
-        if any(h is None for h in hists) or any(not np.array_equal(h, hists[0]) for h in hists[1:]):
+        first = hists[0]
+        if first is None or any(h is None or not np.array_equal(h, first) for h in hists[1:]):
             raise ProtocolError("The servers opened different phase-1 histograms (or none).")
-        out["histogram"] = np.asarray(hists[0], dtype=np.int64)
+        out["histogram"] = np.asarray(first, dtype=np.int64)
     return out
 
 

@@ -237,7 +237,7 @@ class Party:
         a valid replicated sharing obtained locally.
         """
         z = np.zeros(np.shape(a), dtype=np.uint64)
-        out = [None, None, None]
+        out: list[AShare | None] = [None, None, None]
         out[self.index] = AShare(np.asarray(a, dtype=np.uint64), z)
         out[self.prev] = AShare(z, np.asarray(b, dtype=np.uint64))
         out[self.next] = AShare(z, z)

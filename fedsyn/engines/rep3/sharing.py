@@ -19,7 +19,7 @@ each server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -321,7 +321,7 @@ def share_bits(x, *, rng: np.random.Generator | None = None) -> tuple[BShare, BS
     return BShare(x0, x2.copy()), BShare(x1, x0.copy()), BShare(x2, x1.copy())
 
 
-def _collect(pairs) -> dict[int, object]:
+def _collect(pairs) -> dict[int, Any]:
     if isinstance(pairs, Mapping):
         got = {int(i): p for i, p in pairs.items() if p is not None}
     else:

@@ -93,7 +93,7 @@ class InProcessNetwork:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}.")
         self.timeout = float(timeout)
-        self._queues = {
+        self._queues: dict[tuple[int, int], queue.Queue] = {
             (i, j): queue.Queue() for i in range(N_PARTIES) for j in range(N_PARTIES) if i != j
         }
         self._closed = threading.Event()
