@@ -219,11 +219,12 @@ def test_passive_matches_reference_on_ties_constant_sparse(binning, tmp_path):
     _assert_exact(meas, x, y, 3)
     assert meas.engine == "mp-spdz-passive" and meas.meta["binning"] == binning
     assert measured.stats["mpspdz"]["phases"]["order_statistics"]["mb"] > 0
-    # a kept run directory keeps logs and output, not the shares: no Persistence
-    # files and no memory dumps (shares of every intermediate value)
+    # a kept run directory keeps the logs, not the shares: no Persistence files
+    # (inputs and output shares), no memory dumps (shares of every intermediate
+    # value), and no output opened to any party
     run = tmp_path / "run"
     assert sorted(p.name for p in (run / "logs").iterdir()) == [f"party-{i}.log" for i in range(3)]
-    assert (run / "Player-Data" / "Binary-Output-P0-0").is_file()
+    assert not list((run / "Player-Data").glob("*Output*"))
     assert not list((run / "Persistence").iterdir())
     assert not list((run / "Player-Data").glob("Memory-*"))
 
@@ -312,7 +313,7 @@ def test_dp_mode_without_noise_gives_the_exact_clipped_sums():
 @needs_passive
 def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_path):
     from fedsyn.engines.mpspdz import engine as eng
-    from fedsyn.engines.mpspdz import runner
+    from fedsyn.engines.mpspdz import outputs, runner
 
     rep3 = pytest.importorskip("fedsyn.engines.rep3.sharing")
     x, y = _hard_inputs(23, 5, 3, seed=1)
@@ -323,10 +324,13 @@ def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_pa
     work = runner.prepare_workspace(inst, tmp_path / "run", compiled)
     persistence.write_persistence_shares(list(rep3.share_array(rows)), work / "Persistence")
     runner.run_parties(inst, work, compiled.name, security="passive", timeout=120)
-    out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
+    layout = OutputLayout(5, 3)
+    pairs = {i: outputs.read_party_outputs(work / "Persistence", i, n=23, layout=layout, security="passive")
+             for i in range(3)}
     st = reference.bin_statistics(fixedpoint.encode(x), y, 3)
-    opened = OutputLayout(5, 3).split(out)
+    opened = layout.split(outputs.open_party_outputs(pairs, layout))
     assert np.array_equal(opened["one_way"], st.counts)
+    assert np.array_equal(opened["means"], st.means)
 
 
 @pytest.mark.mpspdz
@@ -334,7 +338,7 @@ def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_pa
 @needs_active
 def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
     from fedsyn.engines.mpspdz import engine as eng
-    from fedsyn.engines.mpspdz import runner
+    from fedsyn.engines.mpspdz import outputs, runner
 
     x, y = _hard_inputs(12, 3, 2, seed=4)
     rows = _rows(x, y, 2)
@@ -349,8 +353,10 @@ def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
                                                      security="active")
         if not tamper:
             runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
-            out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
-            opened = OutputLayout(3, 2).split(out)
+            layout = OutputLayout(3, 2)
+            pairs = {i: outputs.read_party_outputs(work / "Persistence", i, n=12, layout=layout,
+                                                   security="active") for i in range(3)}
+            opened = layout.split(outputs.open_party_outputs(pairs, layout))
             assert np.array_equal(opened["one_way"], st.counts)
             assert np.array_equal(opened["label"], st.label_counts)
             assert np.array_equal(opened["two_way"], st.two_way)
@@ -362,7 +368,6 @@ def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
             with pytest.raises(ProtocolError, match="consistency check failed") as info:
                 runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
             assert all(f"--- party {i}" in str(info.value) for i in range(3))
-            assert not (work / "Player-Data" / "Binary-Output-P0-0").exists()  # nothing released
 
 
 def _processes_in(directory: Path) -> list[int]:

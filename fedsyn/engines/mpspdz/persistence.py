@@ -254,3 +254,38 @@ def read_persistence_shares(
         raise BundleError(f"{path}: body of {len(body)} bytes is not a whole number of 16-byte shares.")
     arr = np.frombuffer(body, dtype="<u8").reshape(-1, 2).astype(np.uint64)
     return arr[:, 0].copy(), arr[:, 1].copy()
+
+
+def read_output_shares(
+    path: str | os.PathLike, *, start: int, count: int, security: Security = "passive"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read the ``count`` output pairs ``protocol1.mpc`` wrote at share position ``start``.
+
+    The program writes this party's ``(s_i, s_{i-1})`` of every output after the
+    ``start = N * (D + L)`` input shares of the same file
+    (``sint.write_to_file(..., position=start)``).
+
+    Raises
+    ------
+    ProtocolError
+        The file does not hold ``start + count`` shares (the program did not
+        finish writing, or another program wrote the file).
+    """
+    from ...errors import ProtocolError
+
+    head = header(security)
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(head)) != head:
+                raise ProtocolError(f"{path}: not an MP-SPDZ {security} Persistence file (header mismatch).")
+            fh.seek(len(head) + 16 * start)
+            body = fh.read(16 * count)
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read the output shares ({exc.strerror or exc}).") from exc
+    if len(body) != 16 * count:
+        raise ProtocolError(
+            f"{path}: holds {len(body) // 16} of the {count} output shares expected after {start} input shares."
+        )
+    arr = np.frombuffer(body, dtype="<u8").reshape(-1, 2).astype(np.uint64)
+    return arr[:, 0].copy(), arr[:, 1].copy()

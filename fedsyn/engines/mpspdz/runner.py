@@ -230,9 +230,6 @@ def prepare_workspace(installation: Installation, workdir: str | os.PathLike, co
     ensure_tls(installation, work / "Player-Data")
     (work / "Persistence").mkdir(exist_ok=True)
     (work / "logs").mkdir(exist_ok=True)
-    out = work / "Player-Data" / "Binary-Output-P0-0"
-    if out.exists():
-        out.unlink()
     return work
 
 
