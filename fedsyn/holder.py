@@ -397,7 +397,7 @@ def share_to_files(
     gene_names, label_names, frac_bits, clip
         As :func:`encode_holder`.
     run_id : str or None, default None
-        ``fedsyn`` only: session tag the servers check.
+        Session tag the servers check.
     rng : numpy.random.Generator or None, default None
         Reproducible tests only; the CSPRNG otherwise.
 
@@ -416,7 +416,8 @@ def share_to_files(
     if fmt == "mp-spdz":
         from .engines.mpspdz.persistence import write_holder_persistence
 
-        return write_holder_persistence(shared, holder_id=holder_id, out_dir=out_dir, security=security)  # type: ignore[arg-type]
+        return write_holder_persistence(shared, holder_id=holder_id, out_dir=out_dir, security=security,  # type: ignore[arg-type]
+                                        run_id=run_id)
     from .bundle import write_holder_bundles
 
     return write_holder_bundles(shared, holder_id=holder_id, out_dir=out_dir, run_id=run_id)
