@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-import numpy as np
-
 from ...data import ExpressionData
 from ...errors import ConfigError, ProtocolError
 from ...fixedpoint import MAX_VALUE_BITS

@@ -855,6 +855,26 @@ class TLSTransport:
         self.failed_peer = frm
         raise ProtocolError(f"server {self.index}: unexpected control message from server {frm}")
 
+    def check(self) -> None:
+        """Raise at once what :meth:`recv` would raise if a peer (or the watched release link) failed.
+
+        For a server that waits on something else than a message (e.g. an
+        MP-SPDZ party binary) and polls its peers: returns when every link is
+        fine or ended with a goodbye.
+
+        Raises
+        ------
+        ProtocolError
+            Naming the server where the failure started, as :meth:`recv`.
+        """
+        if self._closed:
+            return
+        with self._cond:
+            failure = _first_failure(self._links)
+        failure = failure or self._watched_failure()
+        if failure is not None:
+            self._raise(*failure)
+
     def _watched_failure(self) -> tuple[int, str, str | None] | None:
         if self._watch is None:
             return None

@@ -42,7 +42,7 @@ __all__ = [
     "run_release",
 ]
 
-_AGREE = ("gene_digest", "gene_names", "label_names", "frac_bits", "run_id", "params", "privacy")
+_AGREE = ("gene_digest", "gene_names", "label_names", "frac_bits", "run_id", "params", "privacy", "engine")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def measurements_from_shares(shares: Mapping[int, Any], meta: dict, params: Prot
     opened = open_outputs([shares[0], shares[1], shares[2]], params)
     return decode_outputs(
         opened, gene_names=tuple(meta["gene_names"]), label_names=tuple(meta["label_names"]),
-        params=params, engine="rep3", meta={"run_id": meta.get("run_id"), **privacy_meta(meta.get("privacy"))},
+        params=params, engine=meta.get("engine") or "rep3", meta={"run_id": meta.get("run_id"), **privacy_meta(meta.get("privacy"))},
     )
 
 
