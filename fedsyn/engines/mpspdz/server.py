@@ -296,8 +296,9 @@ def _run_party(index: int, cmd: list[str], work: Path, transport, *, stall: floa
             if code == 0:
                 break
             if code is not None:
-                # a dead or failing peer makes this party fail too: prefer the peer's own report
-                grace = now + BLAME_GRACE
+                # An error exit may be caused by a dead or failing peer (a lost connection): prefer
+                # the peer's own report for a moment. A signal (e.g. the binary was killed) is ours.
+                grace = now + (BLAME_GRACE if code > 0 else 0.0)
                 while time.monotonic() < grace:
                     transport.check()
                     time.sleep(_POLL)
