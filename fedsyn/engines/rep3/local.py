@@ -197,8 +197,11 @@ def run_local_deployment(
                 time.sleep(0.05)
             abort.set()
             codes = [p.poll() for p in procs]
-            failed = failed or [i for i, c in enumerate(codes) if c not in (None, 0)]
+            failed = [i for i, c in enumerate(codes) if c not in (None, 0)] or failed
             if failed:
+                # a server that refused its own inputs (exit 3, 4, 6) is the root cause; the others
+                # (exit 5) report its abort, and may exit first: blame the refusing one
+                failed.sort(key=lambda i: codes[i] == ProtocolError.exit_code)
                 why = f"server {failed[0]} exited with code {codes[failed[0]]}"
                 if "error" in box:
                     why += f" ({box['error']})"
