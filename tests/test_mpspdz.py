@@ -231,6 +231,18 @@ def test_passive_matches_reference_on_ties_constant_sparse(binning, tmp_path):
 
 @pytest.mark.mpspdz
 @needs_passive
+def test_bin_means_of_500_genes_are_exact():
+    """Regression: MP-SPDZ's compiler keeps the order of memory accesses of a vector only for its
+    first `budget` (1,000) elements. Without a break point after the long division's stores, bin 2's
+    means of every gene read 0 from d = 500 on (4d >= 2,000 quotients)."""
+    x, y = _hard_inputs(12, 500, 2, seed=9)
+    meas = _engine(security="passive").measure(
+        _holders(x, y, 2, [5]), ProtocolParams(n_labels=2, sigma=0.0, noise=False)).measurements
+    _assert_exact(meas, x, y, 2)
+
+
+@pytest.mark.mpspdz
+@needs_passive
 @pytest.mark.parametrize("binning", ["select", "sort"])
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_tiny_n_one_holder_per_sample_matches_reference(binning, n):
