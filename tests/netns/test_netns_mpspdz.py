@@ -200,6 +200,29 @@ def test_killed_party(inputs, tmp_path, what):
     assert_no_party_left(tmp_path)
 
 
+def test_stuck_party(inputs, tmp_path):
+    """Party 2's binary is stopped (SIGSTOP): alive, connected, silent. The servers see no progress of
+    their parties (no CPU time, no traffic) for the deployment's timeout (8 s here) and stop."""
+    config = harness.write_deployment(tmp_path, run_id=RUN_ID, timeout=8.0, connect_timeout=30.0, name="stall.toml")
+    with harness.Topology(tmp_path / "topo", default=WAN) as topo:
+        run = harness.start_run(topo, tmp_path, config, inputs["params"], inputs["bundles"], serve_args=PASSIVE,
+                                server_env=inputs["env"])
+        try:
+            wait_party_computing(run, tmp_path)
+            time.sleep(1.0)
+            for pid in party_pids(tmp_path, 2):
+                os.kill(pid, signal.SIGSTOP)
+            stopped_at = time.monotonic() - run.started
+            codes = run.wait(["0", "1", "2", "r"], TIMEOUT)
+            assert all(codes[i] == 5 for i in "012"), run.tails()
+            assert max(run.ended[i] for i in "012") - stopped_at < 8 + 6, run.ended
+            assert any("made no progress for 8 s" in e for i in "012" for e in error_lines(run.log(i))), run.tails()
+            assert codes["r"] not in (0, None)
+        finally:
+            run.stop()
+    assert_no_party_left(tmp_path)
+
+
 @pytest.mark.parametrize("how", ["blackhole", "reset"])
 def test_cut_link(inputs, tmp_path, how):
     """The link between servers 1 and 2 is cut while the parties compute: all three stop, naming 1 or 2."""
