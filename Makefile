@@ -5,12 +5,13 @@ PYTHON     := $(VENV)/bin/python
 DEMO_DIR   ?= demo-out
 DEMO_GENES ?= 200
 
-.PHONY: install demo demo-plaintext test test-fast bench clean help
+.PHONY: install demo demo-plaintext lint test test-fast bench clean help
 
 help:
 	@echo "make demo            install, simulate 1,089 x $(DEMO_GENES) RNA-seq counts, preprocess, run the"
 	@echo "                     embedded 3-party MPC engine (rep3, 3 TLS server processes) and evaluate"
-	@echo "make test            install and run the test suite"
+	@echo "make test            install, lint (ruff, mypy) and run the test suite"
+	@echo "make lint            ruff and mypy only"
 	@echo "make test-fast       the test suite without the slow and MP-SPDZ tests"
 	@echo "make run-3pc-passive the demo on MP-SPDZ, passive security (needs MP_SPDZ_HOME)"
 	@echo "make run-3pc-active  the demo on MP-SPDZ, active security (needs MP_SPDZ_HOME)"
@@ -36,7 +37,11 @@ demo: $(DEMO_DIR)/preprocessed.csv
 demo-plaintext: $(DEMO_DIR)/preprocessed.csv
 	$(PYTHON) -m fedsyn run --engine plaintext --holders 3 --epsilon 10 -i $< -o $(DEMO_DIR)/plaintext --overwrite
 
-test: $(VENV)/.installed
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check fedsyn tests benchmarks
+	$(VENV)/bin/mypy fedsyn
+
+test: lint
 	$(PYTHON) -m pytest -q
 
 test-fast: $(VENV)/.installed

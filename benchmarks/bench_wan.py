@@ -1,4 +1,4 @@
-"""rep3 over emulated wide-area links: three servers and the release server in network namespaces.
+"""rep3 and MP-SPDZ over emulated wide-area links: three servers and the release server in network namespaces.
 
 The deployment of ``tests/netns/harness.py``: servers 0, 1, 2 and the release
 server each in its own network namespace, every link through a user-space
@@ -24,12 +24,23 @@ bytes / rate, ``compute`` = the MPC phase of the baseline row; the remainder
 is their interaction (and the machine's load: the three servers and the relay
 share two cores).
 
-Needs root and iproute2 (network namespaces). Writes ``benchmarks/results/wan.json``
-and ``wan.md``.
+``--engine mp-spdz [--security passive|active]``: the same deployment with
+``fedsyn serve --engine mp-spdz`` (each server runs its own MP-SPDZ party
+binary; the holders' inputs from ``fedsyn share --format mp-spdz``; the party
+links and fedsyn's control links cross the relay). The MPC phase is then the
+party binary's own time (``Time = ...``), rounds and bytes are what the party
+reports (``Data sent = ... in ~R rounds``), and the sub-protocols are the
+program's timers. Compilation (cached after the first run) is excluded.
+
+Needs root and iproute2 (network namespaces), and ``MP_SPDZ_HOME`` for MP-SPDZ.
+Writes ``benchmarks/results/wan.json`` and ``wan.md`` (rep3) or
+``wan_mpspdz.json`` and ``wan_mpspdz.md`` (MP-SPDZ; rows of earlier runs with
+another security or profile are kept).
 
 Usage::
 
     nice python benchmarks/bench_wan.py [--profiles 1:1000,10:1000,...] [--out benchmarks/results]
+    nice python benchmarks/bench_wan.py --engine mp-spdz --security active --profiles 1:1000
 """
 
 from __future__ import annotations
@@ -59,6 +70,10 @@ import harness  # noqa: E402
 #: (None, None) the parties connected directly, bypassing the relay (the relay's own cost).
 DEFAULT_PROFILES = ((None, None), (0, None), (1, 1000), (10, 1000), (20, 1000), (40, 1000), (1, 100), (10, 100),
                     (40, 100))
+#: MP-SPDZ: the issue's grid (RTT 1 / 10 / 40 ms at 1 Gbit/s and 100 Mbit/s) and the two baselines.
+MPSPDZ_PROFILES = ((None, None), (0, None), (1, 1000), (10, 1000), (40, 1000), (1, 100), (10, 100), (40, 100))
+#: Sub-protocols of protocol1.mpc (its timers), in the table's order.
+MPSPDZ_PHASES = ("order_statistics", "comparison_bits", "marginals", "noise", "bin_means")
 #: Simulated genes: the default gene filter of ``fedsyn preprocess`` keeps about 95 % of them,
 #: so 1,000 would leave 950; 1,100 leave enough to subsample 978.
 SIM_GENES = 1100
@@ -93,27 +108,44 @@ def _cpu() -> float:
 
 
 def one_run(work: Path, csv: Path, params: Path, bundles: list[Path], configs: dict, rtt: float | None,
-            mbit: float | None, timeout: float) -> dict:
-    run_dir = work / f"rtt{rtt}-mbit{mbit or 'inf'}"
+            mbit: float | None, timeout: float, serve_args: tuple = ()) -> dict:
+    run_dir = work / f"rtt{rtt}-mbit{mbit or 'inf'}-{'-'.join(serve_args) or 'rep3'}"
     run_dir.mkdir()
     load_before = os.getloadavg()[0]
     cpu_before = _cpu()
     direct = rtt is None
     link = {"rtt_ms": rtt or 0, "mbit": mbit, "state": "up"}
     with harness.Topology(run_dir / "topo", default=link) as topo:
-        run = harness.start_run(topo, run_dir, configs["direct" if direct else "relay"], params, bundles)
+        run = harness.start_run(topo, run_dir, configs["direct" if direct else "relay"], params, bundles,
+                                serve_args=serve_args)
         try:
             codes = run.wait(["0", "1", "2", "r"], timeout)
         finally:
             run.stop()
         links = topo.link_bytes()
-    row: dict = {"rtt_ms": rtt, "mbit": mbit, "direct": direct, "load_before": round(load_before, 2),
+    row: dict = {"rtt_ms": rtt, "mbit": mbit, "direct": direct, "date": time.strftime("%Y-%m-%d %H:%M"),
+                 "load_before": round(load_before, 2),
                  "load_after": round(os.getloadavg()[0], 2), "wall_s": round(max(run.ended.values()), 2),
                  "cpu_s": round(_cpu() - cpu_before, 1), "exit_codes": codes}
     if codes != {"r": 0, "0": 0, "1": 0, "2": 0}:
         row["error"] = run.tails(5)
         return row
     stats = harness.server_stats(run_dir)
+    if serve_args:  # MP-SPDZ: the party binaries' own figures
+        row["engine"] = "mp-spdz"
+        row["security"] = serve_args[serve_args.index("--security") + 1] if "--security" in serve_args else "passive"
+        row["mpc_s"] = [round(stats[i]["seconds"], 2) for i in range(3)]
+        row["party_wall_s"] = [round(stats[i]["stats"]["wall_seconds"], 2) for i in range(3)]
+        row["bytes_sent"] = [int(stats[i]["bytes_sent"]) for i in range(3)]
+        row["rounds"] = [int(stats[i]["stats"]["rounds"]) for i in range(3)]
+        ph = stats[0]["stats"]["phases"]
+        row["phases_s"] = {k: round(ph[k]["seconds"], 2) for k in MPSPDZ_PHASES if k in ph}
+        row["phase_rounds"] = {k: int(ph[k]["rounds"]) for k in MPSPDZ_PHASES if k in ph}
+        row["link_bytes"] = links
+        server_links = {k: v for k, v in links.items() if "r" not in k.split("-")[:2]}
+        row["busiest_link_bytes"] = max(server_links.values()) if server_links else None
+        row["means_equal_reference"] = means_match(csv, run_dir / "release")
+        return row
     row["mpc_s"] = [round(stats[i]["seconds"], 2) for i in range(3)]
     row["bytes_sent"] = [int(stats[i]["bytes_sent"]) for i in range(3)]
     row["rounds"] = [int(stats[i]["stats"]["rounds"]) for i in range(3)]
@@ -130,10 +162,11 @@ def one_run(work: Path, csv: Path, params: Path, bundles: list[Path], configs: d
 
 def explain(rows: list[dict]) -> None:
     """Add the latency, bandwidth and compute shares to every row."""
-    base = next((r for r in rows if r["rtt_ms"] == 0 and r["mbit"] is None and "mpc_s" in r), None)
     for r in rows:
         if "mpc_s" not in r:
             continue
+        base = next((b for b in rows if b["rtt_ms"] == 0 and b["mbit"] is None and "mpc_s" in b
+                     and b.get("security") == r.get("security")), None)
         rounds = max(r["rounds"])
         r["latency_s"] = round(rounds * (r["rtt_ms"] or 0) / 2000.0, 2)
         r["bandwidth_s"] = round(r["busiest_link_bytes"] / (r["mbit"] * 1e6 / 8), 2) if r["mbit"] else 0.0
@@ -196,6 +229,63 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def markdown_mpspdz(rows: list[dict], meta: dict) -> str:
+    out = [
+        "# MP-SPDZ over emulated wide-area links",
+        "",
+        f"Machine: {meta['cpus']} CPUs, {meta['platform']}, {meta['date']}. Input: {meta['genes']} genes x "
+        f"{meta['samples']} samples (`fedsyn simulate --preset simulated-brca --genes {SIM_GENES} --seed 7`, "
+        f"`fedsyn preprocess --n-genes {meta['genes']} --seed 7`), 3 holders (`fedsyn share --format mp-spdz`), "
+        f"5 classes, noise on (epsilon {EPSILON}), paper mode, select binning. Three `fedsyn serve --engine mp-spdz` "
+        "processes (each starting its own MP-SPDZ party binary) and `fedsyn release`, each in its own network "
+        "namespace; every link (MP-SPDZ's and fedsyn's) through a user-space relay adding the round-trip time (half "
+        "each way) and limiting the bandwidth (`tests/netns/harness.py`, `benchmarks/bench_wan.py --engine "
+        "mp-spdz`). One run per row.",
+        "",
+        "| security | RTT ms | link | MPC phase s | order stats s | comparison bits s | marginals s | noise s "
+        "| bin means s | rounds | MB sent (max party) | busiest link MB | latency s (rounds x RTT/2) | bandwidth s "
+        "| compute s | model s | wall s | means = reference | load before/after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | --- | ---: |",
+    ]
+    order = {"passive": 0, "active": 1}
+    for r in sorted(rows, key=lambda r: (order.get(r.get("security"), 2), r["rtt_ms"] is not None,
+                                         -(r["mbit"] or 1e9), r["rtt_ms"] or 0)):
+        link = "no limit" if not r["mbit"] else (f"{r['mbit'] / 1000:g} Gbit/s" if r["mbit"] >= 1000
+                                                 else f"{r['mbit']:g} Mbit/s")
+        rtt = "direct, no relay" if r["direct"] else ("relay only" if r["rtt_ms"] == 0 and not r["mbit"]
+                                                      else f"{r['rtt_ms']:g}")
+        sec = r.get("security", "?")
+        if "mpc_s" not in r:
+            out.append(f"| {sec} | {rtt} | {link} | failed: {r.get('exit_codes')} |" + " |" * 15)
+            continue
+        p = r["phases_s"]
+        busiest = "-" if r["busiest_link_bytes"] is None else f"{r['busiest_link_bytes'] / 1e6:.0f}"
+        compute = r.get("compute_s")
+        model = "-" if compute is None else f"{compute + r['latency_s'] + r['bandwidth_s']:.0f}"
+        out.append(
+            f"| {sec} | {rtt} | {link} | {max(r['mpc_s']):.1f} | {p.get('order_statistics', 0):.1f} "
+            f"| {p.get('comparison_bits', 0):.1f} | {p.get('marginals', 0):.1f} | {p.get('noise', 0):.1f} "
+            f"| {p.get('bin_means', 0):.1f} | {max(r['rounds'])} | {max(r['bytes_sent']) / 1e6:.0f} | {busiest} "
+            f"| {r['latency_s']:.1f} | {r['bandwidth_s']:.1f} | {'-' if compute is None else f'{compute:.1f}'} "
+            f"| {model} | {r['wall_s']:.1f} | {'yes' if r['means_equal_reference'] else 'NO'} "
+            f"| {r['load_before']:.1f}/{r['load_after']:.1f} |"
+        )
+    out += [
+        "",
+        "`MPC phase`: the largest of the three party binaries' own times (`Time = ...`: the program's run, "
+        "connection set-up excluded); sub-protocols are party 0's timers. `rounds` and `MB sent`: what the "
+        "parties report (`Data sent = ... in ~R rounds`; MP-SPDZ counts a round per exchange, so the figure "
+        "is approximate). `busiest link`: bytes the relay forwarded on the busiest directed server-to-server "
+        "link (MP-SPDZ's and fedsyn's connections). `latency` = rounds x RTT / 2; `bandwidth` = busiest link / "
+        "rate; `compute`: the MPC phase through the relay without delay or limit, same security; `model` = "
+        "compute + latency + bandwidth. `wall`: from starting the four processes to the release server's exit "
+        "(compilation cached, certificate exchange, party run, delivery). The two cores are shared by the three "
+        "parties, the relay and other jobs (1-minute load averages before/after each run).",
+    ]
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profiles", default=None,
@@ -203,20 +293,32 @@ def main(argv=None) -> int:
                          "default: the table's profiles")
     ap.add_argument("--genes", type=int, default=978)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--timeout", type=float, default=900.0,
+                    help="the deployment's message (and MP-SPDZ stall) timeout, seconds")
+    ap.add_argument("--run-timeout", type=float, default=None,
+                    help="seconds one run may take [default: --timeout; 7200 for mp-spdz]")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, bundles)")
-    ap.add_argument("--render", action="store_true", help="only rewrite wan.md from wan.json")
+    ap.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
+    ap.add_argument("--engine", choices=("rep3", "mp-spdz"), default="rep3")
+    ap.add_argument("--security", choices=("passive", "active"), default="passive", help="mp-spdz only")
     args = ap.parse_args(argv)
+    mpspdz = args.engine == "mp-spdz"
+    stem = "wan_mpspdz" if mpspdz else "wan"
+    render = markdown_mpspdz if mpspdz else markdown
     if args.render:
-        data = json.loads((Path(args.out) / "wan.json").read_text())
+        data = json.loads((Path(args.out) / f"{stem}.json").read_text())
         explain(data["runs"])
-        (Path(args.out) / "wan.md").write_text(markdown(data["runs"], data["meta"]))
+        (Path(args.out) / f"{stem}.md").write_text(render(data["runs"], data["meta"]))
         return 0
+    if mpspdz and not os.environ.get("MP_SPDZ_HOME"):
+        print("bench_wan: --engine mp-spdz needs MP_SPDZ_HOME", file=sys.stderr)
+        return 2
     why = harness.unavailable()
     if why:
         print(f"bench_wan: cannot run: {why}", file=sys.stderr)
         return 2
-    profiles = DEFAULT_PROFILES
+    profiles = MPSPDZ_PROFILES if mpspdz else DEFAULT_PROFILES
+    serve_args = ("--engine", "mp-spdz", "--security", args.security) if mpspdz else ()
     if args.profiles:
         profiles = tuple(
             (None if p.split(":")[0] == "direct" else float(p.split(":")[0]), float(p.split(":")[1]) or None)
@@ -226,29 +328,45 @@ def main(argv=None) -> int:
     try:
         t0 = time.monotonic()
         csv = make_input(work, SIM_GENES, args.genes)
-        params, bundles = harness.prepare_inputs(work, csv, run_id=RUN_ID, epsilon=EPSILON)
+        params, bundles = harness.prepare_inputs(work, csv, run_id=RUN_ID, epsilon=EPSILON,
+                                                 fmt="mp-spdz" if mpspdz else "fedsyn")
         configs = {
             "relay": harness.write_deployment(work, run_id=RUN_ID, timeout=args.timeout, connect_timeout=120.0),
             "direct": harness.write_deployment(work, run_id=RUN_ID, timeout=args.timeout, connect_timeout=120.0,
                                                direct=True, name="direct.toml"),
         }
         values, _, genes = harness.read_csv(csv)
+        if mpspdz:  # compile once here, into the cache the servers use: no row pays for compilation
+            from fedsyn.engines.mpspdz import engine, runner
+            from fedsyn.params import load_run_params
+
+            run_params = load_run_params(params)
+            runner.compile_program(runner.find_installation(), engine.PROGRAM,
+                                   engine.program_args(len(values), len(genes), run_params.protocol),
+                                   security=args.security)
         print(f"input: {len(genes)} genes x {len(values)} samples, prepared in {time.monotonic() - t0:.0f} s",
               flush=True)
         rows = []
         for rtt, mbit in profiles:
-            row = one_run(work, csv, params, bundles, configs, rtt, mbit, args.timeout)
+            run_timeout = args.run_timeout or (7200.0 if mpspdz else args.timeout)
+            row = one_run(work, csv, params, bundles, configs, rtt, mbit, run_timeout, serve_args)
             rows.append(row)
             print(json.dumps({k: row.get(k) for k in ("rtt_ms", "mbit", "mpc_s", "rounds", "bytes_sent", "wall_s",
                                                       "means_equal_reference", "load_after", "error")}), flush=True)
-        explain(rows)
         meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "genes": len(genes),
                 "samples": len(values), "epsilon": EPSILON, "date": time.strftime("%Y-%m-%d %H:%M")}
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "wan.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")
-        (out / "wan.md").write_text(markdown(rows, meta))
-        print(markdown(rows, meta))
+        runs = rows
+        if mpspdz and (out / f"{stem}.json").exists():  # keep the rows of other securities and profiles
+            key = lambda r: (r.get("security"), r["rtt_ms"], r["mbit"], r["direct"])  # noqa: E731
+            new = {key(r) for r in rows}
+            old = json.loads((out / f"{stem}.json").read_text())
+            runs = [r for r in old["runs"] if key(r) not in new] + rows
+        explain(runs)
+        (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
+        (out / f"{stem}.md").write_text(render(runs, meta))
+        print(render(runs, meta))
         return 0 if all("mpc_s" in r for r in rows) else 1
     finally:
         if args.keep:

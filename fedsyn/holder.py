@@ -259,7 +259,7 @@ def align_holders(holders: Sequence[ExpressionData], *, n_labels: int | None = N
     lagree, _ = odd_ones(holders, key=lambda h: tuple(h.label_names))
     domain = holders[lagree[0]].label_names
     label_index = {name: code for code, name in enumerate(domain)}
-    for k, h in enumerate(holders):
+    for k in range(len(holders)):
         outside = [name for name in used[k] if name not in label_index]
         if outside:
             others = [j for j in lagree if j != k] or [j for j in range(len(holders)) if j != k]
@@ -425,7 +425,7 @@ def share_to_files(
     gene_names, label_names, frac_bits, clip
         As :func:`encode_holder`.
     run_id : str or None, default None
-        ``fedsyn`` only: session tag the servers check.
+        Session tag the servers check.
     rng : numpy.random.Generator or None, default None
         Reproducible tests only; the CSPRNG otherwise.
     overwrite : bool, default False
@@ -481,8 +481,10 @@ def share_to_files(
         if fmt == "mp-spdz":
             from .engines.mpspdz.persistence import write_holder_persistence
 
+            if security not in ("passive", "active"):
+                raise ConfigError(f"Unknown security {security!r}; use 'passive' or 'active'.")
             return write_holder_persistence(shared, holder_id=holder_id, out_dir=out_dir,  # type: ignore[arg-type]
-                                            security=security)
+                                            security=security, run_id=run_id)  # type: ignore[arg-type]
         from .bundle import write_holder_bundles
 
         return write_holder_bundles(shared, holder_id=holder_id, out_dir=out_dir, run_id=run_id)

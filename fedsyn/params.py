@@ -15,12 +15,15 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .errors import ConfigError
 from .fixedpoint import DEFAULT_FRAC_BITS
+
+if TYPE_CHECKING:
+    from .accounting import PrivacyPlan
 
 Binning = Literal["select", "sort"]
 Profile = Literal["strict", "paper", "public-edges"]
@@ -197,14 +200,14 @@ class RunParams:
     """
 
     protocol: ProtocolParams
-    privacy: object | None
+    privacy: "PrivacyPlan | None"
 
     def to_dict(self) -> dict:
         return {
             "format": "fedsyn-params",
             "version": 1,
             "protocol": self.protocol.to_dict(),
-            "privacy": None if self.privacy is None else self.privacy.to_dict(),  # type: ignore[attr-defined]
+            "privacy": None if self.privacy is None else self.privacy.to_dict(),
         }
 
     @classmethod

@@ -52,7 +52,7 @@ Every opened number is an integer on the grid of its sensitivity unit plus
 rounded Irwin-Hall noise on that grid (:mod:`fedsyn.noise`):
 
     count:    c + Z_sigma                       (grid: one count)
-    bin sum:  round(S / 2^k) + Z_sum_sigma      (dp mode; grid: 2^k ulps)
+    bin sum:  round(S / 2^k) + Z_sum_sigma      (strict, public-edges; grid: 2^k ulps)
 
 with ``Z = floor((R s - c0) / 2^32)`` computed from 12 uniform 16-bit integers
 ``R = r_1 + ... + r_12`` (:func:`fedsyn.noise.sample_noise`). The secure

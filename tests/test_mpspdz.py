@@ -181,7 +181,7 @@ def test_inputs_are_checked_before_the_parties_start(tmp_path):
 # --------------------------------------------------------------- engine -----
 def _holders(values: np.ndarray, labels: np.ndarray, n_labels: int, splits) -> list[ExpressionData]:
     genes = tuple(f"g{j}" for j in range(values.shape[1]))
-    names = tuple(f"c{l}" for l in range(n_labels))
+    names = tuple(f"c{i}" for i in range(n_labels))
     out = []
     for k, rows in enumerate(np.split(np.arange(values.shape[0]), splits)):
         out.append(ExpressionData(values=values[rows], gene_names=genes, sample_ids=tuple(f"s{r}" for r in rows),
@@ -219,13 +219,26 @@ def test_passive_matches_reference_on_ties_constant_sparse(binning, tmp_path):
     _assert_exact(meas, x, y, 3)
     assert meas.engine == "mp-spdz-passive" and meas.meta["binning"] == binning
     assert measured.stats["mpspdz"]["phases"]["order_statistics"]["mb"] > 0
-    # a kept run directory keeps logs and output, not the shares: no Persistence
-    # files and no memory dumps (shares of every intermediate value)
+    # a kept run directory keeps the logs, not the shares: no Persistence files
+    # (inputs and output shares), no memory dumps (shares of every intermediate
+    # value), and no output opened to any party
     run = tmp_path / "run"
     assert sorted(p.name for p in (run / "logs").iterdir()) == [f"party-{i}.log" for i in range(3)]
-    assert (run / "Player-Data" / "Binary-Output-P0-0").is_file()
+    assert not list((run / "Player-Data").glob("*Output*"))
     assert not list((run / "Persistence").iterdir())
     assert not list((run / "Player-Data").glob("Memory-*"))
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_bin_means_of_500_genes_are_exact():
+    """Regression: MP-SPDZ's compiler keeps the order of memory accesses of a vector only for its
+    first `budget` (1,000) elements. Without a break point after the long division's stores, bin 2's
+    means of every gene read 0 from d = 500 on (4d >= 2,000 quotients)."""
+    x, y = _hard_inputs(12, 500, 2, seed=9)
+    meas = _engine(security="passive").measure(
+        _holders(x, y, 2, [5]), ProtocolParams(n_labels=2, sigma=0.0, noise=False)).measurements
+    _assert_exact(meas, x, y, 2)
 
 
 @pytest.mark.mpspdz
@@ -295,7 +308,7 @@ def test_the_program_refuses_profiles_it_does_not_implement():
 @needs_passive
 def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_path):
     from fedsyn.engines.mpspdz import engine as eng
-    from fedsyn.engines.mpspdz import runner
+    from fedsyn.engines.mpspdz import outputs, runner
 
     rep3 = pytest.importorskip("fedsyn.engines.rep3.sharing")
     x, y = _hard_inputs(23, 5, 3, seed=1)
@@ -306,10 +319,13 @@ def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_pa
     work = runner.prepare_workspace(inst, tmp_path / "run", compiled)
     persistence.write_persistence_shares(list(rep3.share_array(rows)), work / "Persistence")
     runner.run_parties(inst, work, compiled.name, security="passive", timeout=120)
-    out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
+    layout = OutputLayout(5, 3)
+    pairs = {i: outputs.read_party_outputs(work / "Persistence", i, n=23, layout=layout, security="passive")
+             for i in range(3)}
     st = reference.bin_statistics(fixedpoint.encode(x), y, 3)
-    opened = OutputLayout(5, 3).split(out)
+    opened = layout.split(outputs.open_party_outputs(pairs, layout))
     assert np.array_equal(opened["one_way"], st.counts)
+    assert np.array_equal(opened["means"], st.means)
 
 
 @pytest.mark.mpspdz
@@ -317,7 +333,7 @@ def test_rep3_pairs_written_as_persistence_round_trip_through_the_program(tmp_pa
 @needs_active
 def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
     from fedsyn.engines.mpspdz import engine as eng
-    from fedsyn.engines.mpspdz import runner
+    from fedsyn.engines.mpspdz import outputs, runner
 
     x, y = _hard_inputs(12, 3, 2, seed=4)
     rows = _rows(x, y, 2)
@@ -332,8 +348,10 @@ def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
                                                      security="active")
         if not tamper:
             runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
-            out = np.fromfile(work / "Player-Data" / "Binary-Output-P0-0", dtype="<i8")
-            opened = OutputLayout(3, 2).split(out)
+            layout = OutputLayout(3, 2)
+            pairs = {i: outputs.read_party_outputs(work / "Persistence", i, n=12, layout=layout,
+                                                   security="active") for i in range(3)}
+            opened = layout.split(outputs.open_party_outputs(pairs, layout))
             assert np.array_equal(opened["one_way"], st.counts)
             assert np.array_equal(opened["label"], st.label_counts)
             assert np.array_equal(opened["two_way"], st.two_way)
@@ -345,7 +363,6 @@ def test_active_run_is_correct_and_a_flipped_byte_aborts(tmp_path):
             with pytest.raises(ProtocolError, match="consistency check failed") as info:
                 runner.run_parties(inst, work, compiled.name, security="active", timeout=120)
             assert all(f"--- party {i}" in str(info.value) for i in range(3))
-            assert not (work / "Player-Data" / "Binary-Output-P0-0").exists()  # nothing released
 
 
 def _processes_in(directory: Path) -> list[int]:

@@ -10,10 +10,12 @@ between two parties crosses the emulated link between them::
     s0 10.77.0.10 ─┐                        ┌─ relay 10.77.0.1:47000 -> 10.77.0.10:47000
     s1 10.77.0.11 ─┼── br0 (namespace br) ──┼─ relay 10.77.0.1:47001 -> 10.77.0.11:47001
     s2 10.77.0.12 ─┤                        └─ relay 10.77.0.1:47010 -> 10.77.0.20:47010
-    rel 10.77.0.20 ┘
+    rel 10.77.0.20 ┘                           relay 10.77.0.1:4710i -> 10.77.0.1i:4710i (MP-SPDZ party i)
 
 The parties run the real command line (``python -m fedsyn serve``/``release``)
-inside their namespaces. Needs root and ``ip`` (iproute2); :func:`unavailable`
+inside their namespaces, with either engine: ``fedsyn serve --engine mp-spdz``
+starts each MP-SPDZ party binary in its server's namespace, and the MP-SPDZ
+links cross the relay too (``MPSPDZ_PORTS``). Needs root and ``ip`` (iproute2); :func:`unavailable`
 says why not otherwise. Used by ``tests/netns/test_netns.py`` and
 ``benchmarks/bench_wan.py``.
 """
@@ -40,6 +42,8 @@ SUBNET = "10.77.0"
 RELAY_IP = f"{SUBNET}.1"
 IPS = {"0": f"{SUBNET}.10", "1": f"{SUBNET}.11", "2": f"{SUBNET}.12", "r": f"{SUBNET}.20"}
 PORTS = {"0": 47000, "1": 47001, "r": 47010}  # server 2 listens on nothing
+#: MP-SPDZ party ports (``mpspdz_port``): every party listens (party 2 for its own loopback link only)
+MPSPDZ_PORTS = {"0": 47100, "1": 47101, "2": 47102}
 ROLES = ("0", "1", "2", "r")
 LINKS = ("0-1", "0-2", "1-2", "0-r", "1-r", "2-r")
 
@@ -136,8 +140,9 @@ class Topology:
         """Write the relay config (link parameters, ``changes`` merged in); the relay picks it up."""
         for name, params in changes.items():
             self.links[name.replace("_", "-")] = dict(self.links.get(name.replace("_", "-"), {}), **params)
+        listen = [(r, PORTS[r]) for r in PORTS] + [(r, MPSPDZ_PORTS[r]) for r in MPSPDZ_PORTS]
         config = {
-            "listen": [{"host": RELAY_IP, "port": PORTS[r], "target": [IPS[r], PORTS[r]]} for r in PORTS],
+            "listen": [{"host": RELAY_IP, "port": port, "target": [IPS[r], port]} for r, port in listen],
             "roles": {ip: role for role, ip in IPS.items()},
             "links": self.links,
             "default": self.default,
@@ -211,7 +216,8 @@ def read_csv(path: Path) -> tuple[np.ndarray, list[str], list[str]]:
 
 
 def prepare_inputs(work: Path, data_csv: Path, *, holders: int = 3, run_id: str, epsilon: float,
-                   frac_bits: int = 16, binning: str = "select") -> tuple[Path, list[Path]]:
+                   frac_bits: int = 16, binning: str = "select", fmt: str = "fedsyn",
+                   privacy: str = "paper") -> tuple[Path, list[Path]]:
     """``params.json`` and every server's bundle directory, as a consortium would make them.
 
     The ONE place that knows how a run's public parameters and the holders'
@@ -219,6 +225,13 @@ def prepare_inputs(work: Path, data_csv: Path, *, holders: int = 3, run_id: str,
     each shared with ``fedsyn share`` (the agreed ``labels.txt`` / ``genes.txt``
     and ``run_id``), and ``fedsyn plan`` writes ``params.json`` for ``epsilon``
     (delta 1e-5) from the same gene and label lists.
+
+    ``privacy``: the plan's ``--privacy`` profile. ``paper`` by default: its
+    bin means are exact, so a test can compare them bit for bit with the
+    reference, and its protocol is long enough to kill a server in the middle.
+
+    ``fmt="mp-spdz"``: ``fedsyn share --format mp-spdz``; server ``i`` gets each
+    holder's directory with ``manifest.json`` and ``Transactions-P<i>.data`` only.
 
     Returns
     -------
@@ -237,17 +250,21 @@ def prepare_inputs(work: Path, data_csv: Path, *, holders: int = 3, run_id: str,
                          genes)
         fedsyn("-q", "share", "-i", str(part), "-o", str(shared), "--holder-id", f"h{k}", "--labels",
                str(work / "labels.txt"), "--genes", str(work / "genes.txt"), "--run-id", run_id,
-               "--frac-bits", str(frac_bits))
+               "--frac-bits", str(frac_bits), "--format", fmt)
     dirs = []
     for i in range(3):
         d = work / f"bundles{i}"
         d.mkdir(exist_ok=True)
         for p in shared.glob(f"*.server{i}.fsb"):
             shutil.copy2(p, d / p.name)
+        for m in shared.glob("*/manifest.json"):  # mp-spdz: the holder's manifest and file i only
+            (d / m.parent.name).mkdir(exist_ok=True)
+            shutil.copy2(m, d / m.parent.name / m.name)
+            shutil.copy2(m.parent / f"Transactions-P{i}.data", d / m.parent.name / f"Transactions-P{i}.data")
         dirs.append(d)
     path = work / "params.json"
     fedsyn("-q", "plan", "--epsilon", str(epsilon), "--genes", str(work / "genes.txt"), "--labels",
-           str(work / "labels.txt"), "--frac-bits", str(frac_bits), "--binning", binning, "-o", str(path))
+           str(work / "labels.txt"), "--frac-bits", str(frac_bits), "--binning", binning, "--privacy", privacy, "-o", str(path))
     return path, dirs
 
 
@@ -268,6 +285,7 @@ def write_deployment(work: Path, *, run_id: str, timeout: float, connect_timeout
         port = PORTS.get(str(i), 47002)
         host = IPS[str(i)] if direct else RELAY_IP
         lines += ["[[server]]", f"id = {i}", f'host = "{host}"', f"port = {port}", f'bind = "{IPS[str(i)]}"',
+                  f"mpspdz_port = {MPSPDZ_PORTS[str(i)]}",
                   f'cert = "{certs / f"server{i}.pem"}"', f'key = "{certs / f"server{i}.key"}"', ""]
     host = IPS["r"] if direct else RELAY_IP
     lines += ["[release]", f'host = "{host}"', f"port = {PORTS['r']}", f'bind = "{IPS["r"]}"',
@@ -349,8 +367,15 @@ class Run:
 
 
 def start_run(topo: Topology, work: Path, config: Path, params: Path, bundle_dirs: Sequence[Path], *,
-              release_timeout: float | None = None, verbose: bool = False) -> Run:
-    """Start ``fedsyn release`` in ``rel`` and ``fedsyn serve --id i`` in ``s<i>``."""
+              release_timeout: float | None = None, verbose: bool = False, serve_args: Sequence[str] = (),
+              server_env: dict | None = None) -> Run:
+    """Start ``fedsyn release`` in ``rel`` and ``fedsyn serve --id i`` in ``s<i>``.
+
+    ``serve_args``: more ``fedsyn serve`` options (e.g. ``--engine mp-spdz``);
+    ``--workdir <work>/mp<i>`` is added for the MP-SPDZ engine, so that a test
+    finds each party binary by its working directory. ``server_env[i]``: more
+    environment variables of server ``i`` (e.g. its own ``FEDSYN_CACHE_DIR``).
+    """
     py = [sys.executable, "-m", "fedsyn", "-vv" if verbose else "-v"]
     procs = {}
     started = time.monotonic()
@@ -359,10 +384,13 @@ def start_run(topo: Topology, work: Path, config: Path, params: Path, bundle_dir
         rel += ["--timeout", str(release_timeout)]
     procs["r"] = topo.popen("r", rel, log=work / "r.log")
     for i in range(3):
+        extra = list(serve_args)
+        if "mp-spdz" in extra:
+            extra += ["--workdir", str(work / f"mp{i}")]
         procs[str(i)] = topo.popen(str(i), [*py, "serve", "--id", str(i), "--config", str(config), "--bundles",
                                             str(bundle_dirs[i]), "--params", str(params), "--out", str(work),
-                                            "--ledger", str(work / f"ledger{i}.jsonl")],
-                                   log=work / f"{i}.log")
+                                            "--ledger", str(work / f"ledger{i}.jsonl"), *extra],
+                                   log=work / f"{i}.log", env=(server_env or {}).get(i))
     return Run(topo=topo, work=work, procs=procs, started=started)
 
 

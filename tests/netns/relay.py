@@ -36,6 +36,8 @@ import threading
 import time
 
 CHUNK = 256 << 10
+#: Seconds the relay retries a target that refuses a connection it already accepted for it.
+TARGET_WAIT = 30.0
 
 
 class Link:
@@ -215,18 +217,35 @@ class Relay:
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 client.close()  # a cut link refuses new connections too
                 continue
+            threading.Thread(target=self.forward, args=(client, target, link), daemon=True).start()
+
+    def forward(self, client: socket.socket, target: tuple, link: Link) -> None:
+        """Connect to the target and start forwarding.
+
+        The client's connection is already accepted here, so a target that is
+        not listening yet (a party that starts a moment later) must not make
+        it fail: as a real network would let the client retry, the relay
+        retries the target for up to TARGET_WAIT seconds while the client's
+        data waits in its socket. Then it resets the client.
+        """
+        deadline = time.monotonic() + TARGET_WAIT
+        while True:
             try:
                 server = socket.create_connection(target, timeout=5)
+                break
             except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            for s in (client, server):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Conn(client, server, link)
-            with self.lock:
-                self.conns.append(conn)
-            conn.start()
+                if time.monotonic() > deadline or link.state != "up":
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    client.close()
+                    return
+                time.sleep(0.1)
+        server.settimeout(None)
+        for s in (client, server):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Conn(client, server, link)
+        with self.lock:
+            self.conns.append(conn)
+        conn.start()
 
     def run(self) -> None:
         for spec in self.config["listen"]:

@@ -16,10 +16,9 @@ import re
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 import pytest
-
-import harness
 
 REASON = harness.unavailable()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
@@ -84,6 +83,32 @@ def test_full_run(inputs, tmp_path):
         moved = topo.link_bytes()
         assert min(moved["0-1-down"], moved["1-2-down"], moved["0-2-up"]) > 100_000, moved
     assert_correct(inputs, tmp_path)
+
+
+def test_full_run_strict(inputs, tmp_path):
+    """The default profile across hosts: the noisy histogram is opened to all three servers mid-run."""
+    work = tmp_path / "strict"
+    work.mkdir()
+    params, bundles = harness.prepare_inputs(work, inputs["csv"], run_id=RUN_ID, epsilon=EPSILON, privacy="strict")
+    with harness.Topology(tmp_path / "topo") as topo:
+        run = harness.start_run(topo, tmp_path, inputs["config"], params, bundles)
+        try:
+            codes = run.wait(["0", "1", "2", "r"], 60)
+            assert codes == {"r": 0, "0": 0, "1": 0, "2": 0}, run.tails()
+        finally:
+            run.stop()
+    from fedsyn.fixedpoint import encode
+    from fedsyn.reference import bin_statistics
+
+    values, labels, _ = harness.read_csv(inputs["csv"])
+    domain = sorted(set(labels))
+    y = np.array([domain.index(v) for v in labels])
+    m = np.load(tmp_path / "release" / "measurements.npz")
+    assert "bin_means" not in m.files or not np.array_equal(
+        m["bin_means"], bin_statistics(encode(values, 16), y, len(domain)).means)  # strict: no exact means
+    assert m["two_way"].shape == (D, 4, L)
+    # every record in exactly one bin of every gene: each gene's noisy table sums to about n
+    assert np.abs(m["two_way"].sum(axis=(1, 2)) - N).max() < 20, m["two_way"].sum(axis=(1, 2))
 
 
 def test_killed_server(inputs, tmp_path):

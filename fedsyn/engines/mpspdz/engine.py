@@ -10,8 +10,12 @@ security          binary                       sharing      adversary
 Each holder's matrix is secret-shared at the holder (CSPRNG) and written as
 MP-SPDZ Persistence files, one per server (:mod:`.persistence`); the holders are
 never computing parties. ``mpc_programs/protocol1.mpc`` bins, counts and noises
-the data and reveals the noisy marginals and the bin means (or noisy sums) to
-party 0 only, which this engine reads back. In a local run the three parties
+the data and writes each party's shares of the noisy marginals and the bin
+means (or noisy sums) to that party's Persistence file; nothing is opened
+inside MPC. This engine (which, in a local run, plays every role) opens them
+with the replicated consistency check (:mod:`.outputs`); ``fedsyn serve
+--engine mp-spdz`` sends each party's shares to the release server instead
+(:mod:`.server`). In a local run the three parties
 are processes on this machine; see ``docs/mp-spdz-engine.md`` for three hosts.
 """
 
@@ -25,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-import numpy as np
-
 from ...data import ExpressionData
 from ...errors import ConfigError, ProtocolError
 from ...fixedpoint import MAX_VALUE_BITS
@@ -36,7 +38,7 @@ from ...noise import NOISE_FRAC_BITS, GridNoise
 from ...params import ProtocolParams
 from ...reference import QuartilePlan
 from ..base import Measurement
-from . import persistence, runner
+from . import outputs, persistence, runner
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +167,7 @@ class MpSpdzEngine:
     def measure(
         self, holders: Sequence[ExpressionData], params: ProtocolParams, *, privacy=None
     ) -> Measurement:
-        """Share the holders' data, run ``protocol1.mpc`` and read party 0's output.
+        """Share the holders' data, run ``protocol1.mpc`` and open the three parties' output shares.
 
         The noise is drawn inside MPC (``sint.get_random_int``); no party, and
         not this process, knows it.
@@ -209,18 +211,18 @@ class MpSpdzEngine:
                 raise ProtocolError(f"{exc}\n(The temporary run directory, logs included, is removed; "
                                     "pass workdir= to keep it.)") from exc
             wall = time.perf_counter() - start
-            out_path = work / "Player-Data" / "Binary-Output-P0-0"
-            if not out_path.is_file():
-                raise ProtocolError(f"MP-SPDZ finished but party 0 wrote no output ({out_path}).")
-            out = np.fromfile(out_path, dtype="<i8")
+            layout = OutputLayout(d, params.n_labels, params.profile)
+            # each party wrote only its own pair of every output; this process holds all three
+            pairs = {i: outputs.read_party_outputs(work / "Persistence", i, n=n, layout=layout,
+                                                   security=opts.security) for i in range(3)}
+            opened = layout.split(outputs.open_party_outputs(pairs, layout), what="the opened outputs")
+            del pairs
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-            else:  # all three parties' shares side by side are the data: keep only logs and output
-                for path in (work / "Persistence").glob("Transactions-P*.data"):
+            else:  # all three parties' shares side by side are the data: keep only the logs
+                for path in (work / "Persistence").glob("Transactions-*.data"):
                     path.unlink(missing_ok=True)
-        layout = OutputLayout(d, params.n_labels, params.profile)
-        opened = layout.split(out, what="party 0's output")
         p0 = reports[0]
         report = RunReport(
             program=compiled.name,

@@ -230,9 +230,6 @@ def prepare_workspace(installation: Installation, workdir: str | os.PathLike, co
     ensure_tls(installation, work / "Player-Data")
     (work / "Persistence").mkdir(exist_ok=True)
     (work / "logs").mkdir(exist_ok=True)
-    out = work / "Player-Data" / "Binary-Output-P0-0"
-    if out.exists():
-        out.unlink()
     return work
 
 
@@ -333,7 +330,7 @@ def check_inputs(workdir: str | os.PathLike, parties: Sequence[int], security: S
         except OSError:
             raise BundleError(f"{path}: party {i}'s Persistence file is missing.") from None
         if not start.startswith(head):
-            other = "active" if security == "passive" else "passive"
+            other: Security = "active" if security == "passive" else "passive"
             raise BundleError(
                 f"{path}: not an MP-SPDZ {security} Persistence file"
                 + (f" (it has the {other} header)." if start.startswith(header(other)) else " (header mismatch).")
@@ -460,6 +457,79 @@ def run_parties(
         for fh in handles:
             fh.close()
     return [parse_log(i, logs[i].read_text(errors="replace")) for i in parties]
+
+
+def program_digest(compiled: CompiledProgram) -> str:
+    """SHA-256 (hex) over the compiled program: every file under ``Programs/`` by relative path.
+
+    Compilation is deterministic (same MP-SPDZ, same source and arguments:
+    byte-identical bytecode and schedule; checked by the tests), so servers
+    that compiled independently compare this digest before they run.
+    """
+    root = compiled.directory / "Programs"
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix().encode()
+        data = path.read_bytes()
+        h.update(len(rel).to_bytes(8, "little") + rel + len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def write_hosts(workdir: str | os.PathLike, addresses: Sequence[tuple[str, int]]) -> Path:
+    """MP-SPDZ's ``-ip`` file: ``host:port`` of party 0, 1, 2, one a line."""
+    path = Path(workdir) / "HOSTS"
+    path.write_text("".join(f"{h}:{p}\n" for h, p in addresses))
+    return path
+
+
+def party_command(installation: Installation, program: str, index: int, *, security: Security,
+                  hosts_file: str | os.PathLike, extra_args: Sequence[str] = ()) -> list[str]:
+    """Command line of party ``index`` with an ``-ip`` file (always ``-o no_memory_output``)."""
+    return [str(installation.binary(security)), "-p", str(index), "-ip", str(hosts_file),
+            *_with_options(extra_args, NO_MEMORY_DUMP), program]
+
+
+def start_party(command: Sequence[str], workdir: str | os.PathLike, log: str | os.PathLike) -> subprocess.Popen:
+    """Start one party binary in ``workdir``, output to ``log``, in its own session.
+
+    On Linux the party gets SIGKILL when the process that started it dies
+    (``setpriv --pdeathsig KILL`` when installed): a killed ``fedsyn serve``
+    leaves no MP-SPDZ party behind, so its peers see the connection drop.
+    """
+    cmd = list(command)
+    if sys.platform.startswith("linux") and shutil.which("setpriv"):
+        cmd = [shutil.which("setpriv") or "setpriv", "--pdeathsig", "KILL", "--", *cmd]
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def stop_party(proc: subprocess.Popen) -> None:
+    """Kill a party started by :func:`start_party` (its whole process group) and reap it."""
+    _stop({0: proc})
+
+
+def progress(pid: int) -> tuple[int, int] | None:
+    """``(CPU ticks, bytes read + written)`` of a process from Linux ``/proc``, or None.
+
+    Both stay constant while a party is stuck waiting for a peer: no
+    computation and no socket traffic (``rchar``/``wchar`` count socket I/O).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu = int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+    io = 0
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith(("rchar:", "wchar:")):
+                io += int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return cpu, io
 
 
 def _with_options(args: Sequence[str], option: str) -> list[str]:

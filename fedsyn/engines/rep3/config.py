@@ -16,6 +16,7 @@ A deployment file is TOML (see ``parties/local.toml`` and
     bind = "0.0.0.0"                # optional listening interface (default: host)
     cert = "certs/server0.pem"
     key = "certs/server0.key"       # needed only on server 0's machine
+    mpspdz_port = 47100             # optional: the MP-SPDZ party's port (default port + 100)
 
     [release]
     host = "127.0.0.1"
@@ -23,7 +24,10 @@ A deployment file is TOML (see ``parties/local.toml`` and
     cert = "certs/release.pem"
     key = "certs/release.key"
 
-Every party reads the same file; a party only needs its *own* key file.
+Every party reads the same file; a party only needs its *own* key file. The
+same file drives the MP-SPDZ engine (``fedsyn serve --engine mp-spdz``): its
+party ``i`` listens on ``mpspdz_port`` of server ``i`` (default ``port + 100``)
+at ``host``, beside fedsyn's own TLS link on ``port``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ from pathlib import Path
 from ...errors import ConfigError
 from .net import TLSFiles
 
-__all__ = ["Endpoint", "DeploymentConfig", "load_config", "write_config"]
+__all__ = ["Endpoint", "DeploymentConfig", "load_config", "write_config", "MPSPDZ_PORT_OFFSET"]
+
+#: Default MP-SPDZ party port of a server: its fedsyn port plus this.
+MPSPDZ_PORT_OFFSET = 100
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class Endpoint:
         Its private key (PEM); only read on that role's own machine.
     bind : str or None
         Interface to listen on; ``None`` means ``host``.
+    mpspdz_port : int or None
+        Computing servers only: the port the MP-SPDZ party binary of this
+        server listens on (``None``: ``port + 100``, see :attr:`mpspdz_address`).
     """
 
     host: str
@@ -61,10 +71,16 @@ class Endpoint:
     cert: Path
     key: Path
     bind: str | None = None
+    mpspdz_port: int | None = None
 
     @property
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
+
+    @property
+    def mpspdz_address(self) -> tuple[str, int]:
+        """Where this server's MP-SPDZ party listens: ``host`` and ``mpspdz_port`` (default ``port + 100``)."""
+        return (self.host, self.mpspdz_port if self.mpspdz_port is not None else self.port + MPSPDZ_PORT_OFFSET)
 
 
 @dataclass(frozen=True)
@@ -109,11 +125,33 @@ class DeploymentConfig:
     def addresses(self) -> list[tuple[str, int]]:
         return [s.address for s in self.servers]
 
+    @property
+    def mpspdz_addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of the three MP-SPDZ parties (MP-SPDZ's ``-ip`` file).
 
-def _endpoint(table: dict, where: str, base: Path, src: str) -> Endpoint:
+        Checked only when the MP-SPDZ engine asks (a rep3 deployment need not
+        care about these ports).
+
+        Raises
+        ------
+        ConfigError
+            A port is out of range or collides with another role's port on the same host.
+        """
+        where = self.path or "the deployment file"
+        mp = [s.mpspdz_address for s in self.servers]
+        for i, (_, port) in enumerate(mp):
+            if not 0 < port < 65536:
+                raise ConfigError(f"{where}: server {i}'s MP-SPDZ port {port} is out of range; give mpspdz_port.")
+        if len(set(self.addresses + [self.release.address] + mp)) != 7:
+            raise ConfigError(f"{where}: an MP-SPDZ party port (mpspdz_port, default port + {MPSPDZ_PORT_OFFSET}) "
+                              "collides with another port on the same host; give mpspdz_port for each server.")
+        return mp
+
+
+def _endpoint(table: dict, where: str, base: Path, src: str, *, server: bool = True) -> Endpoint:
     if not isinstance(table, dict):
         raise ConfigError(f"{src}: {where} must be a table.")
-    unknown = set(table) - {"id", "host", "port", "cert", "key", "bind"}
+    unknown = set(table) - {"id", "host", "port", "cert", "key", "bind"} - ({"mpspdz_port"} if server else set())
     if unknown:
         raise ConfigError(f"{src}: unknown key(s) {', '.join(sorted(unknown))} in {where}.")
     for k in ("host", "port", "cert", "key"):
@@ -124,12 +162,16 @@ def _endpoint(table: dict, where: str, base: Path, src: str) -> Endpoint:
         raise ConfigError(f"{src}: {where} has an invalid port {port!r}.")
     if not isinstance(table["host"], str) or not table["host"]:
         raise ConfigError(f"{src}: {where} has an invalid host.")
+    mp = table.get("mpspdz_port")
+    if mp is not None and (not isinstance(mp, int) or isinstance(mp, bool) or not 0 < mp < 65536):
+        raise ConfigError(f"{src}: {where} has an invalid mpspdz_port {mp!r}.")
     return Endpoint(
         host=table["host"],
         port=port,
         cert=(base / str(table["cert"])).resolve(),
         key=(base / str(table["key"])).resolve(),
         bind=table.get("bind"),
+        mpspdz_port=mp,
     )
 
 
@@ -171,10 +213,11 @@ def load_config(path: str | os.PathLike) -> DeploymentConfig:
         by_id[sid] = _endpoint(table, f"[[server]] id {sid}", base, src)
     if "release" not in data:
         raise ConfigError(f"{src}: the [release] table is missing.")
-    release = _endpoint(data["release"], "[release]", base, src)
+    release = _endpoint(data["release"], "[release]", base, src, server=False)
     addrs = [by_id[i].address for i in range(3)] + [release.address]
     if len(set(addrs)) != 4:
         raise ConfigError(f"{src}: two roles share the same host and port.")
+
     try:
         timeout = float(dep.get("timeout", 300.0))
         connect_timeout = float(dep.get("connect_timeout", 120.0))
@@ -213,6 +256,8 @@ def write_config(config: DeploymentConfig, path: str | os.PathLike) -> Path:
                   f"cert = {q(s.cert)}", f"key = {q(s.key)}"]
         if s.bind:
             lines.append(f"bind = {q(s.bind)}")
+        if s.mpspdz_port is not None:
+            lines.append(f"mpspdz_port = {s.mpspdz_port}")
         lines.append("")
     r = config.release
     lines += ["[release]", f"host = {q(r.host)}", f"port = {r.port}", f"cert = {q(r.cert)}", f"key = {q(r.key)}"]

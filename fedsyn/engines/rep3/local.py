@@ -54,9 +54,10 @@ def make_local_config(workdir: str | os.PathLike, *, timeout: float, session: st
     """Certificates, free loopback ports and ``deployment.toml`` in ``workdir``."""
     work = Path(workdir)
     certs = generate_deployment_certs(work / "certs", overwrite=True)
-    ports = free_ports(4)
+    ports = free_ports(7)  # three servers, the release server, three MP-SPDZ parties
     servers = tuple(
-        Endpoint(host="127.0.0.1", port=ports[i], cert=certs.server_certs[i], key=certs.server_keys[i])
+        Endpoint(host="127.0.0.1", port=ports[i], cert=certs.server_certs[i], key=certs.server_keys[i],
+                 mpspdz_port=ports[4 + i])
         for i in range(3)
     )
     config = DeploymentConfig(
@@ -88,6 +89,7 @@ def run_local_deployment(
     config: DeploymentConfig | None = None,
     session: str = "",
     verbose: bool = False,
+    serve_args: Sequence[str] = (),
 ) -> NoisyMeasurements:
     """Run three ``fedsyn serve`` processes and the release listener; return the measurements.
 
@@ -111,6 +113,9 @@ def run_local_deployment(
         Session tag (a fresh config gets it; bundles are bound to it).
     verbose : bool, default False
         Servers log at DEBUG level instead of INFO.
+    serve_args : sequence of str, default ()
+        More ``fedsyn serve`` options, e.g. ``("--engine", "mp-spdz")`` for
+        three MP-SPDZ parties (``bundle_paths[i]``: holder directories).
 
     Raises
     ------
@@ -164,12 +169,13 @@ def run_local_deployment(
                    "--ledger", str(work / f"ledger-server{i}.jsonl")]
             if not run_params.protocol.noise:
                 cmd.append("--insecure-no-noise")
-            for p in bundle_paths[i]:
-                cmd += ["--bundles", str(p)]
+            cmd += list(serve_args)
+            for path in bundle_paths[i]:
+                cmd += ["--bundles", str(path)]
             with open(logs[i], "wb") as log:
                 procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                               stdin=subprocess.DEVNULL))
-        logger.info("started three rep3 servers (pids %s); logs in %s", [p.pid for p in procs], work)
+        logger.info("started three servers (pids %s); logs in %s", [p.pid for p in procs], work)
         deadline = time.monotonic() + timeout + 30.0
         failed: list[int] = []
         while True:
@@ -192,9 +198,10 @@ def run_local_deployment(
             abort.set()
             codes = [p.poll() for p in procs]
             failed = [i for i, c in enumerate(codes) if c not in (None, 0)] or failed
-            # a server that only relayed a peer's abort exits with the protocol code: blame the others first
-            failed.sort(key=lambda i: codes[i] in (None, ProtocolError.exit_code))
             if failed:
+                # a server that refused its own inputs (exit 3, 4, 6) is the root cause; the others
+                # (exit 5) report its abort, and may exit first: blame the refusing one
+                failed.sort(key=lambda i: codes[i] == ProtocolError.exit_code)
                 why = f"server {failed[0]} exited with code {codes[failed[0]]}"
                 if "error" in box:
                     why += f" ({box['error']})"
@@ -208,7 +215,8 @@ def run_local_deployment(
                 for i in range(3)
             )
             err = box.get("error")
-            raise ProtocolError(f"rep3 local run failed: {why}.\n{tails}") from (
+            what = "MP-SPDZ" if "mp-spdz" in serve_args else "rep3"
+            raise ProtocolError(f"{what} local run failed: {why}.\n{tails}") from (
                 err if isinstance(err, BaseException) else None
             )
         return box["result"]  # type: ignore[return-value]

@@ -177,7 +177,8 @@ def _peer_names(sock: ssl.SSLSocket) -> set[str]:
     common name), so a role is accepted on the same evidence in both directions.
     """
     cert = sock.getpeercert() or {}
-    return {v for k, v in cert.get("subjectAltName", ()) if k == "DNS"}
+    sans = cert.get("subjectAltName", ())  # ((type, value), ...)
+    return {str(v) for k, v in sans if k == "DNS"}  # type: ignore[misc,str-unpack]
 
 
 def protocol1_frame_limit(n_records: int, n_genes: int, n_labels: int) -> int:
@@ -228,7 +229,7 @@ def _array_frame(array: np.ndarray) -> tuple[bytes, memoryview]:
         raise ProtocolError(f"cannot send arrays of dtype {a.dtype}; allowed: {[d.str for d in DTYPES]}")
     a = np.array(a, dtype=dt, order="C", copy=True)  # the caller may reuse its buffer
     head = _PREFIX.pack(_KIND_ARRAY, code, a.ndim, a.nbytes) + struct.pack(f"<{a.ndim}Q", *a.shape)
-    return head, memoryview(a.reshape(-1).view(np.uint8))
+    return head, a.reshape(-1).view(np.uint8).data
 
 
 def _json_frame(obj: Any) -> tuple[bytes, memoryview]:
@@ -321,7 +322,7 @@ def _recv_control_blocking(sock: ssl.SSLSocket, deadline: float, what: str, *, l
         raise ProtocolError(f"{what} sent an array where a control message was due")
     buf = np.empty(nbytes, dtype=np.uint8)
     if nbytes:
-        _recv_exact_blocking(sock, nbytes, deadline, what, into=memoryview(buf))
+        _recv_exact_blocking(sock, nbytes, deadline, what, into=buf.data)
     return _finish_frame(kind, 0, (), buf)
 
 
@@ -588,7 +589,7 @@ class _PeerLink(threading.Thread):
                         if kind == _KIND_ARRAY:
                             self._check_array(code, shape, nbytes)
                         body = np.empty(nbytes, dtype=np.uint8)
-                        stage, target, got = 2, memoryview(body), 0
+                        stage, target, got = 2, body.data, 0
                     if stage == 2 and got == len(target):
                         self._deliver(_finish_frame(kind, code, shape, body))
                         stage, target, got = 0, memoryview(prefix), 0
@@ -854,6 +855,26 @@ class TLSTransport:
             return item
         self.failed_peer = frm
         raise ProtocolError(f"server {self.index}: unexpected control message from server {frm}")
+
+    def check(self) -> None:
+        """Raise at once what :meth:`recv` would raise if a peer (or the watched release link) failed.
+
+        For a server that waits on something else than a message (e.g. an
+        MP-SPDZ party binary) and polls its peers: returns when every link is
+        fine or ended with a goodbye.
+
+        Raises
+        ------
+        ProtocolError
+            Naming the server where the failure started, as :meth:`recv`.
+        """
+        if self._closed:
+            return
+        with self._cond:
+            failure = _first_failure(self._links)
+        failure = failure or self._watched_failure()
+        if failure is not None:
+            self._raise(*failure)
 
     def _watched_failure(self) -> tuple[int, str, str | None] | None:
         if self._watch is None:

@@ -299,7 +299,7 @@ def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> d
     dict of str to ndarray of int64
         As :func:`fedsyn.reference.protocol1_outputs`: integer counts
         ``one_way`` (d, 4), ``label`` (L,), ``two_way`` (d, 4, L), and fixed-point
-        ``means`` (paper mode) or integer ``sums`` (dp mode).
+        ``means`` (paper profile) or integer ``sums`` (strict, public-edges).
 
     Raises
     ------

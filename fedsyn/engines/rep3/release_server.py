@@ -42,7 +42,7 @@ __all__ = [
     "run_release",
 ]
 
-_AGREE = ("gene_digest", "gene_names", "label_names", "frac_bits", "run_id", "params", "privacy")
+_AGREE = ("gene_digest", "gene_names", "label_names", "frac_bits", "run_id", "params", "privacy", "engine")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def measurements_from_shares(shares: Mapping[int, Any], meta: dict, params: Prot
     opened = open_outputs([shares[0], shares[1], shares[2]], params)
     return decode_outputs(
         opened, gene_names=tuple(meta["gene_names"]), label_names=tuple(meta["label_names"]),
-        params=params, engine="rep3", histogram=opened.pop("histogram", None),
+        params=params, engine=meta.get("engine") or "rep3", histogram=opened.pop("histogram", None),
         meta={"run_id": meta.get("run_id"), **privacy_meta(meta.get("privacy"))},
     )
 
@@ -153,12 +153,10 @@ def run_release(
     timeout : float or None, default None
         See :func:`collect_measurements`.
     """
-    from ...atomic import staged_directory
+    from ...accounting import PrivacyPlan, check_budget, privacy_block, privacy_sentence
+    from ...atomic import staged_directory, write_json_atomic
     from ...publish import synthesize_and_write
     from ...randomness import sampling_rng
-
-    from ...accounting import PrivacyPlan, check_budget, privacy_block, privacy_sentence
-    from ...atomic import write_json_atomic
 
     out = Path(out_dir)
     with staged_directory(out, overwrite=False) as stage:  # refuses an existing release before waiting
