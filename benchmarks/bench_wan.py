@@ -79,7 +79,7 @@ MPSPDZ_PHASES = ("order_statistics", "comparison_bits", "marginals", "noise", "b
 SIM_GENES = 1100
 EPSILON = 10.0  # fedsyn plan calibrates the noise; only the cost matters here
 RUN_ID = "bench-wan"
-PHASES = ("binning", "marginals", "means", "noise")
+PHASES = ("binning", "clip", "histogram", "marginals", "means", "noise")  # paper: binning, means; strict: clip, histogram
 
 
 def make_input(work: Path, genes: int, n_genes: int) -> Path:
@@ -91,7 +91,12 @@ def make_input(work: Path, genes: int, n_genes: int) -> Path:
     return pre
 
 
-def means_match(csv: Path, release_dir: Path) -> bool:
+def means_match(csv: Path, release_dir: Path) -> bool | None:
+    """Paper profile: whether the released bin means equal the reference's. ``None`` for the DP profiles
+    (their bin means are noisy by design)."""
+    m = np.load(release_dir / "measurements.npz")
+    if json.loads(bytes(m["header"]).decode()).get("profile", "paper") != "paper":
+        return None
     from fedsyn.fixedpoint import decode, encode
     from fedsyn.reference import bin_statistics
 
@@ -160,6 +165,11 @@ def one_run(work: Path, csv: Path, params: Path, bundles: list[Path], configs: d
     return row
 
 
+def _same(r: dict, ok: str) -> str:
+    v = r.get("means_equal_reference")
+    return "n/a (noisy)" if v is None else (ok if v else "NO")
+
+
 def explain(rows: list[dict]) -> None:
     """Add the latency, bandwidth and compute shares to every row."""
     for r in rows:
@@ -175,22 +185,25 @@ def explain(rows: list[dict]) -> None:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
+    phases = [ph for ph in PHASES if any(ph in r.get("phases_s", {}) for r in rows)]
+    same = "yes" if meta.get("privacy", "paper") == "paper" else "n/a (noisy)"
     out = [
         "# rep3 over emulated wide-area links",
         "",
         f"Machine: {meta['cpus']} CPUs, {meta['platform']}, {meta['date']}. Input: {meta['genes']} genes x "
         f"{meta['samples']} samples (`fedsyn simulate --preset simulated-brca --genes {SIM_GENES} --seed 7`, "
         f"`fedsyn preprocess --n-genes {meta['genes']} --seed 7`), 3 holders, 5 classes, noise on (epsilon {EPSILON}), "
-        "paper mode, select binning. "
-        "Three `fedsyn serve` processes and `fedsyn release`, each in its own network namespace; every link "
+        + ("paper profile, select binning. " if meta.get("privacy", "paper") == "paper" else
+           f"`{meta['privacy']}` profile (DP bin edges from noisy histograms, noisy bin sums). ")
+        + "Three `fedsyn serve` processes and `fedsyn release`, each in its own network namespace; every link "
         "through a user-space relay adding the round-trip time (half each way) and limiting the bandwidth "
         "(`tests/netns/harness.py`, `benchmarks/bench_wan.py`). One run per profile.",
         "",
-        "| RTT ms | link | MPC phase s | binning s | marginals s | means s | noise s | rounds | MB sent (max server) "
-        "| busiest link MB | latency s (rounds x RTT/2) | bandwidth s | compute s | model s | wall s | CPU s | "
-        "means = reference | load before/after |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | --- | ---: |",
+        "| RTT ms | link | MPC phase s | " + " | ".join(f"{ph} s" for ph in phases) + " | rounds "
+        "| MB sent (max server) | busiest link MB | latency s (rounds x RTT/2) | bandwidth s | compute s | model s "
+        "| wall s | CPU s | means = reference | load before/after |",
+        "| ---: | ---: | ---: | " + " | ".join("---:" for _ in phases) + " | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: | --- | ---: |",
     ]
     for r in rows:
         link = "no limit" if not r["mbit"] else (f"{r['mbit'] / 1000:g} Gbit/s" if r["mbit"] >= 1000
@@ -198,18 +211,18 @@ def markdown(rows: list[dict], meta: dict) -> str:
         rtt = "direct, no relay" if r["direct"] else ("relay only" if r["rtt_ms"] == 0 and not r["mbit"]
                                                       else f"{r['rtt_ms']:g}")
         if "mpc_s" not in r:
-            out.append(f"| {rtt} | {link} | failed: {r.get('exit_codes')} | | | | | | | | | | | | | | | |")
+            out.append(f"| {rtt} | {link} | failed: {r.get('exit_codes')} |" + " |" * (len(phases) + 13))
             continue
         p = r["phases_s"]
         busiest = "-" if r["busiest_link_bytes"] is None else f"{r['busiest_link_bytes'] / 1e6:.0f}"
         out.append(
-            f"| {rtt} | {link} | {max(r['mpc_s']):.1f} | {p.get('binning', 0):.1f} | {p.get('marginals', 0):.1f} "
-            f"| {p.get('means', 0):.1f} | {p.get('noise', 0):.1f} | {max(r['rounds'])} | {max(r['bytes_sent']) / 1e6:.0f} "
+            f"| {rtt} | {link} | {max(r['mpc_s']):.1f} | " + " | ".join(f"{p.get(ph, 0):.1f}" for ph in phases)
+            + f" | {max(r['rounds'])} | {max(r['bytes_sent']) / 1e6:.0f} "
             f"| {busiest} | {r['latency_s']:.1f} | {r['bandwidth_s']:.1f} "
             f"| {r.get('compute_s', float('nan')):.1f} "
             f"| {r.get('compute_s', float('nan')) + r['latency_s'] + r['bandwidth_s']:.1f} "
             f"| {r['wall_s']:.1f} | {r['cpu_s']:.0f} "
-            f"| {'yes' if r['means_equal_reference'] else 'NO'} | {r['load_before']:.1f}/{r['load_after']:.1f} |"
+            f"| {_same(r, same)} | {r['load_before']:.1f}/{r['load_after']:.1f} |"
         )
     out += [
         "",
@@ -300,10 +313,12 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, bundles)")
     ap.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     ap.add_argument("--engine", choices=("rep3", "mp-spdz"), default="rep3")
+    ap.add_argument("--privacy", choices=("paper", "strict"), default="paper",
+                    help="the plan's privacy profile; strict writes wan_strict.{json,md} (rep3)")
     ap.add_argument("--security", choices=("passive", "active"), default="passive", help="mp-spdz only")
     args = ap.parse_args(argv)
     mpspdz = args.engine == "mp-spdz"
-    stem = "wan_mpspdz" if mpspdz else "wan"
+    stem = ("wan_mpspdz" if mpspdz else "wan") + ("" if args.privacy == "paper" else f"_{args.privacy}")
     render = markdown_mpspdz if mpspdz else markdown
     if args.render:
         data = json.loads((Path(args.out) / f"{stem}.json").read_text())
@@ -329,7 +344,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         csv = make_input(work, SIM_GENES, args.genes)
         params, bundles = harness.prepare_inputs(work, csv, run_id=RUN_ID, epsilon=EPSILON,
-                                                 fmt="mp-spdz" if mpspdz else "fedsyn")
+                                                 fmt="mp-spdz" if mpspdz else "fedsyn", privacy=args.privacy)
         configs = {
             "relay": harness.write_deployment(work, run_id=RUN_ID, timeout=args.timeout, connect_timeout=120.0),
             "direct": harness.write_deployment(work, run_id=RUN_ID, timeout=args.timeout, connect_timeout=120.0,
@@ -354,7 +369,8 @@ def main(argv=None) -> int:
             print(json.dumps({k: row.get(k) for k in ("rtt_ms", "mbit", "mpc_s", "rounds", "bytes_sent", "wall_s",
                                                       "means_equal_reference", "load_after", "error")}), flush=True)
         meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "genes": len(genes),
-                "samples": len(values), "epsilon": EPSILON, "date": time.strftime("%Y-%m-%d %H:%M")}
+                "samples": len(values), "epsilon": EPSILON, "date": time.strftime("%Y-%m-%d %H:%M"),
+                "privacy": args.privacy}
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         runs = rows
