@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from fedsyn.certs import generate_deployment_certs
+from fedsyn.engines.rep3 import frames
 from fedsyn.engines.rep3.net import ReleaseListener, TLSFiles, TLSTransport, send_to_release
 from fedsyn.errors import ConfigError, ProtocolError
 
@@ -263,15 +264,14 @@ def test_release_refuses_a_server_certificate_as_release(certs):
 def test_malformed_frames_give_protocol_errors_promptly(certs):
     import struct
 
-    from fedsyn.engines.rep3 import net
 
     # decoding: bad JSON / UTF-8, a shape whose product overflows int64, a bad header
     with pytest.raises(ProtocolError, match="malformed control message"):
-        net._finish_frame(1, 0, (), np.frombuffer(b"\xff{", np.uint8))
+        frames.finish_frame(1, 0, (), np.frombuffer(b"\xff{", np.uint8))
     with pytest.raises(ProtocolError, match="does not match its shape"):
-        net._finish_frame(0, 0, (2**32, 2**32), np.empty(0, np.uint8))
+        frames.finish_frame(0, 0, (2**32, 2**32), np.empty(0, np.uint8))
     with pytest.raises(ProtocolError, match="malformed frame header"):
-        net._decode_prefix(struct.pack("<BBB5xQ", 7, 0, 0, 0))
+        frames.decode_prefix(struct.pack("<BBB5xQ", 7, 0, 0, 0))
     # on a live link: a garbled frame from server 1 ends server 0's recv at once
     ts = connect_all([tls(certs, i) for i in range(3)], timeout=20.0)
     try:
@@ -726,8 +726,8 @@ def test_release_accepts_only_the_announced_arrays(certs):
     th, box = collect_in_thread(listener, timeout=600)
     link = net.ReleaseLink.connect(1, ("127.0.0.1", listener.port), tls(certs, 1), session="r", timeout=10)
     header = {"meta": {}, "arrays": ["x"], "shapes": [[4]], "dtypes": ["<u8"]}
-    link._link.enqueue(net._json_frame(header))
-    link._link.enqueue(net._array_frame(np.zeros(5, np.uint64)))  # not the announced shape
+    link._link.enqueue(frames.encode_json(header))
+    link._link.enqueue(frames.encode_array(np.zeros(5, np.uint64)))  # not the announced shape
     th.join(10)
     assert "server 1 sent an invalid frame (an array of 40 bytes announced, more than the 32" in str(box["error"])
 
@@ -909,12 +909,11 @@ def _release_side_links(listener):
 
 
 def test_an_abort_passed_on_carries_the_root_cause_not_a_chain(certs):
-    from fedsyn.engines.rep3 import net
 
     ts = connect_all([tls(certs, i) for i in range(3)], timeout=60.0)
     try:
         # server 1's abort notice reaches server 0 only (say its link to server 2 is down)
-        ts[1]._links[0].enqueue(net._json_frame({"abort": {"party": 1, "origin": 1, "reason": "disk full"}}))
+        ts[1]._links[0].enqueue(frames.encode_json({"abort": {"party": 1, "origin": 1, "reason": "disk full"}}))
         with pytest.raises(ProtocolError) as err:
             ts[0].recv(1)
         assert str(err.value) == "server 0: server 1 aborted: disk full"

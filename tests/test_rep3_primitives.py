@@ -26,7 +26,7 @@ from fedsyn.engines.rep3 import (
     share_bits,
     shuffle,
 )
-from fedsyn.engines.rep3.compare import pack, unpack
+from fedsyn.engines.rep3.compare import pack, top_bits, unpack
 from fedsyn.engines.rep3.prf import PRF, derive_key
 from fedsyn.errors import InputError, ProtocolError
 
@@ -330,6 +330,23 @@ def test_ltz_against_numpy(rng, bits):
     np.testing.assert_array_equal(opened([r[0] for r in res]), (x < 0).astype(np.uint64))
     if bits == 64:
         assert res[0][1] == 9
+
+
+@pytest.mark.parametrize("bits,count", [(22, 5), (22, 1), (8, 7), (3, 2), (2, 1), (64, 6)])
+def test_top_bits_against_numpy(rng, bits, count):
+    edge = np.array([0, 1, 2**bits - 1, 2 ** (bits - 1), 2 ** (bits - count) - 1, 2 ** (bits - count)],
+                    dtype=np.uint64)
+    x = np.concatenate([edge, rng.integers(0, 2**bits - 1, size=300, endpoint=True, dtype=np.uint64)])
+    x = x.reshape(6, 51)
+
+    def prog(p, a):
+        return p.reveal(top_bits(p, a, bits=bits, count=count)), p.reveal(top_bits(p, a, bits=bits, count=count,
+                                                                                    chunk=64))
+
+    res = run(prog, share_array(x.astype(I64) if bits < 64 else x.view(I64), rng=rng))
+    want = np.stack([(x >> np.uint64(k)) & np.uint64(1) for k in range(bits - count, bits)])
+    np.testing.assert_array_equal(opened([r[0] for r in res]), want)
+    np.testing.assert_array_equal(opened([r[1] for r in res]), want)
 
 
 def test_ltz_shapes_chunks_and_cost(rng):

@@ -195,8 +195,9 @@ def _edge_reference(x, y, n_labels, params):
     return hist, geometry, edge_statistics(x, y, n_labels, geometry, params)
 
 
-@pytest.mark.parametrize("profile", ["strict", "public-edges"])
-def test_edge_profiles_match_the_reference_bit_for_bit(profile):
+@pytest.mark.parametrize("profile,hist_bits", [("strict", 5), ("public-edges", 5), ("strict", 1), ("strict", 2),
+                                               ("strict", 7)])
+def test_edge_profiles_match_the_reference_bit_for_bit(profile, hist_bits):
     rng = np.random.default_rng(8)
     n, d = 57, 9
     x = rng.normal(8, 4, size=(n, d))
@@ -208,7 +209,7 @@ def test_edge_profiles_match_the_reference_bit_for_bit(profile):
     y = rng.integers(0, 3, size=n)
     edges = tuple((float(a), float(b), float(c)) for a, b, c in np.sort(rng.uniform(2, 14, size=(d, 3)), axis=1))
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile=profile, value_range=(0.0, 32.0),
-                            hist_bits=5, edges=edges if profile == "public-edges" else None)
+                            hist_bits=hist_bits, edges=edges if profile == "public-edges" else None)
     hist, geometry, ref = _edge_reference(xf, y, 3, params)
     out, stats = run_in_process([xf[:20], xf[20:]], [label_onehot(y[:20], 3), label_onehot(y[20:], 3)], params,
                                 seed=1)

@@ -32,7 +32,7 @@ import pytest
 from scipy import stats
 
 from fedsyn.engines.rep3 import AShare, BShare, InProcessNetwork, Party, run_parties, share_array, share_bits
-from fedsyn.engines.rep3.compare import b2a, ltz
+from fedsyn.engines.rep3.compare import b2a, ltz, top_bits
 from fedsyn.engines.rep3.shuffle import shuffle
 
 N = 64 * 256  # elements per run (a multiple of 64: no padding in bit planes)
@@ -134,6 +134,16 @@ def test_reveal_to_other_party_sees_nothing():
     assert view_of(0, prog, SECRETS[0], seed=5) == []
     assert view_of(1, prog, SECRETS[0], seed=5) == []
     assert len(view_of(2, prog, SECRETS[0], seed=5)) == 1
+
+
+def test_top_bits_view():
+    def prog(p, x):
+        top_bits(p, x, bits=22, count=5)
+
+    # cells 0 and 31: every output bit differs, the view must not
+    v1 = view_of(1, prog, np.full(256, 3, dtype=np.int64), seed=6)
+    v2 = view_of(1, prog, np.full(256, 2**22 - 3, dtype=np.int64), seed=7)
+    assert_uniform_and_indistinguishable(v1, v2)
 
 
 @pytest.mark.parametrize("bits", [64, 41])
@@ -349,6 +359,9 @@ PRIMITIVES = {
             {"samples": 64, "runs": 10, "layout": "bitsliced"}),
     "ltz41": (lambda p, s: ltz(p, s[0], bits=41), [const(-(2**39), 64)], [const(2**39 - 1, 64)],
               {"samples": 64, "runs": 8, "layout": "bitsliced"}),
+    # the histogram's cell bits: top 5 of 22 (cell 0 vs cell 31; the lowest bits differ for the control)
+    "top_bits": (lambda p, s: top_bits(p, s[0], bits=22, count=5), [const(2, 64)], [const(2**22 - 3, 64)],
+                 {"samples": 64, "runs": 8, "layout": "bitsliced"}),
 }
 
 
@@ -404,6 +417,7 @@ MUTANTS = {
     # which is all this test looks for. Parties 1 and 2 get an affine reconstruction.
     "ltz": ("and_local", _and_local_forwarding_neighbour_share, {
         "ltz": {0: False, 1: True, 2: True}, "ltz41": {0: False, 1: True, 2: True},
+        "top_bits": {0: False, 1: True, 2: True},
     }),
 }
 

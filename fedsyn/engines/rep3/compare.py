@@ -40,7 +40,7 @@ import numpy as np
 from .runtime import Party
 from .sharing import AShare, BShare
 
-__all__ = ["ltz", "geq", "lt_public", "eqz", "b2a", "msb_bits", "pack", "unpack"]
+__all__ = ["ltz", "top_bits", "geq", "lt_public", "eqz", "b2a", "msb_bits", "pack", "unpack"]
 
 _CHUNK = 1 << 16  # elements per local transposition chunk (cache-sized)
 #: Default elements per comparison run (cache efficiency vs. rounds).
@@ -114,8 +114,6 @@ def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
     if not 1 <= bits <= 64:
         raise ValueError(f"bits must be in 1..64, got {bits}.")
     w = bits
-    n = x.size
-    m = -(-n // 64)
     i = party.index
     pa = pack(x.a, w)
     pb = pack(x.b, w)
@@ -159,6 +157,16 @@ def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
     (g,), got = _and_round(party, [(s_mid, m_low)], piggy())
     advance(got)
     p = s_mid ^ m_low
+    return msb ^ _group_generate(party, g, p, piggy, advance), dab
+
+
+def _group_generate(party: Party, g: BShare, p: BShare, piggy, advance) -> BShare:
+    """The generate bit of the group of all positions of ``(g, p)`` (planes low to high): one plane.
+
+    A Brent-Kung style tree, ``ceil(log2(L))`` AND rounds for ``L`` positions.
+    """
+    m = g.shape[1]
+    L = g.shape[0]
     # Tree of (g, p) over positions, low to high; only the lowest group's G is needed at the end.
     while L > 1:
         npairs = L // 2
@@ -183,7 +191,98 @@ def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
             new_p = BShare(np.concatenate([new_p.a, p.a[L - 1 : L]]), np.concatenate([new_p.b, p.b[L - 1 : L]]))
         g, p = new_g, new_p
         L = g.shape[0]
-    return msb ^ g[0:1], dab
+    return g[0:1]
+
+
+def top_bits(party: Party, x: AShare, *, bits: int, count: int, chunk: int | None = None) -> AShare:
+    """Arithmetic shares of the top ``count`` bits of ``x mod 2^bits``, shape ``(count, *x.shape)``, low first.
+
+    Row ``j`` is bit ``bits - count + j``. For a value known to lie in
+    ``[0, 2^bits)`` these are its ``count`` most significant bits, e.g. the
+    histogram cell of a clipped value (:mod:`fedsyn.engines.rep3.edges_protocol`).
+
+    Protocol: the bit decomposition of :func:`ltz` (local XOR sharings of the
+    three additive shares, one carry-save AND layer), the generate/propagate
+    pairs of all positions in one AND layer, the carry into position
+    ``bits - count`` by the prefix tree, then the carries into the higher
+    positions one AND layer each (ripple over ``count - 1`` positions); each bit
+    ``p_k ^ c_k`` is converted to arithmetic with a daBit as in :func:`ltz`.
+    One pass instead of ``count`` comparisons: rounds
+    ``3 + ceil(log2(bits - count - 1)) + count - 1`` per chunk, AND gates about
+    those of one comparison plus ``count`` planes. Each party sees XOR-reshares
+    masked by zero-sharings and the opened ``bit ^ r`` for uniform secret bits
+    ``r`` (uniform): nothing is revealed.
+    """
+    if not 1 <= count < bits <= 64:
+        raise ValueError(f"need 1 <= count < bits <= 64, got count={count}, bits={bits}.")
+    shape = x.shape
+    n = x.size
+    if n == 0:
+        return AShare.zeros((count, *shape))
+    chunk = party.compare_chunk if chunk is None else int(chunk)
+    flat = x.ravel()
+    parts = [_top_bits_flat(party, flat[s : s + chunk], bits, count) for s in range(0, n, chunk)]
+    return AShare(np.concatenate([q.a for q in parts], axis=1),
+                  np.concatenate([q.b for q in parts], axis=1)).reshape((count, *shape))
+
+
+def _top_bits_flat(party: Party, x: AShare, w: int, count: int) -> AShare:
+    n = x.size
+    m = -(-n // 64)
+    i = party.index
+    pa = pack(x.a, w)
+    pb = pack(x.b, w)
+    zero = np.zeros_like(pa)
+    ops = [BShare(pa if j == i else zero, pb if j == party.prev else zero) for j in range(3)]
+    A, B, C = ops
+    S = BShare(pa, pb)
+    gen = party.dabit_steps((count, 64 * m))
+    dab = {"gen": gen, "z": next(gen), "result": None}
+
+    def piggy():
+        return dab["z"] if dab["result"] is None else None
+
+    def advance(got):
+        if got is None:
+            return
+        try:
+            dab["z"] = dab["gen"].send(got)
+        except StopIteration as stop:
+            dab["result"] = stop.value
+
+    (mm,), got = _and_round(party, [((A ^ C)[: w - 1], (B ^ C)[: w - 1])], piggy())
+    advance(got)
+    M = mm ^ C[: w - 1]
+    # positions 1..w-1 of S + 2M: generate g_k = S_k M_(k-1), propagate p_k = S_k ^ M_(k-1)
+    (g,), got = _and_round(party, [(S[1:w], M[0 : w - 1])], piggy())
+    advance(got)
+    p = S[1:w] ^ M[0 : w - 1]  # row k-1 is position k
+    k0 = w - count
+    # carry into position k0: the group generate of positions 1..k0-1 (none: 0)
+    if k0 >= 2:
+        carry = _group_generate(party, g[0 : k0 - 1], p[0 : k0 - 1], piggy, advance)
+    else:
+        carry = BShare.zeros((1, m))
+    planes = []
+    for k in range(k0, w):
+        if k == 0:
+            planes.append(S[0:1])
+            continue
+        planes.append(p[k - 1 : k] ^ carry)
+        if k < w - 1:  # c_(k+1) = g_k ^ (p_k & c_k) (g_k and p_k are never both 1)
+            (pc,), got = _and_round(party, [(p[k - 1 : k], carry)], piggy())
+            advance(got)
+            carry = g[k - 1 : k] ^ pc
+    while dab["result"] is None:  # too few rounds to carry the daBit
+        (got,) = party.exchange([dab["z"]])
+        advance(got)
+    r_bool, r_arith = dab["result"]
+    plane = BShare(np.concatenate([q.a for q in planes]), np.concatenate([q.b for q in planes]))
+    masked = plane ^ BShare(r_bool.a.reshape(count, m), r_bool.b.reshape(count, m))
+    c = unpack(party.reveal_bits(masked), n)  # (count, n)
+    r = r_arith[:, :n]
+    one, two = np.uint64(1), np.uint64(2)
+    return (r * (one - two * c)).add_public(c, party.index)
 
 
 def ltz(party: Party, x: AShare, *, bits: int = 64, chunk: int | None = None) -> AShare:

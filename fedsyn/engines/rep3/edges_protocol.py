@@ -12,9 +12,11 @@ what is opened).
     the public range, so all later comparisons are narrow: ``grid_bits + 1``
     bits (22 for the default range ``[0, 32)`` at 16 fractional bits).
 ``histogram``
-    The cell of ``u = x - lo`` is its top ``hist_bits`` bits. Each bit is a
-    narrow comparison (:func:`~fedsyn.engines.rep3.compare.ltz` of ``u`` shifted
-    so that the bit is the sign bit), all batched in one call. The one-hot cell
+    The cell of ``u = x - lo`` is its top ``hist_bits`` bits, all extracted in
+    one bit decomposition (:func:`~fedsyn.engines.rep3.compare.top_bits`: the
+    carry into the lowest wanted position by a prefix tree, then a short ripple
+    through the others; about the cost of one narrow comparison instead of one
+    per bit). The one-hot cell
     indicator is the outer product of the one-hot codes of the high and the
     low half of the bits (each from the products of its bits, inclusion-
     exclusion), and every gene's histogram is ``sum_i hi_i (x) lo_i``: one
@@ -35,7 +37,7 @@ import numpy as np
 
 from ...fixedpoint import MAX_VALUE_BITS
 from ...params import ProtocolParams
-from .compare import ltz
+from .compare import ltz, top_bits
 from .runtime import Party
 from .sharing import AShare, stack
 
@@ -61,7 +63,8 @@ def onehot_from_bits(party: Party, bits: list[AShare]) -> AShare:
 
     All products of two or more bits (``2^h - h - 1`` of them, ``h - 1``
     rounds), then the superset Moebius transform (local): entry ``v`` is
-    ``prod_j (b_j if bit j of v else 1 - b_j)``. Returns shape ``(..., 2^h)``.
+    ``prod_j (b_j if bit j of v else 1 - b_j)``. Returns shape ``(2^h, ...)``:
+    the value axis first, so that every step works on whole contiguous slabs.
     """
     h = len(bits)
     shape = bits[0].shape
@@ -73,14 +76,18 @@ def onehot_from_bits(party: Party, bits: list[AShare]) -> AShare:
         for k, m in enumerate(masks):
             prods[m] = out[k]
     size = 1 << h
-    terms = [AShare.from_public(np.ones(shape, dtype=np.int64), party.index)] + [prods[m] for m in range(1, size)]
-    vec = stack(terms, axis=-1)  # vec[..., m] = prod_{j in m} b_j
-    a, b = vec.a.copy(), vec.b.copy()
+    a = np.empty((size, *shape), dtype=np.uint64)
+    b = np.empty((size, *shape), dtype=np.uint64)
+    one = AShare.from_public(np.ones((), dtype=np.int64), party.index)
+    a[0], b[0] = one.a, one.b
+    for m in range(1, size):  # a[m] = prod_{j in m} b_j
+        a[m], b[m] = prods[m].a, prods[m].b
     for j in range(h):  # superset Moebius: f(m) -= f(m | bit j) for m without bit j
         bit = 1 << j
-        idx = np.array([m for m in range(size) if not m & bit])
-        a[..., idx] -= a[..., idx | bit]
-        b[..., idx] -= b[..., idx | bit]
+        for m in range(size):
+            if not m & bit:
+                a[m] -= a[m | bit]
+                b[m] -= b[m | bit]
     return AShare(a, b)
 
 
@@ -90,21 +97,19 @@ def histogram(party: Party, clipped: AShare, params: ProtocolParams) -> AShare:
     lo, _ = params.range_fp
     w, h = params.grid_bits, params.hist_bits
     u = clipped.sub_public(lo, party.index)  # in [0, 2^w)
-    # bit k of u is the sign bit of u << (w - 1 - k) in w-bit two's complement
-    ks = list(range(w - h, w))
-    shifted = AShare(np.stack([u.a << np.uint64(w - 1 - k) for k in ks]),
-                     np.stack([u.b << np.uint64(w - 1 - k) for k in ks]))
-    bits = ltz(party, shifted, bits=w)  # (h, n, d): bits w-h .. w-1 of u, i.e. the cell's bits, low first
+    bits = top_bits(party, u, bits=w, count=h)  # (h, n, d): bits w-h .. w-1 of u, i.e. the cell's bits, low first
     low_n = h // 2
     cell_bits = [bits[j] for j in range(h)]
     lo_onehot = onehot_from_bits(party, cell_bits[:low_n]) if low_n else None
     hi_onehot = onehot_from_bits(party, cell_bits[low_n:])
     if lo_onehot is None:
-        return hi_onehot.sum(axis=0)  # (d, 2^h)
-    # cell = hi * 2^low_n + lo: H[g, hi, lo] = sum_i hi_onehot[i, g, hi] lo_onehot[i, g, lo]
-    x = hi_onehot.reshape(n, d, -1, 1)
-    y = lo_onehot.reshape(n, d, 1, -1)
-    return party.dot(x, y, axis=0).reshape(d, 1 << h)
+        return hi_onehot.sum(axis=1).T  # (d, 2^h)
+    # cell = hi * 2^low_n + lo: H[g, hi, lo] = sum_i hi_onehot[hi, i, g] lo_onehot[lo, i, g], one batched
+    # matrix product per gene, (2^high, n) @ (n, 2^low) (no (n, d, 2^h) temporaries)
+    x = hi_onehot.transpose(2, 0, 1)  # (d, 2^high, n)
+    y = lo_onehot.transpose(2, 1, 0)  # (d, n, 2^low)
+    return party.matmul(AShare(np.ascontiguousarray(x.a), np.ascontiguousarray(x.b)),
+                        AShare(np.ascontiguousarray(y.a), np.ascontiguousarray(y.b))).reshape(d, 1 << h)
 
 
 def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, params: ProtocolParams):

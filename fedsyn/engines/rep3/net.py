@@ -17,13 +17,8 @@ scanners, load balancer probes, an attacker) cannot delay the real peers. After
 the handshake both sides exchange a hello naming their role, the session tag
 and their heartbeat interval; a mismatch closes the link.
 
-Framing (all integers little-endian)::
-
-    kind u8 | dtype code u8 | ndim u8 | 5 zero bytes | nbytes u64 | ndim x u64 shape | nbytes data
-
-``kind`` 0 is a numpy array (only the fixed dtypes of :data:`DTYPES`: no
-pickles), 1 a UTF-8 JSON control message (hello, goodbye, abort, and the
-release server's header and receipt), 2 a heartbeat (no body). One I/O thread
+Frames: :mod:`fedsyn.engines.rep3.frames` (numpy arrays of fixed dtypes, JSON
+control messages, heartbeats; no pickles). One I/O thread
 per peer owns the TLS socket (an OpenSSL connection must not be used from two
 threads at once): it writes queued frames with ``memoryview`` slices and reads
 incoming frames straight into preallocated numpy buffers, so
@@ -59,7 +54,6 @@ Failing fast, naming the right party:
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import math
 import selectors
@@ -70,12 +64,26 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ...certs import RELEASE_NAME, server_name
 from ...errors import ConfigError, FedsynError, ProtocolError
+from .frames import CODE as _CODE
+from .frames import CONTROL_MAX as _CONTROL_MAX
+from .frames import DEFAULT_MAX_FRAME_BYTES, DTYPES
+from .frames import KIND_ARRAY as _KIND_ARRAY
+from .frames import KIND_JSON as _KIND_JSON
+from .frames import KIND_PING as _KIND_PING
+from .frames import MAX_NDIM as _MAX_NDIM
+from .frames import PING as _PING
+from .frames import PREFIX as _PREFIX
+from .frames import check_shape as _check_shape
+from .frames import decode_prefix as _decode_prefix
+from .frames import encode_array as _array_frame
+from .frames import encode_json as _json_frame
+from .frames import finish_frame as _finish_frame
 
 logger = logging.getLogger(__name__)
 
@@ -93,20 +101,6 @@ __all__ = [
     "ReleaseListener",
 ]
 
-#: dtypes a frame may carry, by wire code.
-DTYPES: tuple[np.dtype, ...] = tuple(
-    np.dtype(t)
-    for t in ("<u8", "<i8", "u1", "?", "<u4", "<i4", "<u2", "<i2", "i1", "<f8", "<f4")
-)
-_CODE = {dt: i for i, dt in enumerate(DTYPES)}
-_PREFIX = struct.Struct("<BBB5xQ")
-_KIND_ARRAY, _KIND_JSON, _KIND_PING = 0, 1, 2
-_MAX_NDIM = 32
-
-#: Default bound on one array frame between servers when the caller gives none (1 GiB).
-DEFAULT_MAX_FRAME_BYTES = 1 << 30
-#: Control messages between servers (hello, goodbye, abort) are tiny.
-_CONTROL_MAX = 64 << 10
 #: The release header carries the public metadata (gene names: up to a few MB).
 _RELEASE_HEADER_MAX = 64 << 20
 #: Output shares one server may announce to the release server, in total.
@@ -213,67 +207,6 @@ def protocol1_frame_limit(n_records: int, n_genes: int, n_labels: int) -> int:
     cells = d * 4 * (L + 2) + L
     words = 8 * n * block + 4 * cells + (1 << 22)
     return 8 * words
-
-
-# ---------------------------------------------------------------------------
-# Frames
-# ---------------------------------------------------------------------------
-
-
-def _array_frame(array: np.ndarray) -> tuple[bytes, memoryview]:
-    a = np.asarray(array)
-    dt = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
-    dt = np.dtype(dt.str) if dt.kind != "b" else np.dtype("?")
-    code = _CODE.get(dt)
-    if code is None:
-        raise ProtocolError(f"cannot send arrays of dtype {a.dtype}; allowed: {[d.str for d in DTYPES]}")
-    a = np.array(a, dtype=dt, order="C", copy=True)  # the caller may reuse its buffer
-    head = _PREFIX.pack(_KIND_ARRAY, code, a.ndim, a.nbytes) + struct.pack(f"<{a.ndim}Q", *a.shape)
-    return head, a.reshape(-1).view(np.uint8).data
-
-
-def _json_frame(obj: Any) -> tuple[bytes, memoryview]:
-    payload = json.dumps(obj, separators=(",", ":")).encode("utf-8")
-    return _PREFIX.pack(_KIND_JSON, 0, 0, len(payload)), memoryview(payload)
-
-
-_PING = (_PREFIX.pack(_KIND_PING, 0, 0, 0), memoryview(b""))
-
-
-def _decode_prefix(
-    prefix: bytes, *, max_array: int = DEFAULT_MAX_FRAME_BYTES, max_control: int = _CONTROL_MAX
-) -> tuple[int, int, int, int]:
-    """Parse and bound a frame prefix; ProtocolError before anything is allocated."""
-    kind, code, ndim, nbytes = _PREFIX.unpack(prefix)
-    if kind not in (_KIND_ARRAY, _KIND_JSON, _KIND_PING) or code >= len(DTYPES) or ndim > _MAX_NDIM:
-        raise ProtocolError("malformed frame header")
-    if kind == _KIND_PING and (nbytes or ndim):
-        raise ProtocolError("malformed frame header (heartbeat with a body)")
-    if kind == _KIND_JSON and ndim:
-        raise ProtocolError("malformed frame header (control message with a shape)")
-    limit = max_array if kind == _KIND_ARRAY else max_control
-    if nbytes > limit:
-        what = "an array" if kind == _KIND_ARRAY else "a control message"
-        raise ProtocolError(f"{what} of {nbytes} bytes announced, more than the {limit} bytes this link accepts")
-    return kind, code, ndim, nbytes
-
-
-def _check_shape(code: int, shape: tuple[int, ...], nbytes: int) -> None:
-    count = 1
-    for s in shape:  # exact integers: a garbled shape must not overflow into a match
-        count *= s
-    if count * DTYPES[code].itemsize != nbytes:
-        raise ProtocolError("frame size does not match its shape")
-
-
-def _finish_frame(kind: int, code: int, shape: tuple[int, ...], buf: np.ndarray):
-    if kind == _KIND_JSON:
-        try:
-            return json.loads(buf.tobytes().decode("utf-8"))
-        except ValueError:  # bad UTF-8 or JSON
-            raise ProtocolError("malformed control message") from None
-    _check_shape(code, shape, buf.size)
-    return buf.view(DTYPES[code]).reshape(shape)
 
 
 def _recv_exact_blocking(
