@@ -44,6 +44,15 @@ from .sharing import AShare, stack
 __all__ = ["clip_to_range", "histogram", "onehot_from_bits", "edge_statistics"]
 
 
+def _chunk(party: Party) -> int:
+    """Elements per comparison run: as the paper profile's threshold comparisons
+    (:data:`fedsyn.engines.rep3.binning.THRESHOLD_CHUNK`), so that a run's rounds are paid once per 2^20
+    elements, not per 2^16 (same CPU time, 16x fewer rounds)."""
+    from .binning import THRESHOLD_CHUNK
+
+    return max(party.compare_chunk, THRESHOLD_CHUNK)
+
+
 def clip_to_range(party: Party, values: AShare, params: ProtocolParams) -> AShare:
     """Every value clipped to ``[lo, hi)`` on the fixed-point grid (a no-op without a value range)."""
     if params.value_range is None:
@@ -51,7 +60,8 @@ def clip_to_range(party: Party, values: AShare, params: ProtocolParams) -> AShar
     lo, hi = params.range_fp
     i = party.index
     # [x - lo < 0], [hi - x < 0]: the inputs are only known to satisfy |x| < 2^40
-    below_above = ltz(party, stack([values.sub_public(lo, i), values.rsub_public(hi, i)]), bits=MAX_VALUE_BITS + 2)
+    below_above = ltz(party, stack([values.sub_public(lo, i), values.rsub_public(hi, i)]), bits=MAX_VALUE_BITS + 2,
+                      chunk=_chunk(party))
     # one round for both products: [x < lo] (lo - x) and [x > hi] (hi - x)
     deltas = stack([values.rsub_public(lo, i), values.rsub_public(hi, i)])
     fix = party.mul(below_above, deltas)
@@ -97,7 +107,7 @@ def histogram(party: Party, clipped: AShare, params: ProtocolParams) -> AShare:
     lo, _ = params.range_fp
     w, h = params.grid_bits, params.hist_bits
     u = clipped.sub_public(lo, party.index)  # in [0, 2^w)
-    bits = top_bits(party, u, bits=w, count=h)  # (h, n, d): bits w-h .. w-1 of u, i.e. the cell's bits, low first
+    bits = top_bits(party, u, bits=w, count=h, chunk=_chunk(party))  # (h, n, d): bits w-h .. w-1 of u, i.e. the cell's bits, low first
     low_n = h // 2
     cell_bits = [bits[j] for j in range(h)]
     lo_onehot = onehot_from_bits(party, cell_bits[:low_n]) if low_n else None
@@ -140,7 +150,7 @@ def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, par
     diffs = [clipped.sub_public(np.broadcast_to(e[:, j], (n, d)), i) for j in range(3)]
     diffs.append(clipped.sub_public(np.broadcast_to(a0, (n, d)), i))
     diffs.append(clipped.rsub_public(np.broadcast_to(b3, (n, d)), i))
-    lt = ltz(party, stack(diffs), bits=params.grid_bits + 2)
+    lt = ltz(party, stack(diffs), bits=params.grid_bits + 2, chunk=_chunk(party))
     bits = lt[0:3].rsub_public(1, i)  # c_j = [x >= e_j], (3, n, d)
     below, above = lt[3], lt[4]  # [x < a0], [x > b3]
     # values for the sums, clipped to [a0, b3] (one round), and the bin indicators
