@@ -9,10 +9,14 @@ security          binary                       sharing      adversary
 
 Each holder's matrix is secret-shared at the holder (CSPRNG) and written as
 MP-SPDZ Persistence files, one per server (:mod:`.persistence`); the holders are
-never computing parties. ``mpc_programs/protocol1.mpc`` bins, counts and noises
-the data and writes each party's shares of the noisy marginals and the bin
-means (or noisy sums) to that party's Persistence file; nothing is opened
-inside MPC. This engine (which, in a local run, plays every role) opens them
+never computing parties. ``mpc_programs/protocol1.mpc`` (``paper``) bins, counts
+and noises the data and writes each party's shares of the noisy marginals and
+the bin means to that party's Persistence file; nothing is opened inside MPC.
+``mpc_programs/protocol1_edges.mpc`` (``strict``, ``public-edges``) runs in two
+phases: ``hist`` opens the noisy histograms to the parties (the profile's DP
+phase-1 release), the edges and bin geometry are computed from them in Python
+(:mod:`fedsyn.edges`, as the rep3 engine does) and passed as public input to
+``bins``, which writes the output shares as ``protocol1.mpc`` does. This engine (which, in a local run, plays every role) opens them
 with the replicated consistency check (:mod:`.outputs`); ``fedsyn serve
 --engine mp-spdz`` sends each party's shares to the release server instead
 (:mod:`.server`). In a local run the three parties

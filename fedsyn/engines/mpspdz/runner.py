@@ -227,7 +227,8 @@ def ensure_tls(installation: Installation, player_data: Path, n_parties: int = 3
 
 
 def prepare_workspace(installation: Installation, workdir: str | os.PathLike, compiled: CompiledProgram) -> Path:
-    """Run directory with ``Programs`` (link to the compiled program), TLS keys and ``Persistence``."""
+    """Run directory with ``Programs`` (links to the compiled program, :func:`link_program`), TLS keys and
+    ``Persistence``."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     link_program(work, compiled, fresh=True)
