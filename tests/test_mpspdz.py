@@ -296,12 +296,169 @@ def test_noise_follows_the_plaintext_engine():
     assert np.array_equal(noisy.bin_means, exact.bin_means)    # paper profile: exact means
 
 
-def test_the_program_refuses_profiles_it_does_not_implement():
-    from fedsyn.engines.mpspdz.engine import program_args
+def test_each_program_refuses_profiles_it_does_not_implement():
+    from fedsyn.engines.mpspdz.engine import edges_program_args, program_args, programs_for
 
+    strict = ProtocolParams(n_labels=2, sigma=0.0, noise=False, profile="strict", value_range=(0.0, 32.0))
+    with pytest.raises(ConfigError, match="paper profile.*protocol1_edges"):
+        program_args(10, 3, strict)
+    with pytest.raises(ConfigError, match="strict and public-edges"):
+        edges_program_args("bins", 10, 3, ProtocolParams(n_labels=2, sigma=0.0, noise=False))
+    assert [p[0] for p in programs_for(10, 3, strict)] == ["hist", "bins"]
+    public = ProtocolParams(n_labels=2, sigma=0.0, noise=False, profile="public-edges", value_range=(0.0, 32.0),
+                            edges=((1.0, 2.0, 3.0),) * 3)
+    (only,) = programs_for(10, 3, public)
+    assert only[0] == "bins" and only[2] == programs_for(10, 3, strict)[1][2]  # one compiled phase 2 for both
+    assert "m" not in "".join(map(str, programs_for(10, 3, strict)[1][2][1:]))
+    assert any(str(a).startswith("m") for a in edges_program_args("hist", 10, 3, replace_range(strict, -4.0)))
+
+
+def replace_range(params, lo):
+    from dataclasses import replace
+
+    return replace(params, value_range=(lo, 32.0))
+
+
+# --------------------------------------------- strict and public-edges ------
+def _edge_case(n: int, d: int, seed: int):
+    """Values with clipping at both ends, a constant gene and a sparse one at the lower bound."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(8, 4, size=(n, d)), 2)
+    x[:4, 0] = -40.0       # below the value range
+    x[4:7, 1] = 90.0       # above it
+    x[7, 1] = 32.0         # exactly hi: clipped to hi - 1 ulp
+    x[:, 2] = 7.25         # constant
+    x[: n // 2, 3] = 0.0   # sparse, at lo
+    y = rng.integers(0, 3, size=n)
+    edges = tuple((float(a), float(b), float(c)) for a, b, c in np.sort(rng.uniform(2, 14, size=(d, 3)), axis=1))
+    return x, y, edges
+
+
+def _edge_reference(xf, y, n_labels, params):
+    from fedsyn.edges import bin_geometry, edges_from_histogram, public_edges_fp
+
+    hist = reference.histograms(xf, params) if params.profile == "strict" else None
+    edges = edges_from_histogram(hist, params) if hist is not None else public_edges_fp(params)
+    geometry = bin_geometry(edges, params)
+    return hist, geometry, reference.edge_statistics(xf, y, n_labels, geometry, params)
+
+
+@pytest.fixture
+def unclipped_holders(monkeypatch):
+    """Holders that do not clip before sharing: the MPC's own clip to the value range is what is tested."""
+    from fedsyn.engines.mpspdz import engine
+
+    real = engine.encode_holders
+    monkeypatch.setattr(engine, "encode_holders", lambda holders, **kw: real(holders, **dict(kw, clip=None)))
+
+
+@pytest.mark.mpspdz
+@needs_passive
+@pytest.mark.parametrize("profile", ["strict", "public-edges"])
+def test_edge_profiles_match_reference_and_rep3_bit_for_bit(profile, unclipped_holders, tmp_path):
+    from fedsyn.engines.rep3.protocol1 import run_in_process
+
+    x, y, edges = _edge_case(41, 7, seed=3)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile=profile, value_range=(0.0, 32.0),
+                            hist_bits=5, edges=edges if profile == "public-edges" else None)
+    engine = _engine(security="passive", workdir=tmp_path / "run")
+    opened, report, _ = engine.open_outputs(_holders(x, y, 3, [15]), params)
+    xf = fixedpoint.encode(x)
+    hist, geometry, ref = _edge_reference(xf, y, 3, params)
+    assert set(opened) == {"label", "two_way", "sums"} | ({"histogram"} if profile == "strict" else set())
+    if hist is not None:
+        np.testing.assert_array_equal(opened["histogram"], hist)   # phase 1, opened to every party
+    np.testing.assert_array_equal(opened["label"], ref.label_counts)
+    np.testing.assert_array_equal(opened["two_way"], ref.two_way)
+    np.testing.assert_array_equal(opened["sums"], reference.round_to_unit(ref.sums, geometry.unit_bits))
+    # the embedded engine on the same pooled data: the same numbers
+    rep3, _ = run_in_process([xf[:15], xf[15:]], [reference.label_onehot(y[:15], 3),
+                                                   reference.label_onehot(y[15:], 3)], params, seed=1)
+    for name in opened:
+        np.testing.assert_array_equal(opened[name], rep3[name])
+    assert ("hist_cells" in report.phases) == (profile == "strict") and report.phases["comparison_bits"]["mb"] > 0
+    # only the phase-1 histogram was ever opened to a party, and a kept run directory keeps no shares
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "Player-Data").glob("*Output*")) == (
+        [f"Binary-Output-P{i}-0" for i in range(3)] if profile == "strict" else [])
+    assert not list((run / "Persistence").iterdir())
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_strict_measurements_equal_rep3s():
+    """The decoded measurements (edges, histogram, bin representatives) of both engines agree."""
+    from fedsyn.engines.rep3.engine import Rep3Engine
+
+    x, y, _ = _edge_case(30, 5, seed=5)
+    holders = _holders(x, y, 3, [11])
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile="strict", value_range=(0.0, 32.0))
+    mp = _engine(security="passive").measure(holders, params).measurements
+    r3 = Rep3Engine().measure(holders, params).measurements
+    for name in ("label", "two_way", "bin_means", "edges", "histogram"):
+        np.testing.assert_array_equal(getattr(mp, name), getattr(r3, name))
+    assert mp.meta["hist_bits"] == r3.meta["hist_bits"] and mp.profile == "strict"
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_strict_noise_is_on_every_grid_and_inside_its_support():
+    from dataclasses import replace
+
+    from fedsyn.edges import bin_geometry, edges_from_histogram
+    from fedsyn.noise import GridNoise
+
+    rng = np.random.default_rng(9)
+    n, d = 60, 6
+    x = rng.normal(8, 3, size=(n, d))
+    y = rng.integers(0, 2, size=n)
+    params = ProtocolParams(n_labels=2, sigma=1.5, hist_sigma=2.0, sum_sigma=20.0, profile="strict",
+                            value_range=(0.0, 32.0), hist_bits=5)
+    opened, _, _ = _engine(security="passive").open_outputs(_holders(x, y, 2, [25]), params)
+    xf = fixedpoint.encode(np.clip(x, 0.0, 32.0))
+    exact = replace(params, noise=False, sigma=0.0, hist_sigma=0.0, sum_sigma=0.0)
+    dev_h = opened["histogram"] - reference.histograms(xf, exact)
+    assert 0 < np.abs(dev_h).max() <= GridNoise(2.0).pmf()[0][-1]
+    assert 1.2 < dev_h.std() < 2.8
+    # phase 2 used the edges of the NOISY histogram
+    geometry = bin_geometry(edges_from_histogram(opened["histogram"], params), params)
+    ref = reference.edge_statistics(xf, y, 2, geometry, params)
+    dev_c = np.concatenate([(opened["two_way"] - ref.two_way).ravel(), opened["label"] - ref.label_counts])
+    assert 0 < np.abs(dev_c).max() <= GridNoise(1.5).pmf()[0][-1] and 0.9 < dev_c.std() < 2.1
+    dev_s = opened["sums"] - reference.round_to_unit(ref.sums, geometry.unit_bits)
+    assert 0 < np.abs(dev_s).max() <= GridNoise(20.0).pmf()[0][-1]
+    assert 8 < dev_s.std() < 32
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_strict_of_500_genes_is_exact():
+    """MP-SPDZ orders a vector's memory accesses only for its first 1,000 elements: the break points
+    after the large stores of both phases are what keeps 500 genes x 32 cells and 500 x 4 sums exact."""
+    x, y, _ = _edge_case(9, 500, seed=11)
     params = ProtocolParams(n_labels=2, sigma=0.0, noise=False, profile="strict", value_range=(0.0, 32.0))
-    with pytest.raises(ConfigError, match="paper profile.*rep3"):
-        program_args(10, 3, params)
+    y = y % 2
+    opened, _, _ = _engine(security="passive").open_outputs(_holders(x, y, 2, [4]), params)
+    hist, geometry, ref = _edge_reference(fixedpoint.encode(np.clip(x, 0.0, 32.0)), y, 2, params)
+    np.testing.assert_array_equal(opened["histogram"], hist)
+    np.testing.assert_array_equal(opened["two_way"], ref.two_way)
+    np.testing.assert_array_equal(opened["sums"], reference.round_to_unit(ref.sums, geometry.unit_bits))
+
+
+@pytest.mark.mpspdz
+@pytest.mark.slow
+@needs_active
+@pytest.mark.parametrize("profile", ["strict"])
+def test_active_strict_matches_reference(profile):
+    x, y, _ = _edge_case(16, 4, seed=13)
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile=profile, value_range=(0.0, 32.0),
+                            hist_bits=3)
+    opened, _, _ = _engine(security="active").open_outputs(_holders(x, y, 3, [7]), params)
+    hist, geometry, ref = _edge_reference(fixedpoint.encode(np.clip(x, 0.0, 32.0)), y, 3, params)
+    np.testing.assert_array_equal(opened["histogram"], hist)
+    np.testing.assert_array_equal(opened["label"], ref.label_counts)
+    np.testing.assert_array_equal(opened["two_way"], ref.two_way)
+    np.testing.assert_array_equal(opened["sums"], reference.round_to_unit(ref.sums, geometry.unit_bits))
 
 
 @pytest.mark.mpspdz

@@ -216,19 +216,30 @@ def test_three_active_servers(tmp_path):
 
 @pytest.mark.mpspdz
 @needs_passive
-def test_strict_profile_refused_before_connecting(tmp_path):
-    """The MP-SPDZ program implements the paper profile only: a strict plan stops every server at once."""
+def test_strict_profile_on_three_servers_equals_rep3(tmp_path):
+    """strict: phase 1 opens the noisy histograms to every server, all three derive (and check) the same
+    geometry, phase 2 delivers output shares; the release equals the embedded engine's bit for bit."""
+    from fedsyn.engines.rep3.engine import Rep3Engine
     from fedsyn.engines.rep3.local import run_local_deployment
 
     data = simulated(n=20, d=4, seed=3)
     dirs = share_holders(data, tmp_path)
     params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile="strict", value_range=(0.0, 32.0))
-    with pytest.raises(ProtocolError) as err:
-        run_local_deployment(dirs, RunParams(params, None), workdir=tmp_path / "w", timeout=60, session="s1",
+    m = run_local_deployment(dirs, RunParams(params, None), workdir=tmp_path / "w", timeout=120, session="s1",
                              serve_args=("--engine", "mp-spdz"))
-    assert "exited with code 3" in str(err.value) and "paper profile" in str(err.value)
+    ref = Rep3Engine().measure(holders_of(data, cuts=(7, 13)), params).measurements
+    assert m.engine == "mp-spdz-passive" and m.profile == "strict"
+    for name in ("label", "two_way", "bin_means", "edges", "histogram"):
+        np.testing.assert_array_equal(getattr(m, name), getattr(ref, name))
+    geometry = set()
     for i in range(3):
-        assert "starting MP-SPDZ party" not in (tmp_path / "w" / f"server{i}.log").read_text()
+        log = (tmp_path / "w" / f"server{i}.log").read_text()
+        assert "phase 1 done" in log and "output shares delivered" in log
+        assert not re.search(r"\d{11,}", log)
+        geometry.add(re.search(r"bin geometry agreed with both peers \(sha256 ([0-9a-f]{16})", log)[1])
+        stats = json.loads((tmp_path / "w" / f"server{i}.stats.json").read_text())
+        assert {"hist_cells", "comparison_bits", "bin_sums"} <= set(stats["stats"]["phases"])
+    assert len(geometry) == 1
 
 
 @pytest.mark.mpspdz

@@ -9,10 +9,14 @@ security          binary                       sharing      adversary
 
 Each holder's matrix is secret-shared at the holder (CSPRNG) and written as
 MP-SPDZ Persistence files, one per server (:mod:`.persistence`); the holders are
-never computing parties. ``mpc_programs/protocol1.mpc`` bins, counts and noises
-the data and writes each party's shares of the noisy marginals and the bin
-means (or noisy sums) to that party's Persistence file; nothing is opened
-inside MPC. This engine (which, in a local run, plays every role) opens them
+never computing parties. ``mpc_programs/protocol1.mpc`` (``paper``) bins, counts
+and noises the data and writes each party's shares of the noisy marginals and
+the bin means to that party's Persistence file; nothing is opened inside MPC.
+``mpc_programs/protocol1_edges.mpc`` (``strict``, ``public-edges``) runs in two
+phases: ``hist`` opens the noisy histograms to the parties (the profile's DP
+phase-1 release), the edges and bin geometry are computed from them in Python
+(:mod:`fedsyn.edges`, as the rep3 engine does) and passed as public input to
+``bins``, which writes the output shares as ``protocol1.mpc`` does. This engine (which, in a local run, plays every role) opens them
 with the replicated consistency check (:mod:`.outputs`); ``fedsyn serve
 --engine mp-spdz`` sends each party's shares to the release server instead
 (:mod:`.server`). In a local run the three parties
@@ -42,13 +46,20 @@ from . import outputs, persistence, runner
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MpSpdzEngine", "MpSpdzOptions", "RunReport", "program_args"]
+__all__ = ["MpSpdzEngine", "MpSpdzOptions", "RunReport", "program_args", "edges_program_args",
+           "geometry_public_input", "geometry_digest", "run_geometry", "programs_for"]
 
 Security = Literal["passive", "active"]
 
 PROGRAM = "protocol1"
+EDGES_PROGRAM = "protocol1_edges"
 #: Timer numbers of protocol1.mpc and what they measure.
 TIMERS = {1: "input", 2: "order_statistics", 3: "comparison_bits", 4: "marginals", 5: "noise", 6: "bin_means"}
+#: Timers of protocol1_edges.mpc, per phase.
+EDGES_TIMERS = {
+    "hist": {1: "hist_input", 2: "hist_cells", 3: "histogram", 4: "hist_noise"},
+    "bins": {1: "input", 2: "comparison_bits", 3: "marginals", 4: "noise", 5: "bin_sums"},
+}
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,98 @@ class MpSpdzOptions:
             raise ConfigError("The MP-SPDZ timeout must be positive.")
 
 
+def _arg(v: int) -> str:
+    """A compile-time integer as an argument ``compile.py`` does not take for an option (``-5`` -> ``m5``)."""
+    return f"m{-int(v)}" if int(v) < 0 else str(int(v))
+
+
+def _circuit(sigma: float) -> list[int]:
+    c = GridNoise(sigma).circuit
+    return [c.a, c.t, c.k, c.q]
+
+
+def sum_round_bits(params: ProtocolParams) -> int:
+    """``U`` of ``protocol1_edges.mpc``: every bin's sum unit ``2^k`` of the geometry has ``k < U``.
+
+    A bin spans at most the value range (``< 2^W`` ulps), so its half width is
+    below ``2^(W-1)`` and :func:`fedsyn.params.sum_unit_bits` gives ``k <= W - 5``.
+    """
+    return max(1, params.grid_bits - 4)
+
+
+def edges_program_args(phase: str, n: int, d: int, params: ProtocolParams) -> list[object]:
+    """Compile-time arguments of ``protocol1_edges.mpc`` for ``phase`` (``hist`` or ``bins``).
+
+    ``PHASE N D L VB LO HI W H U NF A T K Q A2 T2 K2 Q2``; arguments a phase
+    does not use are 0, so that ``strict`` and ``public-edges`` runs of the same
+    shapes share the compiled ``bins`` program (the per-run geometry is its
+    public input, :func:`geometry_public_input`).
+    """
+    if params.profile not in ("strict", "public-edges"):
+        raise ConfigError(f"protocol1_edges.mpc implements the strict and public-edges profiles, not {params.profile!r}.")
+    if phase not in ("hist", "bins"):
+        raise ConfigError(f"unknown phase {phase!r} of protocol1_edges.mpc")
+    zero = [0, 0, 0, 0]
+    w, u = params.grid_bits, sum_round_bits(params)
+    if phase == "hist":
+        lo, hi = params.range_fp
+        noise = _circuit(params.hist_sigma) if params.noise else zero
+        body = [lo, hi, w, params.hist_bits, 0, NOISE_FRAC_BITS, *noise, *zero]
+    else:
+        # |centred sum| <= n 2^(W-1); scaled by 2^U it must stay below 2^62 for the exact truncation
+        if max(n, 1).bit_length() + (w - 1) + u + 1 > 62:
+            raise ConfigError(f"{n} samples on a {w}-bit value grid are too many for the 64-bit bin sums "
+                              "of the MP-SPDZ program; narrow the value range or lower frac_bits.")
+        counts = _circuit(params.sigma) if params.noise else zero
+        sums = _circuit(params.sum_sigma) if params.noise else zero
+        body = [0, 0, w, 0, u, NOISE_FRAC_BITS, *counts, *sums]
+    return [phase, *(_arg(v) for v in [n, d, params.n_labels, MAX_VALUE_BITS, *body])]
+
+
+def geometry_public_input(geometry, params: ProtocolParams) -> list[int]:
+    """The public input of the ``bins`` phase: ``e1 e2 e3 a0 b3`` (d each), the 4 centres, the 4 scales.
+
+    Raises
+    ------
+    ProtocolError
+        A bin's sum unit does not fit the compiled rounding (cannot happen for a
+        geometry of :func:`fedsyn.edges.bin_geometry` inside the value range).
+    """
+    import numpy as np
+
+    u = sum_round_bits(params)
+    k = np.asarray(geometry.unit_bits, dtype=np.int64)
+    if k.min() < 0 or k.max() >= u:
+        raise ProtocolError(f"bin sum units 2^{int(k.max())} exceed the compiled rounding 2^{u - 1}.")
+    e = np.asarray(geometry.edges, dtype=np.int64)
+    b = np.asarray(geometry.bounds, dtype=np.int64)
+    c = np.asarray(geometry.centers, dtype=np.int64)
+    parts = [e[:, 0], e[:, 1], e[:, 2], b[:, 0], b[:, 4], *(c[:, j] for j in range(4)),
+             *((np.int64(1) << (u - k[:, j])) for j in range(4))]
+    return [int(v) for v in np.concatenate(parts)]
+
+
+def geometry_digest(geometry) -> str:
+    """SHA-256 of a bin geometry (edges, bounds, centres, units), for the servers' agreement check."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in ("edges", "bounds", "centers", "unit_bits"):
+        arr = np.ascontiguousarray(getattr(geometry, name), dtype="<i8")
+        h.update(name.encode() + str(arr.shape).encode() + arr.tobytes())
+    return h.hexdigest()
+
+
+def run_geometry(params: ProtocolParams, histogram=None):
+    """The public bin geometry of phase 2: from the opened noisy histogram (strict) or the given edges."""
+    from ...edges import bin_geometry, edges_from_histogram, public_edges_fp
+
+    edges = edges_from_histogram(histogram, params) if params.profile == "strict" else public_edges_fp(params)
+    return bin_geometry(edges, params)
+
+
 def program_args(n: int, d: int, params: ProtocolParams) -> list[object]:
     """Compile-time arguments of ``protocol1.mpc``: the whole public plan, computed here.
 
@@ -131,8 +234,8 @@ def program_args(n: int, d: int, params: ProtocolParams) -> list[object]:
     these itself, and writes its outputs in :class:`fedsyn.measurements.OutputLayout` order.
     """
     if params.profile != "paper":
-        raise ConfigError(f"the MP-SPDZ program implements the paper profile; the {params.profile!r} profile "
-                          "runs on the rep3 engine (--engine rep3) for now.")
+        raise ConfigError(f"protocol1.mpc implements the paper profile; the {params.profile!r} profile runs "
+                          "protocol1_edges.mpc (edges_program_args).")
     count_noise = sum_noise = [0, 0, 0, 0]
     if params.noise:
         c = GridNoise(params.sigma).circuit
@@ -140,6 +243,46 @@ def program_args(n: int, d: int, params: ProtocolParams) -> list[object]:
     plan = QuartilePlan.for_n(n)
     return [n, d, params.n_labels, params.frac_bits, params.binning, "paper", NOISE_FRAC_BITS,
             *count_noise, *sum_noise, 0, MAX_VALUE_BITS, *plan.lo, *plan.k]
+
+
+def programs_for(n: int, d: int, params: ProtocolParams) -> list[tuple[str, str, list[object]]]:
+    """The MP-SPDZ runs of a profile, in order: ``(phase, program, compile-time args)``.
+
+    ``paper``: ``protocol1.mpc``; ``strict``: ``protocol1_edges.mpc`` phase
+    ``hist`` (opens the noisy histograms) then ``bins``; ``public-edges``: ``bins`` only.
+    """
+    if params.profile == "paper":
+        return [("paper", PROGRAM, program_args(n, d, params))]
+    phases = ["hist", "bins"] if params.profile == "strict" else ["bins"]
+    return [(ph, EDGES_PROGRAM, edges_program_args(ph, n, d, params)) for ph in phases]
+
+
+def opened_histogram(parts: Sequence, d: int, params: ProtocolParams):
+    """The phase-1 histogram (d, 2^b) from the public outputs of the parties (which must agree)."""
+    import numpy as np
+
+    first = np.asarray(parts[0], dtype=np.int64)
+    if first.size != d * params.hist_cells:
+        raise ProtocolError(f"the phase-1 histogram holds {first.size} values, expected {d * params.hist_cells}.")
+    for k, other in enumerate(parts[1:], start=1):
+        if not np.array_equal(np.asarray(other, dtype=np.int64), first):
+            raise ProtocolError(f"MP-SPDZ parties 0 and {k} opened different phase-1 histograms.")
+    return first.reshape(d, params.hist_cells)
+
+
+def combine_reports(reports: dict) -> dict:
+    """Party seconds, data, rounds and per-timer figures of one run or of both phases (summed)."""
+    def total(attr):
+        vals = [getattr(r, attr) for r in reports.values()]
+        return None if any(v is None for v in vals) else sum(vals)
+
+    phases = {}
+    for phase, r in reports.items():
+        names = TIMERS if phase == "paper" else EDGES_TIMERS[phase]
+        for k, v in sorted(r.timers.items()):
+            phases[names.get(k, f"{phase}{k}")] = {"seconds": v[0], "mb": v[1], "rounds": v[2]}
+    return {"party_seconds": total("seconds"), "data_sent_mb": total("data_sent_mb"),
+            "global_data_mb": total("global_data_mb"), "rounds": total("rounds"), "phases": phases}
 
 
 class MpSpdzEngine:
@@ -167,7 +310,12 @@ class MpSpdzEngine:
     def measure(
         self, holders: Sequence[ExpressionData], params: ProtocolParams, *, privacy=None
     ) -> Measurement:
-        """Share the holders' data, run ``protocol1.mpc`` and open the three parties' output shares.
+        """Share the holders' data, run the profile's MP-SPDZ program(s) and open the output shares.
+
+        ``paper``: ``protocol1.mpc``. ``strict``: ``protocol1_edges.mpc`` twice --
+        phase ``hist`` opens the noisy histograms to the parties, the bin
+        geometry is computed from them (:func:`run_geometry`) and passed to
+        phase ``bins`` as public input. ``public-edges``: phase ``bins`` only.
 
         The noise is drawn inside MPC (``sint.get_random_int``); no party, and
         not this process, knows it.
@@ -177,23 +325,41 @@ class MpSpdzEngine:
         Measurement
             ``stats["mpspdz"]`` holds the :class:`RunReport`.
         """
+        opened, report, (genes, labels) = self.open_outputs(holders, params)
+        histogram = opened.pop("histogram", None)
+        m = decode_outputs(opened, gene_names=genes, label_names=labels, params=params, engine=self.name,
+                           histogram=histogram, meta=privacy_meta(privacy))
+        return Measurement(measurements=m, stats={"mpspdz": report.to_dict()})
+
+    def open_outputs(self, holders: Sequence[ExpressionData], params: ProtocolParams):
+        """Share, run the profile's program(s), open: ``(opened, RunReport, (gene_names, label_names))``.
+
+        ``opened`` holds the :class:`~fedsyn.measurements.OutputLayout` fields
+        of ``params.profile`` as int64 arrays (and ``histogram``, the phase-1
+        release, in ``strict``): what the release server opens, before decoding.
+        """
         opts = self.options
         encoded = encode_holders(holders, n_labels=params.n_labels, frac_bits=params.frac_bits,
                                  clip=params.value_range)
         first = encoded[0]
         n = sum(e.n_samples for e in encoded)
         d = len(first.gene_names)
-        args = program_args(n, d, params)
-        compiled = runner.compile_program(self.installation, PROGRAM, args, security=opts.security,
-                                          cache_dir=opts.cache_dir)
+        compiled = {phase: runner.compile_program(self.installation, program, args, security=opts.security,
+                                                  cache_dir=opts.cache_dir)
+                    for phase, program, args in programs_for(n, d, params)}
         tmp = None
         work = opts.workdir
         if work is None:
             tmp = tempfile.mkdtemp(prefix="fedsyn-mpspdz-")
             work = Path(tmp)
         work = Path(work)
+        histogram = None
+        reports: dict[str, list] = {}
         try:
-            runner.prepare_workspace(self.installation, work, compiled)
+            progs = list(compiled.values())
+            runner.prepare_workspace(self.installation, work, progs[0])
+            for c in progs[1:]:
+                runner.link_program(work, c)
             # each holder shares its own matrix; the pairs are written back to back per party
             shared = [share_holder(e) for e in encoded]
             persistence.write_persistence_shares([[s.rows_pair(i) for s in shared] for i in range(3)],
@@ -201,10 +367,17 @@ class MpSpdzEngine:
             del shared
             start = time.perf_counter()
             try:
-                reports = runner.run_parties(
-                    self.installation, work, compiled.name, security=opts.security,
-                    host=opts.host, port=opts.port, hosts=opts.hosts, timeout=opts.timeout,
-                )
+                for phase, c in compiled.items():
+                    if phase == "bins":  # the public geometry, from the opened histogram or the given edges
+                        geometry = run_geometry(params, histogram)
+                        runner.write_public_input(work, c.name, geometry_public_input(geometry, params))
+                    reports[phase] = runner.run_parties(
+                        self.installation, work, c.name, security=opts.security,
+                        host=opts.host, port=opts.port, hosts=opts.hosts, timeout=opts.timeout,
+                    )
+                    if phase == "hist":
+                        histogram = opened_histogram([runner.read_binary_output(work, i) for i in range(3)],
+                                                     d, params)
             except ProtocolError as exc:
                 if tmp is None:
                     raise
@@ -223,22 +396,16 @@ class MpSpdzEngine:
             else:  # all three parties' shares side by side are the data: keep only the logs
                 for path in (work / "Persistence").glob("Transactions-*.data"):
                     path.unlink(missing_ok=True)
-        p0 = reports[0]
         report = RunReport(
-            program=compiled.name,
+            program="+".join(c.name for c in compiled.values()),
             security=opts.security,
-            binning=params.binning,
-            compile_seconds=compiled.compile_seconds,
-            compile_cached=compiled.cached,
+            binning=params.binning if params.profile == "paper" else params.profile,
+            compile_seconds=sum(c.compile_seconds for c in compiled.values()),
+            compile_cached=all(c.cached for c in compiled.values()),
             wall_seconds=wall,
-            party_seconds=p0.seconds,
-            data_sent_mb=p0.data_sent_mb,
-            global_data_mb=p0.global_data_mb,
-            rounds=p0.rounds,
-            phases={TIMERS.get(k, str(k)): {"seconds": v[0], "mb": v[1], "rounds": v[2]}
-                    for k, v in sorted(p0.timers.items())},
+            **combine_reports({phase: r[0] for phase, r in reports.items()}),
         )
-        logger.info("MP-SPDZ %s run: %.1f s, %s MB sent by party 0", opts.security, wall, p0.data_sent_mb)
-        m = decode_outputs(opened, gene_names=first.gene_names, label_names=first.label_names,
-                           params=params, engine=self.name, meta=privacy_meta(privacy))
-        return Measurement(measurements=m, stats={"mpspdz": report.to_dict()})
+        logger.info("MP-SPDZ %s run: %.1f s, %s MB sent by party 0", opts.security, wall, report.data_sent_mb)
+        if histogram is not None:
+            opened["histogram"] = histogram
+        return opened, report, (first.gene_names, first.label_names)

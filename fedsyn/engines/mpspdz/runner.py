@@ -50,7 +50,17 @@ NO_MEMORY_DUMP = "no_memory_output"
 
 
 def programs_dir() -> Path:
-    """Directory of fedsyn's ``.mpc`` sources (the ``fedsyn.mpc_programs`` package data)."""
+    """Directory of fedsyn's ``.mpc`` sources (the ``fedsyn.mpc_programs`` package data).
+
+    The copy next to this very ``fedsyn`` package wins (an installed wheel's
+    ``fedsyn/mpc_programs``, or a checkout's ``mpc_programs``), so that a second
+    checkout (a git worktree) run with ``PYTHONPATH`` compiles its own programs,
+    not those of the checkout installed in editable mode.
+    """
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "mpc_programs", here.parents[3] / "mpc_programs"):
+        if (candidate / "protocol1.mpc").is_file():
+            return candidate
     try:
         import fedsyn.mpc_programs as pkg
 
@@ -217,20 +227,64 @@ def ensure_tls(installation: Installation, player_data: Path, n_parties: int = 3
 
 
 def prepare_workspace(installation: Installation, workdir: str | os.PathLike, compiled: CompiledProgram) -> Path:
-    """Run directory with ``Programs`` (link to the compiled program), TLS keys and ``Persistence``."""
+    """Run directory with ``Programs`` (links to the compiled program, :func:`link_program`), TLS keys and
+    ``Persistence``."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    link = work / "Programs"
-    if link.is_symlink() or link.exists():
-        if link.is_symlink():
-            link.unlink()
-        else:
-            shutil.rmtree(link)
-    link.symlink_to(compiled.directory / "Programs", target_is_directory=True)
+    link_program(work, compiled, fresh=True)
     ensure_tls(installation, work / "Player-Data")
     (work / "Persistence").mkdir(exist_ok=True)
     (work / "logs").mkdir(exist_ok=True)
     return work
+
+
+def link_program(workdir: str | os.PathLike, compiled: CompiledProgram, *, fresh: bool = False) -> Path:
+    """Make ``compiled`` runnable in ``workdir``: its bytecode and schedule linked into ``Programs/``.
+
+    ``Programs`` is a real directory of per-file links into the compile cache
+    (several programs can be linked into one run directory, e.g. both phases
+    of the strict profile), with a run-local ``Public-Input`` directory: public
+    inputs are written per run, never into the shared cache. ``fresh``
+    empties ``Programs`` first.
+    """
+    programs = Path(workdir) / "Programs"
+    if programs.is_symlink():
+        programs.unlink()
+    elif fresh and programs.exists():
+        shutil.rmtree(programs)
+    src = compiled.directory / "Programs"
+    for sub in ("Bytecode", "Schedules", "Functions"):
+        (programs / sub).mkdir(parents=True, exist_ok=True)
+        if (src / sub).is_dir():
+            for f in (src / sub).iterdir():
+                target = programs / sub / f.name
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                target.symlink_to(f)
+    (programs / "Public-Input").mkdir(exist_ok=True)
+    return programs
+
+
+def write_public_input(workdir: str | os.PathLike, program: str, values) -> Path:
+    """Write the public input of ``program`` (``Programs/Public-Input/<name>``, read by ``pubinput``)."""
+    path = Path(workdir) / "Programs" / "Public-Input" / program
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(" ".join(str(int(v)) for v in values) + "\n")
+    return path
+
+
+def read_binary_output(workdir: str | os.PathLike, party: int):
+    """The 64-bit integers ``party`` wrote with ``binary_output`` (``Player-Data/Binary-Output-P<i>-0``)."""
+    import numpy as np
+
+    path = Path(workdir) / "Player-Data" / f"Binary-Output-P{party}-0"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise ProtocolError(f"MP-SPDZ party {party} wrote no public output ({path} is missing).") from None
+    if len(data) % 8:
+        raise ProtocolError(f"{path}: {len(data)} bytes is not a whole number of 64-bit integers.")
+    return np.frombuffer(data, dtype="<i8").astype(np.int64)
 
 
 def free_base_port(n: int = 3, host: str = "127.0.0.1") -> int:

@@ -38,6 +38,7 @@ metadata (genes, labels, per-holder sample counts). Never an opened output.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -55,7 +56,14 @@ from ...params import RunParams
 from ...serving import admit_run, agree_on_metadata, check_run_params, release_metadata, server_metadata
 from ..rep3.config import DeploymentConfig
 from . import outputs, persistence, runner, tls
-from .engine import PROGRAM, TIMERS, program_args
+from .engine import (
+    combine_reports,
+    geometry_digest,
+    geometry_public_input,
+    opened_histogram,
+    programs_for,
+    run_geometry,
+)
 from .runner import Security
 
 logger = logging.getLogger(__name__)
@@ -151,21 +159,26 @@ def run_server(
         inputs = persistence.load_server_inputs(
             sources, party=index, frac_bits=params.frac_bits, run_id=config.session or None)
         m = inputs[0].manifest
-        program_args(1, m.n_genes, params)  # refuses a profile the program does not implement, before connecting
+        programs_for(1, m.n_genes, params)  # refuses what the programs do not implement, before connecting
         if m.n_labels != params.n_labels:
             raise BundleError(f"{inputs[0].path}: label domain of {m.n_labels} labels, the run's parameters say "
                               f"{params.n_labels}.")
         plan = check_run_params(run_params, inputs, insecure_no_noise=insecure_no_noise)
         n, d = sum(b.n_samples for b in inputs), m.n_genes
-        compiled = runner.compile_program(installation, PROGRAM, program_args(n, d, params), security=security,
-                                          cache_dir=cache_dir)
+        # one program (paper, public-edges) or two phases (strict), all compiled before connecting
+        compiled = {phase: runner.compile_program(installation, program, args, security=security,
+                                                  cache_dir=cache_dir)
+                    for phase, program, args in programs_for(n, d, params)}
+        digests = [runner.program_digest(c) for c in compiled.values()]
         meta = server_metadata(inputs, params)
-        meta["mp-spdz"] = {"security": security, "program": compiled.name,
-                           "program_sha256": runner.program_digest(compiled),
+        meta["mp-spdz"] = {"security": security, "program": "+".join(c.name for c in compiled.values()),
+                           "program_sha256": digests[0] if len(digests) == 1 else
+                           hashlib.sha256("+".join(digests).encode()).hexdigest(),
                            "parties": [f"{h}:{p}" for h, p in mp_addresses]}
         logger.info("server %d: %d holder input(s), %d samples x %d genes, %d labels; program %s... (%s)",
                     index, len(inputs), n, d, m.n_labels, meta["mp-spdz"]["program_sha256"][:16],
-                    "cached" if compiled.cached else f"compiled in {compiled.compile_seconds:.1f} s")
+                    "cached" if all(c.cached for c in compiled.values()) else
+                    f"compiled in {sum(c.compile_seconds for c in compiled.values()):.1f} s")
         admit_run(ledger, index, inputs, plan, session=config.session, allow_reuse=allow_reuse)
     except FedsynError as exc:  # refused before any connection: the release server stops waiting, knowing why
         notify_release_abort(index, config.release.address, tls_files, str(exc), session=config.session)
@@ -189,8 +202,22 @@ def run_server(
                 certs = _exchange_certificates(index, transport, own_cert)
                 tls.install_trust(work / "Player-Data", certs)
                 hosts = runner.write_hosts(work, mp_addresses)
-                cmd = runner.party_command(installation, compiled.name, index, security=security, hosts_file=hosts)
-                report, wall = _run_party(index, cmd, work, transport, stall=config.timeout)
+                histogram = None
+                reports, wall = {}, 0.0
+                for phase, prog in compiled.items():
+                    if phase == "bins":
+                        # every server derives the public geometry from the same opened histogram (or the
+                        # given edges) with the same code; a cheap check that they did before phase 2
+                        geometry = run_geometry(params, histogram)
+                        _agree_on_geometry(index, transport, geometry_digest(geometry))
+                        runner.write_public_input(work, prog.name, geometry_public_input(geometry, params))
+                    cmd = runner.party_command(installation, prog.name, index, security=security, hosts_file=hosts)
+                    reports[phase], seconds = _run_party(index, cmd, work, transport, stall=config.timeout,
+                                                         tag="" if phase in ("paper", "bins") else f"-{phase}")
+                    wall += seconds
+                    if phase == "hist":  # the phase-1 DP release, opened to every party
+                        histogram = opened_histogram([runner.read_binary_output(work, index)], d, params)
+                        logger.info("server %d: phase 1 done: noisy histograms of %d genes opened", index, d)
                 a, b = outputs.read_party_outputs(work / "Persistence", index, n=n, layout=layout,
                                                   security=security)
             except BaseException as exc:  # also Ctrl-C: peers and the release server learn it at once
@@ -200,9 +227,13 @@ def run_server(
             transport.close()
             delivery = dict(release_metadata(inputs, params, plan), outputs={"party_index": index}, party=index,
                             engine=engine_name(security))
+            report = combine_reports(reports)
             logger.info("server %d: MP-SPDZ party done in %.2f s (binary: %.2f s), %s MB sent; delivering output "
-                        "shares", index, report.seconds or float("nan"), wall, report.data_sent_mb)
-            release.deliver(delivery, outputs.delivery_arrays(a, b, layout), timeout=config.timeout)
+                        "shares", index, report["party_seconds"] or float("nan"), wall, report["data_sent_mb"])
+            arrays = outputs.delivery_arrays(a, b, layout)
+            if histogram is not None:  # opened in phase 1 (DP): public, as rep3 delivers it
+                arrays["histogram.public"] = np.ascontiguousarray(histogram, dtype=np.int64)
+            release.deliver(delivery, arrays, timeout=config.timeout)
             del a, b
     finally:
         _scrub(work, index)
@@ -210,14 +241,15 @@ def run_server(
             shutil.rmtree(tmp, ignore_errors=True)
     result = ServerResult(
         index=index, n_records=n, holders=tuple(b.manifest.holder_id for b in inputs),
-        seconds=float(report.seconds if report.seconds is not None else wall),
-        bytes_sent=int(round((report.data_sent_mb or 0.0) * 1e6)),
+        seconds=float(report["party_seconds"] if report["party_seconds"] is not None else wall),
+        bytes_sent=int(round((report["data_sent_mb"] or 0.0) * 1e6)),
         stats={
-            "engine": engine_name(security), "rounds": report.rounds, "wall_seconds": wall,
-            "global_data_mb": report.global_data_mb, "program": compiled.name,
-            "compile_seconds": compiled.compile_seconds, "compile_cached": compiled.cached,
-            "phases": {TIMERS.get(k, str(k)): {"seconds": v[0], "bytes_sent": int(round(v[1] * 1e6)), "rounds": v[2]}
-                       for k, v in sorted(report.timers.items())},
+            "engine": engine_name(security), "rounds": report["rounds"], "wall_seconds": wall,
+            "global_data_mb": report["global_data_mb"], "program": meta["mp-spdz"]["program"],
+            "compile_seconds": sum(c.compile_seconds for c in compiled.values()),
+            "compile_cached": all(c.cached for c in compiled.values()),
+            "phases": {k: {"seconds": v["seconds"], "bytes_sent": int(round(v["mb"] * 1e6)), "rounds": v["rounds"]}
+                       for k, v in report["phases"].items()},
         },
     )
     if out_dir is not None:
@@ -232,14 +264,10 @@ def run_server(
 
 
 def _prepare(work: Path, installation, compiled, inputs, index: int, security: Security) -> bytes:
-    """The party's run directory: program link, logs, its concatenated inputs, a fresh TLS identity."""
+    """The party's run directory: program links, logs, its concatenated inputs, a fresh TLS identity."""
     work.mkdir(parents=True, exist_ok=True)
-    link = work / "Programs"
-    if link.is_symlink():
-        link.unlink()
-    elif link.exists():
-        shutil.rmtree(link)
-    link.symlink_to(compiled.directory / "Programs", target_is_directory=True)
+    for k, prog in enumerate(compiled.values()):
+        runner.link_program(work, prog, fresh=k == 0)
     (work / "logs").mkdir(exist_ok=True)
     player_data = work / "Player-Data"
     if player_data.exists():
@@ -282,9 +310,25 @@ def _exchange_certificates(index: int, transport, own: bytes) -> dict[int, bytes
     return certs
 
 
-def _run_party(index: int, cmd: list[str], work: Path, transport, *, stall: float):
+def _agree_on_geometry(index: int, transport, digest: str) -> None:
+    """Exchange the SHA-256 of the phase-2 bin geometry with both peers over the control link; all must agree."""
+    peers = [j for j in range(3) if j != index]
+    for j in peers:
+        transport.send(j, np.frombuffer(digest.encode(), dtype=np.uint8))
+    for j in peers:
+        got = transport.recv(j)
+        theirs = got.tobytes().decode(errors="replace") if isinstance(got, np.ndarray) else repr(got)
+        if theirs != digest:
+            transport.failed_peer = j
+            raise ProtocolError(f"server {index}: server {j} derived a different bin geometry for phase 2 "
+                                f"(sha256 {theirs[:16]}... vs {digest[:16]}...): the phase-1 histograms or the "
+                                "parameters differ")
+    logger.info("server %d: bin geometry agreed with both peers (sha256 %s...)", index, digest[:16])
+
+
+def _run_party(index: int, cmd: list[str], work: Path, transport, *, stall: float, tag: str = ""):
     """Run this server's party binary while watching its peers; returns (PartyReport, wall seconds)."""
-    log = work / "logs" / f"party-{index}.log"
+    log = work / "logs" / f"party-{index}{tag}.log"
     logger.info("server %d: starting MP-SPDZ party %d (%s)", index, index, Path(cmd[0]).name)
     start = time.monotonic()
     proc = runner.start_party(cmd, work, log)
