@@ -290,7 +290,9 @@ def to_markdown(result: dict) -> str:
         "# rep3 Protocol 1 benchmark",
         "",
         f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}; load average at start "
-        f"{result['machine']['loadavg_start']:.2f}. Noise on (sigma = 23.4), paper mode (exact bin means), "
+        f"{result['machine']['loadavg_start']:.2f}. Noise on (sigma = 23.4 per count); binning `select`/`sort`: the "
+        "paper profile (exact bin means); `strict`: the strict profile (DP histogram edges, noisy bin sums; phase "
+        "columns: `binning` = clip + histogram, `marginals` = bins by the edges, tables and sums), "
         "3 holders, 5 labels. Each input is run once per transport:",
         "",
         "* `inprocess`: the three servers as threads of one process (bytes and rounds are those of the "
