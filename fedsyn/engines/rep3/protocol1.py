@@ -172,8 +172,8 @@ def run_protocol1(
     block = max(1, min(d, limit // n))
     blocks = [(g0, min(d, g0 + block)) for g0 in range(0, d, block)]
     if params.value_range is not None:
-        with party.phase("clip"):
-            values = clip_to_range(party, values, params)
+        with party.phase("clip"):  # block by block: the comparisons' temporaries stay within a gene block
+            values = concatenate([clip_to_range(party, values[:, g0:g1], params) for g0, g1 in blocks], axis=1)
     if params.profile == "paper":
         result = _paper(party, values, labels, params, blocks, n)
     else:
