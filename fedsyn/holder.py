@@ -490,6 +490,39 @@ def share_to_files(
         return write_holder_bundles(shared, holder_id=holder_id, out_dir=out_dir, run_id=run_id)
 
 
+def check_value_range(data: ExpressionData, value_range: tuple[float, float]) -> float:
+    """Refuse a public value range that excludes every value; warn when many are clipped.
+
+    A check the data's owner can make on its own plaintext (``fedsyn run``,
+    a holder before sharing); the servers cannot, they never see values.
+
+    Returns
+    -------
+    float
+        The fraction of values outside ``[lo, hi)`` (clipped inside MPC).
+
+    Raises
+    ------
+    InputError
+        Every value lies outside the range: all would be clipped to its ends.
+    """
+    lo, hi = value_range
+    values = np.asarray(data.values, dtype=float)
+    if not values.size:
+        return 0.0
+    outside = float(np.mean((values < lo) | (values >= hi)))
+    if outside == 1.0:
+        raise InputError(
+            f"{data.source}: every value lies outside the public value range [{lo:g}, {hi:g}) (the data span "
+            f"{values.min():.4g} .. {values.max():.4g}): all would be clipped to its ends. Pass a range that fits "
+            "the preprocessed scale (--value-range LO HI), chosen without looking at the private data."
+        )
+    if outside > 0.05:
+        logger.warning("%s: %.0f %% of the values lie outside the public value range [%g, %g) and are clipped to "
+                       "it inside MPC", data.source, 100 * outside, lo, hi)
+    return outside
+
+
 def looks_like_counts(data: ExpressionData) -> bool:
     """Whether ``data`` holds raw counts: read as counts, or every value a non-negative integer.
 

@@ -205,7 +205,7 @@ def run_pipeline(
     from .atomic import staged_directory, write_json_atomic
     from .engines import make_engine
     from .errors import hint
-    from .holder import looks_like_counts
+    from .holder import check_value_range, looks_like_counts
     from .publish import synthesize_and_write
     from .randomness import sampling_rng
 
@@ -231,6 +231,8 @@ def run_pipeline(
         raise InputError(f"{data.source}: the training set has a single class; need at least two.")
 
     params, plan = make_params(config, train.n_labels, train.n_genes)
+    if params.value_range is not None:
+        check_value_range(train, params.value_range)
     say(accounting.privacy_sentence(plan))
     holders = split_holders(train, config.n_holders, rng=np.random.default_rng(split_seed + 1))
 

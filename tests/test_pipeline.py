@@ -189,3 +189,23 @@ def test_raw_counts_input_is_refused_unless_allowed(small_data, tmp_path):
     result = run_pipeline(counts, RunConfig(seed=1, test_fraction=0.0, allow_counts=True), tmp_path / "out",
                           engine=PLAIN)
     assert result.synthetic.n_samples > 0 and (tmp_path / "out" / "synthetic.csv").exists()  # (the noisy total)
+
+
+def test_a_value_range_that_excludes_every_value_is_refused(small_data, tmp_path, caplog):
+    from dataclasses import replace
+
+    from fedsyn.errors import InputError
+
+    shifted = replace(small_data, values=small_data.values + 100.0)  # far above the default [0, 32)
+    with pytest.raises(InputError, match=r"every value lies outside the public value range \[0, 32\)"):
+        run_pipeline(shifted, RunConfig(seed=1, test_fraction=0.0), tmp_path / "out", engine=PLAIN)
+    assert not (tmp_path / "out").exists()
+    # a range that fits runs; one that clips a part of the values warns
+    partly = replace(small_data, values=np.where(np.arange(small_data.n_genes) % 2 == 0, small_data.values,
+                                                 small_data.values + 100.0))
+    with caplog.at_level("WARNING", logger="fedsyn.holder"):
+        run_pipeline(partly, RunConfig(seed=1, test_fraction=0.0, value_range=(-8.0, 200.0)), tmp_path / "ok",
+                     engine=PLAIN)
+        assert "outside the public value range" not in caplog.text
+        run_pipeline(partly, RunConfig(seed=1, test_fraction=0.0), tmp_path / "warned", engine=PLAIN)
+    assert "outside the public value range [0, 32)" in caplog.text
