@@ -224,8 +224,11 @@ def _edge_profiles(party: Party, values: AShare, labels: AShare, params: Protoco
     hist_open = None
     if params.profile == "strict":
         with party.phase("histogram"):
-            hist = concatenate([edges_protocol.histogram(party, values[:, g0:g1], params) for g0, g1 in blocks],
-                               axis=0)
+            hists = []
+            for b, (g0, g1) in enumerate(blocks):
+                hists.append(edges_protocol.histogram(party, values[:, g0:g1], params))
+                _log_block(party, "histogram", b, blocks)
+            hist = concatenate(hists, axis=0)
             if params.noise:
                 (hist,) = noise.release_on_grid(party, [hist], params.hist_sigma)
             # phase-1 release: DP, opened to every server (all compute the same edges from it)
