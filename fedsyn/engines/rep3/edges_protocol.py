@@ -107,7 +107,8 @@ def histogram(party: Party, clipped: AShare, params: ProtocolParams) -> AShare:
     lo, _ = params.range_fp
     w, h = params.grid_bits, params.hist_bits
     u = clipped.sub_public(lo, party.index)  # in [0, 2^w)
-    bits = top_bits(party, u, bits=w, count=h, chunk=_chunk(party))  # (h, n, d): bits w-h .. w-1 of u, i.e. the cell's bits, low first
+    # (h, n, d): bits w-h .. w-1 of u, i.e. the cell's bits, low first
+    bits = top_bits(party, u, bits=w, count=h, chunk=_chunk(party))
     low_n = h // 2
     cell_bits = [bits[j] for j in range(h)]
     lo_onehot = onehot_from_bits(party, cell_bits[:low_n]) if low_n else None
