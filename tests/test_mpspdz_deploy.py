@@ -128,6 +128,43 @@ def test_run_certificates_name_exactly_their_party(tmp_path):
     assert len([p for p in (tmp_path / "pd").iterdir() if p.is_symlink()]) == 3
 
 
+# ------------------------------------------------------------ phase 2 ------
+def test_a_server_deriving_another_geometry_stops_the_others_before_phase_2():
+    """strict: each server derives the phase-2 geometry from its own party's histogram; all three must agree."""
+    from fedsyn.engines.mpspdz.server import _agree_on_geometry
+    from fedsyn.engines.rep3.transport import InProcessNetwork
+
+    net = InProcessNetwork(timeout=10)
+    digests = ["a" * 64, "a" * 64, "b" * 64]  # server 2 saw another histogram (or other parameters)
+    errors: dict[int, str] = {}
+
+    def server(i: int) -> None:
+        try:
+            _agree_on_geometry(i, net.transport(i), digests[i])
+        except ProtocolError as exc:
+            errors[i] = str(exc)
+
+    threads = [threading.Thread(target=server, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert set(errors) == {0, 1, 2}, errors
+    for i in (0, 1):
+        assert f"server {i}: server 2 derived a different bin geometry" in errors[i]
+    assert "server 2: server 0 derived a different bin geometry" in errors[2]
+    # and when they agree, nobody complains
+    net = InProcessNetwork(timeout=10)
+    errors.clear()
+    digests[2] = "a" * 64
+    threads = [threading.Thread(target=server, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == {}
+
+
 # ------------------------------------------------------------ outputs ------
 def test_output_pairs_open_only_when_consistent():
     from fedsyn.engines.mpspdz import outputs
