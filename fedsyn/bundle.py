@@ -322,6 +322,53 @@ def _fail(path: Path, what: str) -> BundleError:
     return BundleError(f"{path}: {what}")
 
 
+def check_manifest(
+    m: "BundleManifest",
+    path: Path,
+    *,
+    what: str,
+    manifest_path: Path | None = None,
+    expected_gene_digest: str | None = None,
+    expected_labels: Sequence[str] | None = None,
+    expected_frac_bits: int | None = None,
+    expected_run_id: str | None = None,
+) -> None:
+    """The checks of a holder's input that do not depend on its format (rep3 bundle or MP-SPDZ input).
+
+    Ring, gene list against its digest, and the run's expectations: gene
+    list, label domain, fractional bits, run id. ``what`` names the input in
+    the message ("bundle", "input"); ``manifest_path`` is the file that holds
+    the gene list when it is not ``path``.
+
+    Raises
+    ------
+    BundleError
+        Naming ``path`` (or ``manifest_path``) and what differs.
+    """
+    if m.ring_bits != RING_BITS:
+        raise _fail(path, f"ring of {m.ring_bits} bits; fedsyn computes in Z_2^{RING_BITS}.")
+    if gene_digest(m.gene_names) != m.gene_digest:
+        raise _fail(manifest_path or path, "gene list does not match its digest in the manifest.")
+    if expected_gene_digest is not None and m.gene_digest != expected_gene_digest:
+        raise _fail(
+            path,
+            f"different gene list (digest {m.gene_digest[:12]}..., expected "
+            f"{expected_gene_digest[:12]}...): holders must share the same genes in the same order.",
+        )
+    if expected_labels is not None and tuple(expected_labels) != m.label_names:
+        raise _fail(
+            path,
+            f"different label domain ({', '.join(m.label_names)}; expected "
+            f"{', '.join(expected_labels)}).",
+        )
+    if expected_frac_bits is not None and m.frac_bits != expected_frac_bits:
+        raise _fail(
+            path, f"values have {m.frac_bits} fractional bits, the run uses {expected_frac_bits}."
+        )
+    if expected_run_id is not None and m.run_id != expected_run_id:
+        raise _fail(path, f"{what} belongs to run {m.run_id!r}, not {expected_run_id!r} (fedsyn share --run-id).")
+
+
 def load_bundle(
     path: str | os.PathLike,
     *,
@@ -396,28 +443,9 @@ def load_bundle(
         raise _fail(path, "checksum mismatch of the share arrays: the bundle is corrupted.")
     if m.party != expected_party:
         raise _fail(path, f"bundle is for server {m.party}, but this is server {expected_party}.")
-    if m.ring_bits != RING_BITS:
-        raise _fail(path, f"ring of {m.ring_bits} bits; fedsyn computes in Z_2^{RING_BITS}.")
-    if gene_digest(m.gene_names) != m.gene_digest:
-        raise _fail(path, "gene list does not match its digest in the manifest.")
-    if expected_gene_digest is not None and m.gene_digest != expected_gene_digest:
-        raise _fail(
-            path,
-            f"different gene list (digest {m.gene_digest[:12]}..., expected "
-            f"{expected_gene_digest[:12]}...): holders must share the same genes in the same order.",
-        )
-    if expected_labels is not None and tuple(expected_labels) != m.label_names:
-        raise _fail(
-            path,
-            f"different label domain ({', '.join(m.label_names)}; expected "
-            f"{', '.join(expected_labels)}).",
-        )
-    if expected_frac_bits is not None and m.frac_bits != expected_frac_bits:
-        raise _fail(
-            path, f"values have {m.frac_bits} fractional bits, the run uses {expected_frac_bits}."
-        )
-    if expected_run_id is not None and m.run_id != expected_run_id:
-        raise _fail(path, f"bundle belongs to run {m.run_id!r}, not {expected_run_id!r}.")
+    check_manifest(m, path, what="bundle", expected_gene_digest=expected_gene_digest,
+                   expected_labels=expected_labels, expected_frac_bits=expected_frac_bits,
+                   expected_run_id=expected_run_id)
     arrays = []
     off = payload_start
     shapes = [(m.n_samples, m.n_genes)] * 2 + [(m.n_samples, m.n_labels)] * 2

@@ -409,7 +409,7 @@ def load_persistence_input(
     import hashlib
     import json
 
-    from ...bundle import BundleManifest, gene_digest
+    from ...bundle import BundleManifest, check_manifest
 
     d = Path(holder_dir)
     mpath = d / MANIFEST_NAME
@@ -447,18 +447,9 @@ def load_persistence_input(
         raise BundleError(f"{mpath}: {exc}") from exc
     path = persistence_path(d, party)
     fail = lambda what: BundleError(f"{path}: {what}")  # noqa: E731
-    if m.ring_bits != RING_BITS:
-        raise fail(f"ring of {m.ring_bits} bits; fedsyn computes in Z_2^{RING_BITS}.")
-    if gene_digest(m.gene_names) != m.gene_digest:
-        raise BundleError(f"{mpath}: gene list does not match its digest in the manifest.")
-    if expected_gene_digest is not None and m.gene_digest != expected_gene_digest:
-        raise fail("different gene list: holders must share the same genes in the same order.")
-    if expected_labels is not None and tuple(expected_labels) != m.label_names:
-        raise fail(f"different label domain ({', '.join(m.label_names)}; expected {', '.join(expected_labels)}).")
-    if expected_frac_bits is not None and m.frac_bits != expected_frac_bits:
-        raise fail(f"values have {m.frac_bits} fractional bits, the run uses {expected_frac_bits}.")
-    if expected_run_id is not None and m.run_id != expected_run_id:
-        raise fail(f"input belongs to run {m.run_id!r}, not {expected_run_id!r} (fedsyn share --run-id).")
+    check_manifest(m, path, what="input", manifest_path=mpath, expected_gene_digest=expected_gene_digest,
+                   expected_labels=expected_labels, expected_frac_bits=expected_frac_bits,
+                   expected_run_id=expected_run_id)
     heads = [header("passive"), header("active")]
     try:
         size = path.stat().st_size
