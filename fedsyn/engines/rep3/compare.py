@@ -35,6 +35,8 @@ the low bits of a sum depend only on the low bits of the summands).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .runtime import Party
@@ -105,6 +107,58 @@ def _and_round(party: Party, pairs: list[tuple[BShare, BShare]], extra: np.ndarr
     return outs, (got[-1] if extra is not None else None)
 
 
+class _Piggyback:
+    """A daBit generator (``Party.dabit_steps``) whose rounds ride along with AND rounds.
+
+    :meth:`term` is what to append to the next exchange (``None`` when done or
+    absent), :meth:`advance` feeds the partner's term back, :meth:`finish`
+    runs the rounds still missing; ``result`` is then ``(bool_words, AShare)``.
+    """
+
+    def __init__(self, gen) -> None:
+        self.gen, self.result = gen, None
+        self.z: Any = next(gen) if gen is not None else None
+
+    def term(self):
+        return self.z if self.gen is not None and self.result is None else None
+
+    def advance(self, got) -> None:
+        if got is None:
+            return
+        try:
+            self.z = self.gen.send(got)
+        except StopIteration as stop:
+            self.result = stop.value
+
+    def finish(self, party: Party):
+        while self.result is None:  # the circuit had too few rounds to carry the daBit
+            (got,) = party.exchange([self.z])
+            self.advance(got)
+        return self.result
+
+
+def _xor_operands(party: Party, x: AShare, w: int) -> tuple[BShare, BShare, BShare, BShare]:
+    """Local bit decomposition: XOR sharings ``A, B, C`` of the three additive shares and ``S = A ^ B ^ C``.
+
+    The additive shares ``s0, s1, s2`` are each known to two parties, so each
+    is an XOR sharing with one non-zero component (component ``j`` is ``s_j``);
+    their low ``w`` bits are bit-sliced into planes. No communication.
+    """
+    i = party.index
+    pa = pack(x.a, w)
+    pb = pack(x.b, w)
+    zero = np.zeros_like(pa)
+    A, B, C = (BShare(pa if j == i else zero, pb if j == party.prev else zero) for j in range(3))
+    return A, B, C, BShare(pa, pb)
+
+
+def _carry_save(party: Party, A: BShare, B: BShare, C: BShare, w: int, dab: _Piggyback) -> BShare:
+    """``M = maj(A, B, C) = ((A ^ C) & (B ^ C)) ^ C`` on planes ``0..w-2`` (one AND round): ``x = S + 2M``."""
+    (mm,), got = _and_round(party, [((A ^ C)[: w - 1], (B ^ C)[: w - 1])], dab.term())
+    dab.advance(got)
+    return mm ^ C[: w - 1]
+
+
 def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
     """XOR-shared bit ``bits - 1`` of ``x``, as one plane ``BShare`` of shape ``(1, ceil(n/64))``.
 
@@ -114,53 +168,24 @@ def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
     if not 1 <= bits <= 64:
         raise ValueError(f"bits must be in 1..64, got {bits}.")
     w = bits
-    i = party.index
-    pa = pack(x.a, w)
-    pb = pack(x.b, w)
-    zero = np.zeros_like(pa)
-    # XOR sharings of the operands s0, s1, s2 (component j is s_j, the others 0).
-    ops = []
-    for j in range(3):
-        own = pa if j == i else zero
-        prev = pb if j == party.prev else zero
-        ops.append(BShare(own, prev))
-    A, B, C = ops
-    S = BShare(pa, pb)  # A ^ B ^ C
-
-    dab = {"gen": _dabit, "z": None, "result": None}
-    if _dabit is not None:
-        dab["z"] = next(_dabit)
-
-    def piggy():
-        return dab["z"] if dab["gen"] is not None and dab["result"] is None else None
-
-    def advance(got):
-        if got is None:
-            return
-        try:
-            dab["z"] = dab["gen"].send(got)
-        except StopIteration as stop:
-            dab["result"] = stop.value
-
+    dab = _Piggyback(_dabit)
+    A, B, C, S = _xor_operands(party, x, w)
     if w == 1:
         return S[0:1], dab
-    # Carry-save: M = maj(A, B, C) = ((A ^ C) & (B ^ C)) ^ C, planes 0..w-2 only.
-    (mm,), got = _and_round(party, [((A ^ C)[: w - 1], (B ^ C)[: w - 1])], piggy())
-    advance(got)
-    M = mm ^ C[: w - 1]
+    M = _carry_save(party, A, B, C, w, dab)
     msb = S[w - 1 : w] ^ M[w - 2 : w - 1]
     L = w - 2  # positions 1..w-2 of S + 2M can carry into the top bit
     if L == 0:
         return msb, dab
     s_mid = S[1 : w - 1]
     m_low = M[0 : w - 2]
-    (g,), got = _and_round(party, [(s_mid, m_low)], piggy())
-    advance(got)
+    (g,), got = _and_round(party, [(s_mid, m_low)], dab.term())
+    dab.advance(got)
     p = s_mid ^ m_low
-    return msb ^ _group_generate(party, g, p, piggy, advance), dab
+    return msb ^ _group_generate(party, g, p, dab), dab
 
 
-def _group_generate(party: Party, g: BShare, p: BShare, piggy, advance) -> BShare:
+def _group_generate(party: Party, g: BShare, p: BShare, dab: _Piggyback) -> BShare:
     """The generate bit of the group of all positions of ``(g, p)`` (planes low to high): one plane.
 
     A Brent-Kung style tree, ``ceil(log2(L))`` AND rounds for ``L`` positions.
@@ -176,8 +201,8 @@ def _group_generate(party: Party, g: BShare, p: BShare, piggy, advance) -> BShar
         pairs = [(p_hi, g_lo)]
         if npairs > 1:  # group 0's propagate is never used
             pairs.append((p_hi[1:], p_lo[1:]))
-        outs, got = _and_round(party, pairs, piggy())
-        advance(got)
+        outs, got = _and_round(party, pairs, dab.term())
+        dab.advance(got)
         new_g = g_hi ^ outs[0]
         if npairs > 1:
             new_p = BShare(
@@ -227,62 +252,40 @@ def top_bits(party: Party, x: AShare, *, bits: int, count: int, chunk: int | Non
 
 
 def _top_bits_flat(party: Party, x: AShare, w: int, count: int) -> AShare:
-    n = x.size
-    m = -(-n // 64)
-    i = party.index
-    pa = pack(x.a, w)
-    pb = pack(x.b, w)
-    zero = np.zeros_like(pa)
-    ops = [BShare(pa if j == i else zero, pb if j == party.prev else zero) for j in range(3)]
-    A, B, C = ops
-    S = BShare(pa, pb)
-    gen = party.dabit_steps((count, 64 * m))
-    dab = {"gen": gen, "z": next(gen), "result": None}
-
-    def piggy():
-        return dab["z"] if dab["result"] is None else None
-
-    def advance(got):
-        if got is None:
-            return
-        try:
-            dab["z"] = dab["gen"].send(got)
-        except StopIteration as stop:
-            dab["result"] = stop.value
-
-    (mm,), got = _and_round(party, [((A ^ C)[: w - 1], (B ^ C)[: w - 1])], piggy())
-    advance(got)
-    M = mm ^ C[: w - 1]
+    m = -(-x.size // 64)
+    dab = _Piggyback(party.dabit_steps((count, 64 * m)))
+    A, B, C, S = _xor_operands(party, x, w)
+    M = _carry_save(party, A, B, C, w, dab)
     # positions 1..w-1 of S + 2M: generate g_k = S_k M_(k-1), propagate p_k = S_k ^ M_(k-1)
-    (g,), got = _and_round(party, [(S[1:w], M[0 : w - 1])], piggy())
-    advance(got)
+    (g,), got = _and_round(party, [(S[1:w], M[0 : w - 1])], dab.term())
+    dab.advance(got)
     p = S[1:w] ^ M[0 : w - 1]  # row k-1 is position k
-    k0 = w - count
+    k0 = w - count  # >= 1
     # carry into position k0: the group generate of positions 1..k0-1 (none: 0)
-    if k0 >= 2:
-        carry = _group_generate(party, g[0 : k0 - 1], p[0 : k0 - 1], piggy, advance)
-    else:
-        carry = BShare.zeros((1, m))
+    carry = _group_generate(party, g[0 : k0 - 1], p[0 : k0 - 1], dab) if k0 >= 2 else BShare.zeros((1, m))
     planes = []
     for k in range(k0, w):
-        if k == 0:
-            planes.append(S[0:1])
-            continue
         planes.append(p[k - 1 : k] ^ carry)
         if k < w - 1:  # c_(k+1) = g_k ^ (p_k & c_k) (g_k and p_k are never both 1)
-            (pc,), got = _and_round(party, [(p[k - 1 : k], carry)], piggy())
-            advance(got)
+            (pc,), got = _and_round(party, [(p[k - 1 : k], carry)], dab.term())
+            dab.advance(got)
             carry = g[k - 1 : k] ^ pc
-    while dab["result"] is None:  # too few rounds to carry the daBit
-        (got,) = party.exchange([dab["z"]])
-        advance(got)
-    r_bool, r_arith = dab["result"]
     plane = BShare(np.concatenate([q.a for q in planes]), np.concatenate([q.b for q in planes]))
-    masked = plane ^ BShare(r_bool.a.reshape(count, m), r_bool.b.reshape(count, m))
-    c = unpack(party.reveal_bits(masked), n)  # (count, n)
-    r = r_arith[:, :n]
-    one, two = np.uint64(1), np.uint64(2)
-    return (r * (one - two * c)).add_public(c, party.index)
+    return _bits_to_arith(party, plane, dab, x.size)
+
+
+def _bits_to_arith(party: Party, plane: BShare, dab: _Piggyback, n: int) -> AShare:
+    """Arithmetic shares of XOR-shared bit planes ``(rows, ceil(n/64))`` by their daBits: shape ``(rows, n)``.
+
+    Opens ``bit ^ r`` (uniform) for the daBit ``r`` of every element, then
+    ``[bit] = c + [r] - 2 c [r]``.
+    """
+    rows, m = plane.shape
+    r_bool, r_arith = dab.finish(party)
+    masked = plane ^ BShare(r_bool.a.reshape(rows, m), r_bool.b.reshape(rows, m))
+    c = unpack(party.reveal_bits(masked), n)
+    r = r_arith.reshape(rows, -1)[:, :n]
+    return (r * (np.uint64(1) - np.uint64(2) * c)).add_public(c, party.index)
 
 
 def ltz(party: Party, x: AShare, *, bits: int = 64, chunk: int | None = None) -> AShare:
@@ -330,20 +333,8 @@ def ltz(party: Party, x: AShare, *, bits: int = 64, chunk: int | None = None) ->
 
 def _ltz_flat(party: Party, x: AShare, bits: int) -> AShare:
     n = x.size
-    gen = party.dabit_steps((n,))
-    plane, dab = msb_bits(party, x, bits=bits, _dabit=gen)
-    # Finish the daBit if the comparison had too few rounds to carry it.
-    while dab["result"] is None:
-        (got,) = party.exchange([dab["z"]])
-        try:
-            dab["z"] = dab["gen"].send(got)
-        except StopIteration as stop:
-            dab["result"] = stop.value
-    r_bool, r_arith = dab["result"]
-    masked = plane ^ BShare(r_bool.a[None, :], r_bool.b[None, :])
-    c = unpack(party.reveal_bits(masked), n)[0]
-    # [msb] = c ^ r = c + r - 2 c r
-    return (r_arith * (np.uint64(1) - np.uint64(2) * c)).add_public(c, party.index)
+    plane, dab = msb_bits(party, x, bits=bits, _dabit=party.dabit_steps((n,)))
+    return _bits_to_arith(party, plane, dab, n)[0]
 
 
 def geq(party: Party, x: AShare, y: AShare, *, bits: int = 64) -> AShare:
