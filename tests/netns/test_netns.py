@@ -44,8 +44,8 @@ def inputs(tmp_path_factory):
     return {"csv": csv, "params": params, "bundles": bundles, "config": config}
 
 
-def start(inputs, topo, work: Path) -> harness.Run:
-    return harness.start_run(topo, work, inputs["config"], inputs["params"], inputs["bundles"])
+def start(inputs, topo, work: Path, params: Path | None = None, bundles: list[Path] | None = None) -> harness.Run:
+    return harness.start_run(topo, work, inputs["config"], params or inputs["params"], bundles or inputs["bundles"])
 
 
 def links_up(run: harness.Run) -> None:
@@ -91,7 +91,7 @@ def test_full_run_strict(inputs, tmp_path):
     work.mkdir()
     params, bundles = harness.prepare_inputs(work, inputs["csv"], run_id=RUN_ID, epsilon=EPSILON, privacy="strict")
     with harness.Topology(tmp_path / "topo") as topo:
-        run = harness.start_run(topo, tmp_path, inputs["config"], params, bundles)
+        run = start(inputs, topo, tmp_path, params, bundles)
         try:
             codes = run.wait(["0", "1", "2", "r"], 60)
             assert codes == {"r": 0, "0": 0, "1": 0, "2": 0}, run.tails()

@@ -67,9 +67,9 @@ def inputs(tmp_path_factory):
     return {"csv": csv, "params": params, "bundles": bundles, "config": config, "env": env}
 
 
-def start(inputs, topo, work: Path, args=PASSIVE) -> harness.Run:
-    return harness.start_run(topo, work, inputs["config"], inputs["params"], inputs["bundles"], serve_args=args,
-                             server_env=inputs["env"])
+def start(inputs, topo, work: Path, args=PASSIVE, params: Path | None = None) -> harness.Run:
+    return harness.start_run(topo, work, inputs["config"], params or inputs["params"], inputs["bundles"],
+                             serve_args=args, server_env=inputs["env"])
 
 
 def party_pids(work: Path, i: int) -> list[int]:
@@ -158,8 +158,7 @@ def test_full_run_strict(inputs, tmp_path):
     harness.fedsyn("-q", "plan", "--epsilon", str(EPSILON), "--genes", str(work / "genes.txt"), "--labels",
                    str(work / "labels.txt"), "--privacy", "strict", "-o", str(params))
     with harness.Topology(tmp_path / "topo") as topo:
-        run = harness.start_run(topo, tmp_path, inputs["config"], params, inputs["bundles"], serve_args=PASSIVE,
-                                server_env=inputs["env"])
+        run = start(inputs, topo, tmp_path, params=params)
         try:
             codes = run.wait(["0", "1", "2", "r"], 240)
             assert codes == {"r": 0, "0": 0, "1": 0, "2": 0}, run.tails()
