@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError, ReleaseError
+from .release import round_counts
 
 logger = logging.getLogger(__name__)
 
@@ -819,22 +820,6 @@ def mirror_descent(
 # ---------------------------------------------------------------------------
 # Sampling
 # ---------------------------------------------------------------------------
-
-
-def round_counts(probs: np.ndarray, total: int, *, rng: np.random.Generator) -> np.ndarray:
-    """Randomized rounding of ``total * probs`` (mbi's ``synthetic_col``, ``method="round"``).
-
-    Same rule as :func:`fedsyn.release.round_counts` (kept here so that this
-    module does not import the release module and its mbi set-up).
-    """
-    counts = np.asarray(probs, dtype=np.float64) * (total / np.sum(probs))
-    frac, integ = np.modf(counts)
-    integ = integ.astype(np.int64)
-    extra = int(total - integ.sum())
-    if extra > 0:
-        idx = rng.choice(counts.size, extra, replace=False, p=frac / frac.sum())
-        integ[idx] += 1
-    return integ
 
 
 def sample(
