@@ -449,6 +449,13 @@ DEFAULT_SHARES: dict[str, dict[str, float]] = {
     "strict": {"histogram": 0.25, "counts": 0.55, "bin_sums": 0.20},
     "public-edges": {"counts": 0.75, "bin_sums": 0.25},
 }
+#: The factor model's split (``docs/coexpression.md``): the star shares scaled down, plus the noisy Gram
+#: matrix and the (gene, factor) tables (``paper``: the plaintext frontier's 0.51 / 0.14 / 0.35).
+FACTOR_SHARES: dict[str, dict[str, float]] = {
+    "paper": {"counts": 0.51, "gram": 0.14, "pair": 0.35},
+    "strict": {"histogram": 0.15, "counts": 0.33, "bin_sums": 0.12, "gram": 0.12, "pair": 0.28},
+    "public-edges": {"counts": 0.45, "bin_sums": 0.15, "gram": 0.12, "pair": 0.28},
+}
 
 
 def release_templates(
@@ -457,8 +464,9 @@ def release_templates(
     n_labels: int,
     profile: str = "paper",
     shares: dict[str, float] | None = None,
+    model: str = "star",
 ) -> list[FamilyTemplate]:
-    """What Protocol 1 releases under ``profile``, as release families (before calibration).
+    """What Protocol 1 releases under ``profile`` and ``model``, as release families (before calibration).
 
     ``paper``: gene 1-way (``d``), label (1) and (gene, label) (``d``) tables:
     ``2d + 1`` count tables in each of which one record changes one cell by one.
@@ -469,27 +477,40 @@ def release_templates(
     bin sums (``d`` tables, one cell by at most :data:`fedsyn.params.SUM_SHIFT`
     grid units). ``public-edges``: the same without histograms.
 
+    ``model="factor"`` adds (:mod:`fedsyn.factor`): one more count table (the
+    (factor, label) table), the ``d (d - 1) / 2`` off-diagonal entries of the
+    score Gram matrix (one record moves each by at most
+    :data:`fedsyn.factor.GRAM_SHIFT`) and the ``d`` (gene, factor) tables
+    (``pair``, one cell by one; if no factor is found they are replaced by a
+    second measurement of the (gene, label) tables, the same shape of release).
+
     The relative noise of the families follows ``shares`` (default
-    :data:`DEFAULT_SHARES`): family ``f`` gets noise proportional to
-    ``shift_f sqrt(tables_f / share_f)``.
+    :data:`DEFAULT_SHARES`, :data:`FACTOR_SHARES`): family ``f`` gets noise
+    proportional to ``shift_f sqrt(tables_f / share_f)``.
     """
-    from .params import PROFILES, SUM_SHIFT
+    from .factor import GRAM_SHIFT
+    from .params import MODELS, PROFILES, SUM_SHIFT
 
     if n_genes < 1 or n_labels < 2:
         raise ConfigError("a release needs at least one gene and two labels.")
     if profile not in PROFILES:
         raise ConfigError(f"Unknown privacy profile {profile!r}.")
-    shares = dict(DEFAULT_SHARES[profile] if shares is None else shares)
-    if profile == "paper":
-        fams = [("counts", 2 * n_genes + 1, 1, "count")]
-    else:
-        fams = [("counts", n_genes + 1, 1, "count"), ("bin_sums", n_genes, SUM_SHIFT, "sum grid unit")]
-        if profile == "strict":
-            fams.insert(0, ("histogram", n_genes, 1, "count"))
+    if model not in MODELS:
+        raise ConfigError(f"Unknown model {model!r}.")
+    factor = model == "factor"
+    shares = dict((FACTOR_SHARES if factor else DEFAULT_SHARES)[profile] if shares is None else shares)
+    n_counts = (2 * n_genes + 1 if profile == "paper" else n_genes + 1) + int(factor)
+    fams = [("counts", n_counts, 1, "count")]
+    if profile != "paper":
+        fams.append(("bin_sums", n_genes, SUM_SHIFT, "sum grid unit"))
+    if profile == "strict":
+        fams.insert(0, ("histogram", n_genes, 1, "count"))
+    if factor:
+        fams += [("gram", n_genes * (n_genes - 1) // 2, GRAM_SHIFT, "Gram entry"), ("pair", n_genes, 1, "count")]
     missing = [name for name, *_ in fams if not shares.get(name, 0) > 0]
     if missing:
         raise ConfigError(f"budget shares must be positive for {', '.join(missing)}.")
-    counts_scale = math.sqrt((n_genes + 1 if profile != "paper" else 2 * n_genes + 1) / shares["counts"])
+    counts_scale = math.sqrt(n_counts / shares["counts"])
     return [FamilyTemplate(name, t, shift, shift * math.sqrt(t / shares[name]) / counts_scale, unit)
             for name, t, shift, unit in fams]
 
@@ -556,6 +577,7 @@ def plan_privacy(
     profile: str = "paper",
     shares: dict[str, float] | None = None,
     not_covered: Sequence[str] | None = None,
+    model: str = "star",
 ) -> PrivacyPlan:
     """Calibrate the noise of a run and state its guarantee.
 
@@ -570,8 +592,10 @@ def plan_privacy(
     not_covered : sequence of str or None, default None
         What the release reveals outside the guarantee; default
         :func:`not_covered_for` the profile.
+    model : {"star", "factor"}, default "star"
+        What is measured (:data:`fedsyn.params.MODELS`).
     """
-    templates = release_templates(n_genes=n_genes, n_labels=n_labels, profile=profile, shares=shares)
+    templates = release_templates(n_genes=n_genes, n_labels=n_labels, profile=profile, shares=shares, model=model)
     fams = calibrate(templates, epsilon, delta)
     spent = epsilon_spent(fams, delta, target=epsilon)
     nc = not_covered_for(profile) if not_covered is None else tuple(not_covered)
@@ -608,9 +632,10 @@ def plan_for_params(params, *, n_genes: int, delta: float = 1e-5) -> PrivacyPlan
     For runs whose sigma was chosen by hand (tests, experiments): the plan
     states the epsilon the noise really gives instead of a budget.
     """
-    sigmas = {"counts": params.sigma, "histogram": params.hist_sigma, "bin_sums": params.sum_sigma}
+    sigmas = params.family_sigmas()
     fams = [ReleaseFamily(t.name, t.tables, t.shift, float(sigmas[t.name]), t.unit)
-            for t in release_templates(n_genes=n_genes, n_labels=params.n_labels, profile=params.profile)]
+            for t in release_templates(n_genes=n_genes, n_labels=params.n_labels, profile=params.profile,
+                                       model=params.model) if t.tables > 0]
     spent = epsilon_spent(fams, delta)
     return PrivacyPlan(epsilon=spent, delta=float(delta), epsilon_spent=spent, n_genes=int(n_genes),
                        n_labels=int(params.n_labels), families=tuple(fams), not_covered=not_covered_for(params.profile))

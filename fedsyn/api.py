@@ -149,6 +149,9 @@ class Synthesizer:
         differentially private end to end (DP bin edges from noisy histograms,
         noisy bin sums); ``paper`` reproduces the paper (exact quartiles and
         bin means: NOT DP); ``public-edges`` takes the bin edges from ``edges``.
+    model : {"star", "factor"}, default "star"
+        ``star``: the paper's (gene, label) tables; ``factor``: also gene-gene
+        co-expression through one DP factor (``docs/coexpression.md``).
     value_range : (float, float), default (0.0, 32.0)
         Public range every value is clipped to inside MPC; never derive it
         from the private data. The default fits log-scale expression.
@@ -195,6 +198,7 @@ class Synthesizer:
         engine_options: Mapping[str, Any] | None = None,
         n_holders: int | None = None,
         privacy: Literal["strict", "paper", "public-edges"] = "strict",
+        model: Literal["star", "factor"] = "star",
         value_range: tuple[float, float] = DEFAULT_VALUE_RANGE,
         hist_bits: int = DEFAULT_HIST_BITS,
         edges: Sequence[Sequence[float]] | None = None,
@@ -218,7 +222,7 @@ class Synthesizer:
         self.allow_counts = bool(allow_counts)
         self.config = RunConfig(
             epsilon=epsilon, delta=delta, n_holders=n_holders or DEFAULT_HOLDERS, binning=binning,
-            profile=privacy, value_range=(float(value_range[0]), float(value_range[1])), hist_bits=hist_bits,
+            profile=privacy, model=model, value_range=(float(value_range[0]), float(value_range[1])), hist_bits=hist_bits,
             edges=None if edges is None else tuple((float(e[0]), float(e[1]), float(e[2])) for e in edges),
             allow_counts=allow_counts, frac_bits=frac_bits, test_fraction=0.0, estimator=estimator, iterations=iterations, seed=seed,
         )
@@ -233,7 +237,7 @@ class Synthesizer:
         c = self.config
         fitted = "fitted" if self.model_ is not None else "not fitted"
         return (f"Synthesizer(epsilon={c.epsilon:g}, delta={c.delta:g}, engine={self.engine_name!r}, "
-                f"privacy={c.profile!r}; {fitted})")
+                f"privacy={c.profile!r}, model={c.model!r}; {fitted})")
 
     # ------------------------------------------------------------------
 

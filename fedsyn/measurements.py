@@ -14,6 +14,7 @@ into measurements for every engine and for the release server of a deployment.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +59,22 @@ class NoisyMeasurements:
         Engine that produced the measurements.
     meta : dict
         Extra public metadata (privacy plan, fixed point, ...).
+    model : {"star", "factor"}
+        The release model (:data:`fedsyn.params.MODELS`).
+    gram : ndarray of float, shape (d (d - 1) / 2,), or None
+        ``factor``: the noisy off-diagonal Gram entries of the bin scores (:mod:`fedsyn.factor`).
+    factor : dict or None
+        ``factor``: the public factor plan (:meth:`fedsyn.factor.FactorPlan.to_public`).
+    factor_label : ndarray of float, shape (4, L), or None
+        ``factor`` with a factor found: noisy (factor level, label) table.
+    gene_factor : ndarray of float, shape (d, 4, 4), or None
+        ``factor`` with a factor found: noisy (gene bin, factor level) tables.
+    pair_sigma : float
+        ``factor``: noise of ``gene_factor`` (or of the second (gene, label)
+        measurement already combined into ``two_way`` when no factor was found).
+    two_way_sigma : float or None
+        Noise of ``two_way`` when it differs from ``sigma`` (the inverse-variance
+        combination of two measurements); ``None``: ``sigma``.
     """
 
     gene_names: tuple[str, ...]
@@ -73,6 +90,13 @@ class NoisyMeasurements:
     histogram: np.ndarray | None = None
     engine: str = "plaintext"
     meta: dict = field(default_factory=dict)
+    model: str = "star"
+    gram: np.ndarray | None = None
+    factor: dict | None = None
+    factor_label: np.ndarray | None = None
+    gene_factor: np.ndarray | None = None
+    pair_sigma: float = 0.0
+    two_way_sigma: float | None = None
 
     def __post_init__(self) -> None:
         d, n_labels = len(self.gene_names), len(self.label_names)
@@ -82,6 +106,16 @@ class NoisyMeasurements:
             checks.append(("one_way", self.one_way, (d, 4)))
         if self.edges is not None:
             checks.append(("edges", self.edges, (d, 3)))
+        if self.gram is not None:
+            checks.append(("gram", self.gram, (d * (d - 1) // 2,)))
+        if self.factor_label is not None:
+            checks.append(("factor_label", self.factor_label, (4, n_labels)))
+        if self.gene_factor is not None:
+            checks.append(("gene_factor", self.gene_factor, (d, 4, 4)))
+        if self.model not in ("star", "factor"):
+            raise InputError(f"unknown model {self.model!r}.")
+        if (self.factor_label is None) != (self.gene_factor is None):
+            raise InputError("factor_label and gene_factor go together.")
         for name, arr, shape in checks:
             if np.shape(arr) != shape:
                 raise InputError(f"{name} has shape {np.shape(arr)}, expected {shape}.")
@@ -110,6 +144,10 @@ class NoisyMeasurements:
             "profile": self.profile,
             "engine": self.engine,
             "meta": self.meta,
+            "model": self.model,
+            "factor": self.factor,
+            "pair_sigma": float(self.pair_sigma),
+            "two_way_sigma": self.two_way_sigma,
         }
         out = {
             "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
@@ -117,7 +155,7 @@ class NoisyMeasurements:
             "two_way": np.asarray(self.two_way, dtype=np.float64),
             "bin_means": np.asarray(self.bin_means, dtype=np.float64),
         }
-        for name in ("one_way", "edges", "histogram"):
+        for name in ("one_way", "edges", "histogram", "gram", "factor_label", "gene_factor"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = np.asarray(value, dtype=np.float64)
@@ -144,6 +182,13 @@ class NoisyMeasurements:
             histogram=opt("histogram"),
             engine=header["engine"],
             meta=header.get("meta", {}),
+            model=header.get("model", "star"),
+            gram=opt("gram"),
+            factor=header.get("factor"),
+            factor_label=opt("factor_label"),
+            gene_factor=opt("gene_factor"),
+            pair_sigma=float(header.get("pair_sigma", 0.0)),
+            two_way_sigma=header.get("two_way_sigma"),
         )
 
 
@@ -173,18 +218,33 @@ class OutputLayout:
     profile : str, default "paper"
     hist_cells : int, default 64
         ``strict``: cells of each histogram.
+    model : str, default "star"
+        ``factor``: :meth:`factor_fields` are opened as well (:mod:`fedsyn.factor`).
     """
 
     n_genes: int
     n_labels: int
     profile: str = "paper"
     hist_cells: int = 64
+    model: str = "star"
 
     def fields(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         d, L = self.n_genes, self.n_labels
         if self.profile == "paper":
             return (("one_way", (d, 4)), ("label", (L,)), ("two_way", (d, 4, L)), ("means", (d, 4)))
         return (("label", (L,)), ("two_way", (d, 4, L)), ("sums", (d, 4)))
+
+    def gram_field(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """``factor``: the noisy Gram entries, opened to every server and the release server after phase A."""
+        d = self.n_genes
+        return (("gram", (d * (d - 1) // 2,)),) if self.model == "factor" else ()
+
+    def factor_fields(self, found: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """``factor``: phase B's release, which depends on the public plan (:mod:`fedsyn.factor`)."""
+        if self.model != "factor":
+            return ()
+        d, L = self.n_genes, self.n_labels
+        return (("factor_label", (4, L)), ("gene_factor", (d, 4, 4))) if found else (("two_way_again", (d, 4, L)),)
 
     def phase1_fields(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         return (("histogram", (self.n_genes, self.hist_cells)),) if self.profile == "strict" else ()
@@ -251,6 +311,8 @@ def decode_outputs(
     params,
     engine: str,
     histogram: np.ndarray | None = None,
+    gram: np.ndarray | None = None,
+    factor: dict | None = None,
     meta: dict | None = None,
 ) -> NoisyMeasurements:
     """Turn opened outputs into :class:`NoisyMeasurements` (the release server's decoder).
@@ -271,6 +333,12 @@ def decode_outputs(
     histogram : ndarray or None
         ``strict``: the opened noisy histograms (phase 1), from which the
         edges are recomputed here exactly as the servers computed them.
+    gram : ndarray or None
+        ``factor`` model: the noisy Gram entries opened after phase A.
+    factor : dict or None
+        ``factor`` model: the servers' public plan
+        (:meth:`fedsyn.factor.FactorPlan.to_public`); ``opened`` then holds
+        :meth:`OutputLayout.factor_fields` of it.
     meta : dict, optional
         Extra public metadata.
 
@@ -281,7 +349,8 @@ def decode_outputs(
     """
     from .fixedpoint import decode
 
-    layout = OutputLayout(len(gene_names), len(label_names), params.profile, params.hist_cells)
+    layout = OutputLayout(len(gene_names), len(label_names), params.profile, params.hist_cells,
+                          getattr(params, "model", "star"))
     for name, shape in layout.fields():
         if name not in opened or np.shape(opened[name]) != shape:
             raise ProtocolError(f"the opened outputs lack {name!r} of shape {shape}.")
@@ -309,6 +378,11 @@ def decode_outputs(
         edges = decode(edges_fp, f)
         info.update(value_range=list(params.value_range), hist_bits=params.hist_bits)
     info.update(meta or {})
+    model = getattr(params, "model", "star")
+    extra: dict = {"model": model}
+    if model == "factor":
+        extra.update(_decode_factor(opened, layout, params, gram, factor, two_way))
+        two_way = extra.pop("two_way")
     return NoisyMeasurements(
         gene_names=tuple(gene_names),
         label_names=tuple(label_names),
@@ -323,4 +397,32 @@ def decode_outputs(
         histogram=hist_out,
         engine=engine,
         meta=info,
+        **extra,
     )
+
+
+def _decode_factor(opened, layout: OutputLayout, params, gram, factor, two_way: np.ndarray) -> dict:
+    """The factor model's part of :func:`decode_outputs` (the second (gene, label) measurement combined)."""
+    from .factor import FactorPlan
+
+    if factor is None or gram is None:
+        raise ProtocolError("the factor model's outputs lack the Gram entries or the factor plan.")
+    plan = FactorPlan.from_public(factor)
+    for name, shape in layout.gram_field() + layout.factor_fields(plan.found):
+        arr = gram if name == "gram" else opened.get(name)
+        if arr is None or np.shape(arr) != shape:
+            raise ProtocolError(f"the factor model's outputs lack {name!r} of shape {shape}.")
+    out: dict = {"gram": np.asarray(gram, dtype=np.float64), "factor": plan.to_public(),
+                 "pair_sigma": float(params.pair_sigma) if params.noise else 0.0, "two_way": two_way}
+    if plan.found:
+        out["factor_label"] = np.asarray(opened["factor_label"], dtype=np.float64)
+        out["gene_factor"] = np.asarray(opened["gene_factor"], dtype=np.float64)
+    else:
+        again = np.asarray(opened["two_way_again"], dtype=np.float64)
+        if params.noise:  # inverse-variance combination of the two measurements (post-processing)
+            w1, w2 = 1.0 / params.sigma**2, 1.0 / params.pair_sigma**2
+            out["two_way"] = (w1 * two_way + w2 * again) / (w1 + w2)
+            out["two_way_sigma"] = 1.0 / math.sqrt(w1 + w2)
+        else:
+            out["two_way"] = (two_way + again) / 2.0
+    return out

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 Binning = Literal["select", "sort"]
 Profile = Literal["strict", "paper", "public-edges"]
+Model = Literal["star", "factor"]
 
 #: Profiles and what they release (``docs/privacy.md``).
 PROFILES: dict[str, str] = {
@@ -36,6 +37,14 @@ PROFILES: dict[str, str] = {
     "paper": "the paper: data-dependent quartile edges and exact bin means (NOT differentially private), noisy "
              "gene, label and (gene, label) tables",
 }
+#: Models of the release (``docs/coexpression.md``): what is measured beyond the profile's tables.
+MODELS: dict[str, str] = {
+    "star": "the paper's model: (gene, label) tables only; genes independent given the label",
+    "factor": "gene-gene co-expression through one factor attribute: a noisy Gram matrix of the bin scores "
+              "selects the factor, then (factor, label) and (gene, factor) tables are measured",
+}
+#: The factor model computes a d x d Gram matrix: refused above this many genes (memory and noise cost).
+MAX_FACTOR_GENES = 5000
 #: Public value range of log-scale expression (VST, log2 CPM) used when none is given.
 DEFAULT_VALUE_RANGE = (0.0, 32.0)
 #: Sensitivity, in grid units, of one released bin sum (see :func:`sum_unit_bits`).
@@ -54,6 +63,11 @@ def sum_unit_bits(half_width_fp):
     while np.any(hw > SUM_SHIFT * (np.int64(1) << k)):
         k = np.where(hw > SUM_SHIFT * (np.int64(1) << k), k + 1, k)
     return int(k) if np.ndim(k) == 0 else k
+
+
+#: Release family (:func:`fedsyn.accounting.release_templates`) -> the parameter holding its noise.
+_FAMILY_SIGMAS = {"counts": "sigma", "histogram": "hist_sigma", "bin_sums": "sum_sigma", "gram": "gram_sigma",
+                  "pair": "pair_sigma"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,15 @@ class ProtocolParams:
         grid units (one record moves a sum by at most :data:`SUM_SHIFT` units).
     edges : tuple of (float, float, float) or None, default None
         ``public-edges``: every gene's three bin edges, from a public source.
+    model : {"star", "factor"}, default "star"
+        ``factor``: also release the noisy Gram matrix of the bin scores and,
+        after the public factor step (:mod:`fedsyn.factor`), the (factor,
+        label) and (gene, factor) tables (:data:`MODELS`).
+    gram_sigma : float, default 0.0
+        ``factor``: noise of every released Gram entry (one record moves an
+        entry by at most 9).
+    pair_sigma : float, default 0.0
+        ``factor``: noise of every (gene, factor) cell, in counts.
     n_genes : int or None, default None
         Number of genes the noise was calibrated for; servers refuse bundles
         with another number. ``None`` skips the check (tests without a plan).
@@ -111,12 +134,20 @@ class ProtocolParams:
     hist_sigma: float = 0.0
     sum_sigma: float = 0.0
     edges: tuple[tuple[float, float, float], ...] | None = None
+    model: Model = "star"
+    gram_sigma: float = 0.0
+    pair_sigma: float = 0.0
     n_genes: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_labels < 2:
             raise ConfigError(f"At least two labels are needed, got {self.n_labels}.")
-        if min(self.sigma, self.hist_sigma, self.sum_sigma) < 0:
+        if self.model not in MODELS:
+            raise ConfigError(f"Unknown model {self.model!r}; use one of {', '.join(MODELS)}.")
+        if self.model == "factor" and self.n_genes is not None and self.n_genes > MAX_FACTOR_GENES:
+            raise ConfigError(f"the factor model computes a {self.n_genes} x {self.n_genes} Gram matrix; it is "
+                              f"limited to {MAX_FACTOR_GENES} genes (use --model star, or select genes).")
+        if min(self.sigma, self.hist_sigma, self.sum_sigma, self.gram_sigma, self.pair_sigma) < 0:
             raise ConfigError("Noise standard deviations must be non-negative.")
         if self.profile not in PROFILES:
             raise ConfigError(f"Unknown privacy profile {self.profile!r}; use one of {', '.join(PROFILES)}.")
@@ -145,12 +176,24 @@ class ProtocolParams:
                 needed["hist_sigma"] = self.hist_sigma
             if self.profile != "paper":
                 needed["sum_sigma"] = self.sum_sigma
+            if self.model == "factor":
+                needed.update(gram_sigma=self.gram_sigma, pair_sigma=self.pair_sigma)
             zero = [k for k, v in needed.items() if v <= 0]
             if zero:
                 raise ConfigError(f"noise is on but {', '.join(zero)} is 0; pass noise=False to release exact "
                                   "statistics (testing only).")
         if self.n_genes is not None and self.n_genes < 1:
             raise ConfigError(f"n_genes must be positive, got {self.n_genes}.")
+
+    def family_sigmas(self) -> dict[str, float]:
+        """Noise of each release family (:func:`fedsyn.accounting.release_templates`) by its name."""
+        return {family: getattr(self, name) for family, name in _FAMILY_SIGMAS.items()}
+
+    @staticmethod
+    def sigmas_from_plan(plan: "PrivacyPlan") -> dict[str, float]:
+        """The noise parameters (``sigma``, ``hist_sigma``, ...) of a privacy plan's families, as keywords."""
+        return {name: float(plan.family(family).sigma) if family in {f.name for f in plan.families} else 0.0
+                for family, name in _FAMILY_SIGMAS.items()}
 
     @property
     def hist_cells(self) -> int:

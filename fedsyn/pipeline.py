@@ -33,7 +33,7 @@ from .data import ExpressionData, stratified_split
 from .engines.base import Engine
 from .errors import ConfigError, InputError
 from .measurements import NoisyMeasurements
-from .params import DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE, PROFILES, ProtocolParams
+from .params import DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE, MODELS, PROFILES, ProtocolParams
 from .release import DEFAULT_ITERATIONS
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ class RunConfig:
         differentially private end to end; ``paper`` reproduces the paper
         (exact quartiles and bin means, not DP); ``public-edges`` takes the
         bin edges from ``edges``.
+    model : {"star", "factor"}, default "star"
+        What is measured (:data:`fedsyn.params.MODELS`): the paper's star, or
+        the factor model of gene-gene co-expression (``docs/coexpression.md``).
     value_range : (float, float), default (0.0, 32.0)
         Public value range every value is clipped to (inside MPC); never
         derived from the private data. The default fits log-scale expression
@@ -90,6 +93,7 @@ class RunConfig:
     delta: float = 1e-5
     n_holders: int = 3
     profile: Literal["strict", "paper", "public-edges"] = "strict"
+    model: Literal["star", "factor"] = "star"
     value_range: tuple[float, float] = DEFAULT_VALUE_RANGE
     hist_bits: int = DEFAULT_HIST_BITS
     edges: tuple[tuple[float, float, float], ...] | None = None
@@ -112,6 +116,10 @@ class RunConfig:
             raise ConfigError(f"iterations must be a positive integer, got {self.iterations!r}.")
         if self.profile not in PROFILES:
             raise ConfigError(f"Unknown privacy profile {self.profile!r}; use one of {', '.join(PROFILES)}.")
+        if self.model not in MODELS:
+            raise ConfigError(f"Unknown model {self.model!r}; use one of {', '.join(MODELS)}.")
+        if self.model == "factor" and self.estimator != "star":
+            raise ConfigError("the factor model has its own estimator; --estimator mbi goes with --model star.")
         if (self.edges is not None) != (self.profile == "public-edges"):
             raise ConfigError("public bin edges (--edges FILE) go with --privacy public-edges, and it needs them.")
 
@@ -154,16 +162,13 @@ def make_params(config: RunConfig, n_labels: int, n_genes: int) -> tuple[Protoco
         ``None`` for a noise-free (not private) run.
     """
     common = dict(n_labels=n_labels, frac_bits=config.frac_bits, binning=config.binning, profile=config.profile,
-                  value_range=config.value_range, hist_bits=config.hist_bits, edges=config.edges, n_genes=n_genes)
+                  value_range=config.value_range, hist_bits=config.hist_bits, edges=config.edges, n_genes=n_genes,
+                  model=config.model)
     if not config.noise:
         return ProtocolParams(sigma=0.0, noise=False, **common), None  # type: ignore[arg-type]
     plan = accounting.plan_privacy(config.epsilon, config.delta, n_genes=n_genes, n_labels=n_labels,
-                                   profile=config.profile)
-    sigmas = {f.name: f.sigma for f in plan.families}
-    params = ProtocolParams(
-        sigma=sigmas["counts"], hist_sigma=sigmas.get("histogram", 0.0), sum_sigma=sigmas.get("bin_sums", 0.0),
-        **common,  # type: ignore[arg-type]
-    )
+                                   profile=config.profile, model=config.model)
+    params = ProtocolParams(**ProtocolParams.sigmas_from_plan(plan), **common)  # type: ignore[arg-type]
     return params, plan
 
 
@@ -313,7 +318,19 @@ def _run_summary(config: RunConfig, plan, measurements: NoisyMeasurements, engin
         "private": bool(config.noise),
         "profile": config.profile,
         "bin_means": "exact (paper profile, not DP)" if config.profile == "paper" else "DP (noisy bin sums)",
+        "model": _model_record(config, measurements),
     }
+
+
+def _model_record(config: RunConfig, measurements: NoisyMeasurements) -> dict:
+    """What run.json says about the release model (and, for the factor model, what the factor step found)."""
+    record: dict = {"name": config.model}
+    if config.model == "factor" and measurements.factor is not None:
+        f = measurements.factor
+        record.update(factor_found=bool(f["found"]), eigenvalue=f["eigenvalue"], noise_edge=f["edge"],
+                      fitted="factor model (label, factor, genes below it)" if f["found"] else
+                      "star (no factor above the noise edge; the (gene, label) tables measured twice)")
+    return record
 
 
 def _restrict_non_dp(directory: Path, files: dict[str, Path], *, dp_release: bool) -> None:

@@ -563,3 +563,96 @@ def joint_levels(levels: np.ndarray, n_levels: int) -> np.ndarray:
     for j in range(z.shape[1]):
         out[:, 0] = out[:, 0] * int(n_levels) + z[:, j]
     return out
+
+
+def factor_levels(bins: np.ndarray, loadings_fp: np.ndarray, thresholds_fp: np.ndarray) -> np.ndarray:
+    """The factor model's derived attribute: ``level = sum_j [z >= t_j]`` with ``z = (2 b - 3) V`` (integers).
+
+    Parameters
+    ----------
+    bins : ndarray of int (n, d)
+    loadings_fp : ndarray of int64 (d,)
+        Public fixed-point loadings (:class:`fedsyn.factor.FactorPlan`).
+    thresholds_fp : ndarray of int64 (3,)
+        Public increasing thresholds on ``z``.
+
+    Returns
+    -------
+    ndarray of int64 (n,)
+        Levels in ``0..3``.
+    """
+    b = np.asarray(bins, dtype=np.int64)
+    v = np.asarray(loadings_fp, dtype=np.int64)
+    t = np.asarray(thresholds_fp, dtype=np.int64)
+    if b.ndim != 2 or v.shape != (b.shape[1],) or t.shape != (3,):
+        raise InputError(f"factor_levels: bins {b.shape}, loadings {v.shape}, thresholds {t.shape} do not match.")
+    z = (2 * b - 3) @ v
+    return (z[:, None] >= t[None, :]).sum(axis=1).astype(np.int64)
+
+
+def factor_tables(bins: np.ndarray, labels: np.ndarray, levels: np.ndarray, n_labels: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact phase-B statistics of the factor model.
+
+    Returns
+    -------
+    factor_label : ndarray of int64 (4, L)
+        Records per (factor level, label).
+    gene_factor : ndarray of int64 (d, 4, 4)
+        Records per (gene bin, factor level), rows the gene's bin.
+    """
+    lev = np.asarray(levels, dtype=np.int64)
+    factor_label = attr_label_tables(lev[:, None], labels, n_labels, N_BINS)[0]
+    gene_factor = attr_label_tables(bins, lev, N_BINS, N_BINS)
+    return factor_label, gene_factor
+
+
+def gram_upper(bins: np.ndarray) -> np.ndarray:
+    """The released Gram entries of the factor model, exact: :func:`score_gram` above the diagonal, row-major."""
+    g = score_gram(bins)
+    return g[np.triu_indices(g.shape[0], 1)]
+
+
+
+def factor_outputs(bins: np.ndarray, labels: np.ndarray, two_way: np.ndarray, opened: dict, params, *, rng
+                   ) -> tuple[np.ndarray, dict, dict]:
+    """What the factor model opens beyond the profile's outputs, computed in the clear (:mod:`fedsyn.factor`).
+
+    Parameters
+    ----------
+    bins : ndarray of int (n, d)
+        The profile's bins of the pooled data.
+    labels : ndarray of int (n,)
+    two_way : ndarray of int64 (d, 4, L)
+        The exact (gene, label) tables (for the second measurement if no factor is found).
+    opened : dict
+        The profile's opened outputs (noisy ``label`` and ``two_way``).
+    params : fedsyn.params.ProtocolParams
+    rng : generator
+        Source of the noise uniforms.
+
+    Returns
+    -------
+    gram : ndarray of int64 (d (d - 1) / 2,)
+        Noisy Gram entries (phase A).
+    plan : dict
+        The public factor plan (:meth:`fedsyn.factor.FactorPlan.to_public`).
+    extra : dict of str to ndarray of int64
+        Phase B: ``factor_label`` and ``gene_factor``, or ``two_way_again``.
+    """
+    from .factor import plan_factor
+    from .noise import GridNoise
+
+    def noisy(values: np.ndarray, sigma: float) -> np.ndarray:
+        v = np.asarray(values, dtype=np.int64)
+        return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
+
+    gram = noisy(gram_upper(bins), params.gram_sigma)
+    plan = plan_factor(gram, opened["two_way"], opened["label"], gram_sigma=params.gram_sigma if params.noise else 0.0)
+    if plan.found:
+        levels = factor_levels(bins, plan.loadings_fp, plan.thresholds_fp)
+        factor_label, gene_factor = factor_tables(bins, labels, levels, params.n_labels)
+        extra = {"factor_label": noisy(factor_label, params.sigma), "gene_factor": noisy(gene_factor, params.pair_sigma)}
+    else:
+        extra = {"two_way_again": noisy(two_way, params.pair_sigma)}
+    return gram, plan.to_public(), extra

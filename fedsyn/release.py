@@ -164,6 +164,10 @@ class ReleaseModel:
         Potentials of the ``"star"`` estimator.
     mbi_model : mbi.MarkovRandomField or None
         The model returned by mbi (``"mbi"`` estimator only).
+    tree_fit : fedsyn.graph_model.TreeFit or None
+        The factor model (``estimator="factor"``): label, factor attribute and
+        every gene below it; :attr:`conditional` then holds its fitted
+        ``P(gene bin | label)`` marginals and :func:`sample` draws from the tree.
     """
 
     gene_names: tuple[str, ...]
@@ -176,6 +180,7 @@ class ReleaseModel:
     label_attribute: str = LABEL_ATTRIBUTE
     star_fit: StarFit | None = field(default=None, repr=False, compare=False)
     mbi_model: Any = field(default=None, repr=False, compare=False)
+    tree_fit: Any = field(default=None, repr=False, compare=False)
 
     @property
     def label_counts(self) -> np.ndarray:
@@ -418,6 +423,8 @@ def fit(
     iterations = _check_iterations(iterations)
     if estimator not in ("star", "mbi"):
         raise InputError(f"estimator must be 'star' or 'mbi', got {estimator!r}.")
+    if isinstance(measurements, NoisyMeasurements) and measurements.gene_factor is not None:
+        return _fit_factor(measurements, iterations=min(iterations, FACTOR_ITERATIONS), callback=callback)
     domain, mbi_meas = mbi_measurements(measurements)
     total = float(measurements.n_records)
     t0 = time.perf_counter()
@@ -446,6 +453,42 @@ def fit(
         time.perf_counter() - t0,
     )
     return model
+
+
+#: Mirror-descent steps after the warm start of the factor model (docs/coexpression.md: the warm start does
+#: most of the work; more steps fit the noise).
+FACTOR_ITERATIONS = 50
+
+
+def _fit_factor(measurements: NoisyMeasurements, *, iterations: int, callback) -> ReleaseModel:
+    """Fit the factor model (:mod:`fedsyn.factor`): warm start from the noisy tables, then mirror descent."""
+    from . import graph_model as gm
+
+    d, n_labels = measurements.n_genes, measurements.n_labels
+    structure = gm.TreeStructure(sizes=(N_BINS,) * (d + 1), parent=(d,) * d + (-1,), n_labels=n_labels)
+    two_way = np.asarray(measurements.two_way, dtype=np.float64)
+    assert measurements.gene_factor is not None and measurements.factor_label is not None
+    sigma = float(measurements.sigma)
+    meas = gm.TreeMeasurements.from_tables(
+        structure, label=measurements.label,
+        attr_label=[two_way[g] for g in range(d)] + [np.asarray(measurements.factor_label, dtype=np.float64)],
+        pair=[np.asarray(measurements.gene_factor[g], dtype=np.float64) for g in range(d)] + [None],
+        total=float(measurements.n_records),
+        stddev={"label": sigma, "attr_label": sigma, "pair": float(measurements.pair_sigma)},
+    )
+    t0 = time.perf_counter()
+    init = gm.warm_start(structure, meas)
+    tree = gm.mirror_descent(structure, meas, iterations=iterations, init=init, callback=callback)
+    fitted = tree.attr_label()[:d] / max(tree.total, 1e-300)  # (d, K, L) joint P(bin, label)
+    label_probs = np.asarray(tree.label_probs, dtype=np.float64)
+    conditional = fitted / np.maximum(label_probs, 1e-300)[None, None, :]
+    logger.info("fitted the factor model: %d genes, %d labels, %d steps in %.2f s", d, n_labels, iterations,
+                time.perf_counter() - t0)
+    return ReleaseModel(
+        gene_names=tuple(measurements.gene_names), label_names=tuple(measurements.label_names),
+        total=float(measurements.n_records), label_probs=label_probs, conditional=conditional,
+        estimator="star", iterations=iterations, tree_fit=tree,
+    )
 
 
 def _fit_mbi(measurements, domain, mbi_meas, total, iterations, callback) -> ReleaseModel:
@@ -560,6 +603,11 @@ def sample(
     rng = _default_rng(rng)
     n = int(n_records)
     d, k, n_labels = model.conditional.shape
+    if model.tree_fit is not None:
+        from . import graph_model as gm
+
+        values, labels = gm.sample(model.tree_fit, n, rng=rng, chunk_cells=chunk_cells)
+        return np.asarray(values[:, :d], dtype=np.uint8), np.asarray(labels, dtype=np.int64)
     bins = np.empty((n, d), dtype=np.uint8)
     if n == 0:
         return bins, np.empty(0, dtype=np.int64)

@@ -104,9 +104,9 @@ def check_run_params(run_params: RunParams, bundles: Sequence[ServerInput], *, i
             "shapes with `fedsyn plan`."
         )
     want = {(t.name, t.tables, t.shift) for t in release_templates(
-        n_genes=d, n_labels=n_labels, profile=params.profile)}
+        n_genes=d, n_labels=n_labels, profile=params.profile, model=params.model)}
     have = {(f.name, f.tables, f.shift) for f in plan.families}
-    sigmas = {"counts": params.sigma, "histogram": params.hist_sigma, "bin_sums": params.sum_sigma}
+    sigmas = params.family_sigmas()
     if want != have or any(abs(f.sigma - sigmas.get(f.name, -1.0)) > 1e-9 * max(1.0, f.sigma)
                            for f in plan.families):
         raise ConfigError("the privacy plan does not describe what these parameters release (tables, "

@@ -42,8 +42,8 @@ def _count(value: str, what: str) -> int:
 @click.option("--insecure-no-noise", is_flag=True,
               help="Write noise-free params (exact counts). NOT PRIVATE: testing engines only.")
 @click.pass_context
-def command(ctx, epsilon, delta, genes, labels, profile, value_range, hist_bits, edges_file, binning, frac_bits,
-            out_path, overwrite, insecure_no_noise):
+def command(ctx, epsilon, delta, genes, labels, profile, value_range, hist_bits, edges_file, model, binning,
+            frac_bits, out_path, overwrite, insecure_no_noise):
     """Write params.json: the noise for (EPSILON, DELTA) and the privacy plan behind it.
 
     The noise is calibrated with fedsyn's exact accountant for what the
@@ -61,11 +61,11 @@ def command(ctx, epsilon, delta, genes, labels, profile, value_range, hist_bits,
     protect = [p for p in (genes, labels, edges_file) if p is not None and Path(p).is_file()]
     with output_files([out_path], overwrite=overwrite, protect=protect):
         _plan(ctx, epsilon, delta, genes, labels, profile, value_range, hist_bits, edges_file, binning, frac_bits,
-              out_path, insecure_no_noise)
+              out_path, insecure_no_noise, model=model)
 
 
 def _plan(ctx, epsilon, delta, genes, labels, profile, value_range, hist_bits, edges_file, binning, frac_bits,
-          out_path, insecure_no_noise):
+          out_path, insecure_no_noise, *, model="star"):
     from ..accounting import plan_privacy
     from ..atomic import write_json_atomic
     from ..edges import load_public_edges
@@ -84,16 +84,14 @@ def _plan(ctx, epsilon, delta, genes, labels, profile, value_range, hist_bits, e
         if len(edges) != d:
             raise ConfigError(f"{edges_file}: edges for {len(edges)} genes, the plan is for {d}.")
     common = dict(n_labels=n_labels, frac_bits=frac_bits, binning=binning, profile=profile,
-                  value_range=tuple(value_range), hist_bits=hist_bits, edges=edges, n_genes=d)
+                  value_range=tuple(value_range), hist_bits=hist_bits, edges=edges, n_genes=d, model=model)
     if insecure_no_noise:
         protocol = ProtocolParams(sigma=0.0, noise=False, **common)
         write_json_atomic(out_path, RunParams(protocol, None).to_dict())
         echo(ctx, f"wrote {out_path}: NO NOISE (exact counts; not private; servers need --insecure-no-noise)")
         return
-    plan = plan_privacy(epsilon, delta, n_genes=d, n_labels=n_labels, profile=profile)
-    sigmas = {f.name: f.sigma for f in plan.families}
-    protocol = ProtocolParams(sigma=sigmas["counts"], hist_sigma=sigmas.get("histogram", 0.0),
-                              sum_sigma=sigmas.get("bin_sums", 0.0), **common)
+    plan = plan_privacy(epsilon, delta, n_genes=d, n_labels=n_labels, profile=profile, model=model)
+    protocol = ProtocolParams(**ProtocolParams.sigmas_from_plan(plan), **common)
     write_json_atomic(out_path, RunParams(protocol, plan).to_dict())
-    echo(ctx, f"wrote {out_path}: {profile} profile, epsilon {plan.epsilon:g} (spent {plan.epsilon_spent:.4g}), "
+    echo(ctx, f"wrote {out_path}: {profile} profile, {model} model, epsilon {plan.epsilon:g} (spent {plan.epsilon_spent:.4g}), "
               f"delta {plan.delta:g}, {d} genes, {n_labels} labels; noise sigma {protocol.sigma:.3f} per count")

@@ -67,7 +67,7 @@ def _engine_help() -> str:
 @sample_sheet_option
 @click.pass_context
 def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, profile, value_range, hist_bits,
-            edges_file, binning, test_fraction, iterations, uniform_start, estimator, frac_bits, seed, no_noise, allow_counts,
+            edges_file, model, binning, test_fraction, iterations, uniform_start, estimator, frac_bits, seed, no_noise, allow_counts,
             overwrite, label_column, sample_column, sample_sheet, **engine_given):
     """Generate a DP synthetic dataset from INPUT and evaluate it.
 
@@ -97,6 +97,7 @@ def command(ctx, input_path, out_dir, engine, epsilon, delta, n_holders, profile
         delta=delta,
         n_holders=n_holders,
         profile=profile,
+        model=model,
         value_range=tuple(value_range),
         hist_bits=hist_bits,
         edges=edges,

@@ -71,11 +71,11 @@ class PlaintextEngine:
         rng = noise_rng(self.options.seed)
         first = encoded[0]
         genes, label_names = first.gene_names, first.label_names
+        hist = None
         if params.profile == "paper":
             stats = reference.bin_statistics(x, labels, params.n_labels)
             opened = reference.protocol1_outputs(stats, params, rng=rng)
-            m = decode_outputs(opened, params=params, engine=self.name, meta=privacy_meta(privacy),
-                               gene_names=genes, label_names=label_names)
+            bins, two_way = stats.bins, stats.two_way
         else:
             from ..edges import bin_geometry, edges_from_histogram, public_edges_fp
 
@@ -84,6 +84,11 @@ class PlaintextEngine:
             geometry = bin_geometry(edges, params)
             stats2 = reference.edge_statistics(x, labels, params.n_labels, geometry, params)
             opened = reference.edge_outputs(stats2, geometry, params, rng=rng)
-            m = decode_outputs(opened, params=params, engine=self.name, histogram=hist,
-                               meta=privacy_meta(privacy), gene_names=genes, label_names=label_names)
+            bins, two_way = stats2.bins, stats2.two_way
+        gram = plan = None
+        if params.model == "factor":
+            gram, plan, extra = reference.factor_outputs(bins, labels, two_way, opened, params, rng=rng)
+            opened.update(extra)
+        m = decode_outputs(opened, params=params, engine=self.name, histogram=hist, gram=gram, factor=plan,
+                           meta=privacy_meta(privacy), gene_names=genes, label_names=label_names)
         return Measurement(measurements=m, stats={})

@@ -245,12 +245,21 @@ def program_args(n: int, d: int, params: ProtocolParams) -> list[object]:
             *count_noise, *sum_noise, 0, MAX_VALUE_BITS, *plan.lo, *plan.k]
 
 
+def refuse_factor(params: ProtocolParams) -> None:
+    """The MP-SPDZ programs implement the star model; the factor model runs on rep3 and plaintext."""
+    if params.model != "star":
+        raise ConfigError(f"the {params.model!r} model runs on the rep3 and plaintext engines; the MP-SPDZ "
+                          "programs implement the star model only (use --engine rep3, or --model star).")
+
+
 def programs_for(n: int, d: int, params: ProtocolParams) -> list[tuple[str, str, list[object]]]:
     """The MP-SPDZ runs of a profile, in order: ``(phase, program, compile-time args)``.
 
     ``paper``: ``protocol1.mpc``; ``strict``: ``protocol1_edges.mpc`` phase
     ``hist`` (opens the noisy histograms) then ``bins``; ``public-edges``: ``bins`` only.
+    The star model only (the factor model is refused, :func:`refuse_factor`).
     """
+    refuse_factor(params)
     if params.profile == "paper":
         return [("paper", PROGRAM, program_args(n, d, params))]
     phases = ["hist", "bins"] if params.profile == "strict" else ["bins"]
@@ -325,6 +334,7 @@ class MpSpdzEngine:
         Measurement
             ``stats["mpspdz"]`` holds the :class:`RunReport`.
         """
+        refuse_factor(params)
         opened, report, (genes, labels) = self.open_outputs(holders, params)
         histogram = opened.pop("histogram", None)
         m = decode_outputs(opened, gene_names=genes, label_names=labels, params=params, engine=self.name,

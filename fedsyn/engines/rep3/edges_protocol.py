@@ -123,7 +123,8 @@ def histogram(party: Party, clipped: AShare, params: ProtocolParams) -> AShare:
                         AShare(np.ascontiguousarray(y.a), np.ascontiguousarray(y.b))).reshape(d, 1 << h)
 
 
-def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, params: ProtocolParams):
+def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, params: ProtocolParams, *,
+                    keep_bits: bool = False):
     """Bins by public edges and their statistics (``reference.edge_statistics``, secret-shared).
 
     Parameters
@@ -141,6 +142,8 @@ def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, par
     two_way : AShare, shape (d, 4, L)
     sums : AShare, shape (d, 4)
         Centred bin sums in ulps.
+    bits : AShare, shape (3, n, d), or None
+        With ``keep_bits``: the comparison bits ``c_j = [x >= e_j]`` (for the factor model).
     """
     n, d = clipped.shape
     i = party.index
@@ -166,4 +169,4 @@ def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, par
     two_way = party.matmul(ind.reshape(n, d * 4).T, labels).reshape(d, 4, n_labels)
     raw = party.dot(ind, xs.reshape(n, d, 1), axis=0)  # (d, 4): sum of the bin's clipped values
     sums = raw - counts * np.asarray(geometry.centers, dtype=np.int64)
-    return label, two_way, sums
+    return label, two_way, sums, (bits if keep_bits else None)

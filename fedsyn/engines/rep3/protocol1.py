@@ -51,7 +51,7 @@ from .transport import InProcessNetwork, run_parties
 log = logging.getLogger(__name__)
 
 #: Names of the phases recorded in :attr:`Protocol1Shares.stats`.
-PHASES = ("clip", "histogram", "binning", "marginals", "means", "noise")
+PHASES = ("clip", "histogram", "binning", "marginals", "means", "noise", "gram", "factor")
 
 #: Genes are processed in blocks of at most this many samples x genes elements,
 #: so that memory stays bounded (a few GB per server at 20,000 genes x 4,323
@@ -94,6 +94,12 @@ class Protocol1Shares:
         ``strict``/``public-edges``: ``round(centred sum / 2^k) + noise`` on each bin's grid.
     histogram : ndarray of int64 or None, shape (d, 2^b)
         ``strict``: the noisy histograms opened (to all servers) in phase 1; public.
+    gram : ndarray of int64 or None, shape (d (d - 1) / 2,)
+        ``factor`` model: the noisy Gram entries opened to all servers; public.
+    factor : dict or None
+        ``factor`` model: the agreed public plan (:meth:`fedsyn.factor.FactorPlan.to_public`).
+    factor_label, gene_factor, two_way_again : AShare or None
+        ``factor`` model: phase B's noisy tables (:mod:`fedsyn.factor`).
     stats : dict
         Per phase: ``seconds``, ``bytes_sent``, ``rounds``, ``messages``; plus
         ``selection_rounds`` and ``selection_comparisons`` (``paper``).
@@ -106,12 +112,17 @@ class Protocol1Shares:
     means: AShare | None = None
     sums: AShare | None = None
     histogram: np.ndarray | None = None
+    gram: np.ndarray | None = None
+    factor: dict | None = None
+    factor_label: AShare | None = None
+    gene_factor: AShare | None = None
+    two_way_again: AShare | None = None
     stats: dict = field(default_factory=dict)
 
     def outputs(self) -> dict[str, AShare]:
         """The secret-shared released arrays by name."""
         out = {"label": self.label, "two_way": self.two_way}
-        for name in ("one_way", "means", "sums"):
+        for name in ("one_way", "means", "sums", "factor_label", "gene_factor", "two_way_again"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -201,7 +212,7 @@ def _paper(party: Party, values: AShare, labels: AShare, params: ProtocolParams,
         with party.phase("means"):
             s = binning.bin_sums(party, br.bits, vb)
             m = binning.bin_means(party, s, marg.counts, n=n)
-        parts.append((marg.counts, marg.two_way, m, marg.label))
+        parts.append((marg.counts, marg.two_way, m, marg.label, br.bits if params.model == "factor" else None))
         _log_block(party, "paper", b, blocks)
         selection_rounds += br.selection_rounds
         selection_comparisons += br.selection_comparisons
@@ -209,12 +220,36 @@ def _paper(party: Party, values: AShare, labels: AShare, params: ProtocolParams,
     two_way = concatenate([p[1] for p in parts], axis=0)
     means = concatenate([p[2] for p in parts], axis=0)
     label = parts[0][3]
+    two_way_exact = two_way
     with party.phase("noise"):
         if params.noise:
             one_way, label, two_way = noise.release_on_grid(party, [one_way, label, two_way], params.sigma)
-        one_way, label, two_way, means = _rerandomize_outputs(party, [one_way, label, two_way, means])
+    factor = _factor(party, [p[4] for p in parts], labels, label, two_way, two_way_exact, params)
+    with party.phase("noise"):
+        one_way, label, two_way, means, *extra = _rerandomize_outputs(
+            party, [one_way, label, two_way, means] + list(factor.get("outputs", {}).values()))
     return {"one_way": one_way, "label": label, "two_way": two_way, "means": means,
+            **_factor_fields(factor, extra),
             "extra_stats": {"selection_rounds": selection_rounds, "selection_comparisons": selection_comparisons}}
+
+
+def _factor(party: Party, bits_blocks: list, labels: AShare, label: AShare, two_way: AShare, two_way_exact: AShare,
+            params: ProtocolParams) -> dict:
+    """The factor model's phases (:mod:`~fedsyn.engines.rep3.factor_protocol`), or nothing for the star."""
+    if params.model != "factor":
+        return {}
+    from .factor_protocol import run_factor
+
+    res = run_factor(party, concatenate(bits_blocks, axis=2), labels, label_noisy=label, two_way_noisy=two_way,
+                     two_way_exact=two_way_exact, params=params)
+    return {"gram": res.gram, "factor": res.plan.to_public(), "outputs": res.outputs}
+
+
+def _factor_fields(factor: dict, rerandomized: list) -> dict:
+    """Protocol1Shares fields of the factor model: public Gram and plan, rerandomized phase-B tables."""
+    if not factor:
+        return {}
+    return {"gram": factor["gram"], "factor": factor["factor"], **dict(zip(factor["outputs"], rerandomized))}
 
 
 def _edge_profiles(party: Party, values: AShare, labels: AShare, params: ProtocolParams, blocks) -> dict:
@@ -241,18 +276,23 @@ def _edge_profiles(party: Party, values: AShare, labels: AShare, params: Protoco
     with party.phase("marginals"):
         for b, (g0, g1) in enumerate(blocks):
             sub = _geometry_block(geometry, g0, g1)
-            parts.append(edges_protocol.edge_statistics(party, values[:, g0:g1], labels, sub, params))
+            parts.append(edges_protocol.edge_statistics(party, values[:, g0:g1], labels, sub, params,
+                                                        keep_bits=params.model == "factor"))
             _log_block(party, "bin statistics", b, blocks)
     label = parts[0][0]
     two_way = concatenate([p[1] for p in parts], axis=0)
     sums = concatenate([p[2] for p in parts], axis=0)
+    two_way_exact = two_way
     with party.phase("noise"):
         sums = noise.round_to_unit(party, sums, geometry.unit_bits)
         if params.noise:
             label, two_way = noise.release_on_grid(party, [label, two_way], params.sigma)
             (sums,) = noise.release_on_grid(party, [sums], params.sum_sigma)
-        label, two_way, sums = _rerandomize_outputs(party, [label, two_way, sums])
-    return {"label": label, "two_way": two_way, "sums": sums, "histogram": hist_open}
+    factor = _factor(party, [p[3] for p in parts], labels, label, two_way, two_way_exact, params)
+    with party.phase("noise"):
+        label, two_way, sums, *extra = _rerandomize_outputs(
+            party, [label, two_way, sums] + list(factor.get("outputs", {}).values()))
+    return {"label": label, "two_way": two_way, "sums": sums, "histogram": hist_open, **_factor_fields(factor, extra)}
 
 
 def _log_block(party: Party, what: str, b: int, blocks) -> None:
@@ -288,7 +328,7 @@ def _rerandomize_outputs(party: Party, outputs: list[AShare]) -> list[AShare]:
     return out
 
 
-def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> dict[str, np.ndarray]:
+def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> dict[str, Any]:
     """Reconstruct the outputs from the three servers' shares (release side).
 
     Parameters
@@ -302,7 +342,10 @@ def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> d
     dict of str to ndarray of int64
         As :func:`fedsyn.reference.protocol1_outputs`: integer counts
         ``one_way`` (d, 4), ``label`` (L,), ``two_way`` (d, 4, L), and fixed-point
-        ``means`` (paper profile) or integer ``sums`` (strict, public-edges).
+        ``means`` (paper profile) or integer ``sums`` (strict, public-edges);
+        ``strict``: ``histogram``; ``factor`` model: ``gram``, ``factor`` (the
+        public plan, a dict) and phase B's tables
+        (:meth:`fedsyn.measurements.OutputLayout.factor_fields`).
 
     Raises
     ------
@@ -316,7 +359,7 @@ def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> d
     if len(shares) != 3 or sorted(s.party_index for s in shares) != [0, 1, 2]:
         raise ProtocolError("Opening the outputs needs the shares of the three servers 0, 1, 2.")
     shares.sort(key=lambda s: s.party_index)
-    out = {}
+    out: dict[str, Any] = {}
     for name, _ in OutputLayout(1, params.n_labels, params.profile).fields():
         pairs = [s.outputs().get(name) for s in shares]
         if any(p is None for p in pairs):
@@ -328,6 +371,21 @@ def open_outputs(shares: Sequence[Protocol1Shares], params: ProtocolParams) -> d
         if first is None or any(h is None or not np.array_equal(h, first) for h in hists[1:]):
             raise ProtocolError("The servers opened different phase-1 histograms (or none).")
         out["histogram"] = np.asarray(first, dtype=np.int64)
+    if getattr(params, "model", "star") == "factor":
+        grams, plans = [s.gram for s in shares], [s.factor for s in shares]
+        if grams[0] is None or any(g is None or not np.array_equal(g, grams[0]) for g in grams[1:]):
+            raise ProtocolError("The servers opened different Gram entries (or none).")
+        if plans[0] is None or any(p != plans[0] for p in plans[1:]):
+            raise ProtocolError("The servers report different factor plans (or none).")
+        out["gram"], out["factor"] = np.asarray(grams[0], dtype=np.int64), plans[0]
+        from ...factor import FactorPlan
+
+        layout = OutputLayout(1, params.n_labels, params.profile, model="factor")
+        for name, _ in layout.factor_fields(FactorPlan.from_public(plans[0]).found):
+            pairs = [s.outputs().get(name) for s in shares]
+            if any(p is None for p in pairs):
+                raise ProtocolError(f"A server did not return {name!r} (factor model).")
+            out[name] = reconstruct(pairs).view(np.int64)
     return out
 
 

@@ -83,6 +83,7 @@ def measurements_from_shares(shares: Mapping[int, Any], meta: dict, params: Prot
     return decode_outputs(
         opened, gene_names=tuple(meta["gene_names"]), label_names=tuple(meta["label_names"]),
         params=params, engine=meta.get("engine") or "rep3", histogram=opened.pop("histogram", None),
+        gram=opened.pop("gram", None), factor=opened.pop("factor", None),
         meta={"run_id": meta.get("run_id"), **privacy_meta(meta.get("privacy"))},
     )
 

@@ -168,8 +168,8 @@ def pack_outputs(shares) -> tuple[dict[str, np.ndarray], dict]:
         if isinstance(v, AShare):
             arrays[f"{f.name}.a"] = np.ascontiguousarray(v.a)
             arrays[f"{f.name}.b"] = np.ascontiguousarray(v.b)
-        elif f.name == "histogram" and v is not None:  # opened in phase 1 (DP): public
-            arrays["histogram.public"] = np.ascontiguousarray(v, dtype=np.int64)
+        elif isinstance(v, np.ndarray):  # histogram, gram: opened to the servers (DP releases): public
+            arrays[f"{f.name}.public"] = np.ascontiguousarray(v, dtype=np.int64)
         else:
             public[f.name] = _jsonable(v)
     return arrays, public

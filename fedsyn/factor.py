@@ -1,0 +1,224 @@
+"""The factor model of gene-gene co-expression: what it releases, and the public step between its phases.
+
+The star model (the paper's) measures only (gene, label) tables, so synthetic
+genes are independent given the label. The factor model (``docs/coexpression.md``)
+adds one derived attribute, the *factor level* of every record, and measures how
+every gene co-varies with it; Private-PGM then fits the junction tree "label +
+factor + every gene below the factor" (:mod:`fedsyn.graph_model`).
+
+With ``b`` the bins (n, d) of the profile, ``S = 2 b - 3`` the integer bin
+scores in ``{-3, -1, 1, 3}``, ``y`` the labels:
+
+Phase A (with the profile's tables), released with grid noise
+    ``gram``: the ``d (d - 1) / 2`` off-diagonal entries of ``G = S^T S``
+    (upper triangle, row-major, :func:`upper_index`). One record adds
+    ``S_a S_b`` to entry ``(a, b)``: at most :data:`GRAM_SHIFT` in absolute
+    value. The noisy Gram matrix, the label table and the (gene, label) tables
+    are opened to the three servers (they are DP releases) and to the release
+    server.
+Between the phases (public: every server computes it from the phase-A release)
+    :func:`plan_factor`: the top eigenvector ``v`` of the noisy within-class
+    Gram matrix, kept only if its eigenvalue stands out of the noise
+    (``FACTOR_EDGE_MARGIN`` times the semicircle edge ``2 sigma sqrt(d)``); the
+    public loadings ``V = round(v 2^12)`` and three public thresholds: the
+    quartiles of a normal with the mean and variance of ``z = S V`` estimated
+    from the noisy tables and Gram matrix. All of it is post-processing of DP
+    releases; server 0's plan is used by all three (:func:`agree`), so numerical
+    differences between hosts cannot split the servers.
+Phase B, released with grid noise
+    factor found: ``factor_label`` (4, L), the (factor level, label) table, and
+    ``gene_factor`` (d, 4, 4), the (gene bin, factor level) tables, where the
+    level of a record is ``sum_j [z >= t_j]`` (:func:`fedsyn.reference.factor_levels`);
+    no factor: ``two_way_again`` (d, 4, L), a second measurement of the (gene,
+    label) tables with the ``pair`` noise (the release combines both by inverse
+    variance). Either way one record changes one cell by one in ``d`` tables.
+
+The exact statistics are :func:`fedsyn.reference.factor_tables`; the accounting
+families are in :func:`fedsyn.accounting.release_templates` (``gram``,
+``pair``, and one more count table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError, ProtocolError
+
+__all__ = ["GRAM_SHIFT", "LOADING_FRAC_BITS", "FACTOR_EDGE_MARGIN", "FactorPlan", "upper_index", "plan_factor",
+           "agree", "within_class_gram", "SCORES"]
+
+#: Largest change of one Gram entry by one record (``|S_a S_b| <= 9``).
+GRAM_SHIFT = 9
+#: Fixed-point fractional bits of the public loadings.
+LOADING_FRAC_BITS = 12
+#: A factor is kept only if its eigenvalue exceeds this many times the noise edge ``2 sigma sqrt(d)``.
+FACTOR_EDGE_MARGIN = 1.1
+#: Integer score of each bin.
+SCORES = np.array([-3, -1, 1, 3], dtype=np.int64)
+#: Standard normal quartiles: the factor's level thresholds are ``mean + q sd``.
+_NORMAL_QUARTILES = (-0.6744897501960817, 0.0, 0.6744897501960817)
+
+
+def upper_index(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the released Gram entries (upper triangle without the diagonal, row-major)."""
+    return np.triu_indices(int(d), 1)
+
+
+@dataclass(frozen=True)
+class FactorPlan:
+    """The public outcome of the step between the factor model's two phases.
+
+    Attributes
+    ----------
+    found : bool
+        Whether a factor stands out of the noise; if not, phase B measures the
+        (gene, label) tables again instead.
+    loadings_fp : ndarray of int64, shape (d,)
+        ``round(v 2^12)`` (zeros if not found).
+    thresholds_fp : ndarray of int64, shape (3,)
+        Level thresholds on ``z = S V`` (increasing).
+    eigenvalue, edge : float
+        The top eigenvalue of the noisy within-class Gram matrix and the gate
+        it had to pass.
+    """
+
+    found: bool
+    loadings_fp: np.ndarray
+    thresholds_fp: np.ndarray
+    eigenvalue: float
+    edge: float
+
+    @property
+    def z_bound(self) -> int:
+        """``max |z|`` over all records: ``3 sum |V|``."""
+        return 3 * int(np.abs(self.loadings_fp).sum())
+
+    @property
+    def compare_bits(self) -> int:
+        """Width that holds ``z - t_j`` for every record and threshold (two's complement)."""
+        span = self.z_bound + int(np.abs(self.thresholds_fp).max(initial=0))
+        return max(8, span.bit_length() + 2)
+
+    def to_public(self) -> dict:
+        """JSON-able form (what the servers pass to the release server)."""
+        return {"found": bool(self.found), "loadings_fp": [int(v) for v in self.loadings_fp],
+                "thresholds_fp": [int(t) for t in self.thresholds_fp], "eigenvalue": float(self.eigenvalue),
+                "edge": float(self.edge)}
+
+    @classmethod
+    def from_public(cls, data: dict) -> "FactorPlan":
+        try:
+            return cls(found=bool(data["found"]), loadings_fp=np.asarray(data["loadings_fp"], dtype=np.int64),
+                       thresholds_fp=np.asarray(data["thresholds_fp"], dtype=np.int64),
+                       eigenvalue=float(data["eigenvalue"]), edge=float(data["edge"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed factor plan ({exc}).") from exc
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        h.update(b"1" if self.found else b"0")
+        h.update(np.ascontiguousarray(self.loadings_fp, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(self.thresholds_fp, dtype="<i8").tobytes())
+        return h.hexdigest()
+
+
+def _tables(two_way: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    t = np.asarray(two_way, dtype=np.float64)
+    lab = np.asarray(label, dtype=np.float64)
+    if t.ndim != 3 or t.shape[1] != 4 or t.shape[2] != lab.shape[0]:
+        raise InputError(f"(gene, label) tables {t.shape} do not match a label table {lab.shape}.")
+    return t, lab, float(max(lab.sum(), 1.0))
+
+
+def within_class_gram(gram: np.ndarray, two_way: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """``G - sum_l s_l s_l^T / n_l``: the between-class part removed using the (noisy) tables (post-processing).
+
+    ``s_l[g] = sum_b score_b T[g, b, l]`` are the class sums of the scores.
+    """
+    t, lab, _ = _tables(two_way, label)
+    sums = np.einsum("b,gbl->gl", SCORES.astype(np.float64), t)
+    return np.asarray(gram, dtype=np.float64) - (sums / np.maximum(lab, 1.0)[None, :]) @ sums.T
+
+
+def full_gram(upper: np.ndarray, two_way: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """The symmetric Gram matrix from its released upper triangle; the diagonal (``sum_i S_ig^2``,
+    not released) is estimated from the noisy (gene, label) tables."""
+    t, lab, _ = _tables(two_way, label)
+    d = t.shape[0]
+    u = np.asarray(upper, dtype=np.float64)
+    if u.shape != (d * (d - 1) // 2,):
+        raise InputError(f"the Gram entries have shape {u.shape}, expected ({d * (d - 1) // 2},).")
+    g = np.zeros((d, d))
+    g[upper_index(d)] = u
+    g = g + g.T
+    g[np.diag_indices(d)] = np.einsum("b,gb->g", (SCORES**2).astype(np.float64), t.sum(axis=2))
+    return g
+
+
+def plan_factor(gram_upper: np.ndarray, two_way: np.ndarray, label: np.ndarray, *, gram_sigma: float) -> FactorPlan:
+    """The public factor step: loadings, gate and level thresholds from the phase-A release.
+
+    Parameters
+    ----------
+    gram_upper : ndarray, shape (d (d - 1) / 2,)
+        The noisy off-diagonal Gram entries.
+    two_way : ndarray, shape (d, 4, L)
+        The noisy (gene, label) tables.
+    label : ndarray, shape (L,)
+        The noisy label table.
+    gram_sigma : float
+        Noise of the Gram entries (0: exact statistics, tests only).
+
+    Returns
+    -------
+    FactorPlan
+    """
+    from scipy.linalg import eigh
+
+    t, lab, total = _tables(two_way, label)
+    d = t.shape[0]
+    pooled = full_gram(gram_upper, t, lab)
+    within = within_class_gram(pooled, t, lab)
+    within = (within + within.T) / 2
+    edge = FACTOR_EDGE_MARGIN * 2.0 * float(gram_sigma) * math.sqrt(d)
+    if d < 2:
+        return FactorPlan(False, np.zeros(d, np.int64), np.zeros(3, np.int64), 0.0, edge)
+    w, v = eigh(within, subset_by_index=[d - 1, d - 1])
+    lam, vec = float(w[-1]), v[:, -1]
+    top = int(np.argmax(np.abs(vec)))
+    vec = vec if vec[top] >= 0 else -vec
+    found = lam > edge and lam > 0
+    if not found:
+        return FactorPlan(False, np.zeros(d, np.int64), np.zeros(3, np.int64), lam, edge)
+    v_fp = np.round(vec * (1 << LOADING_FRAC_BITS)).astype(np.int64)
+    vf = v_fp.astype(np.float64)
+    mean_s = np.einsum("b,gb->g", SCORES.astype(np.float64), t.sum(axis=2)) / total
+    mu = float(vf @ mean_s)
+    var = max(float(vf @ pooled @ vf) / total - mu * mu, 1.0)
+    bound = 3 * int(np.abs(v_fp).sum())
+    thr = np.clip(np.round([mu + q * math.sqrt(var) for q in _NORMAL_QUARTILES]), -bound - 1, bound + 1)
+    return FactorPlan(True, v_fp, np.asarray(thr, dtype=np.int64), lam, edge)
+
+
+def agree(own: FactorPlan, first: FactorPlan) -> FactorPlan:
+    """Adopt server 0's plan after checking it is the one this server computed, up to rounding.
+
+    The plan is a public function of public values, so any plan keeps the
+    guarantee; the check only catches servers computing on different releases.
+    Loadings may differ by a few units where floating point differs between
+    hosts (different LAPACK builds); more is a :class:`ProtocolError`.
+    """
+    if own.found != first.found and abs(own.eigenvalue - own.edge) > 1e-6 * max(abs(own.edge), 1.0):
+        raise ProtocolError("the servers disagree on whether a factor was found: they computed on different "
+                            "phase-A releases.")
+    if own.found and first.found:
+        if own.loadings_fp.shape != first.loadings_fp.shape or np.abs(own.loadings_fp - first.loadings_fp).max() > 4:
+            raise ProtocolError("the servers computed different factor loadings from the same release.")
+        scale = max(1.0, float(np.abs(first.thresholds_fp).max()))
+        if np.abs(own.thresholds_fp - first.thresholds_fp).max() > 1e-3 * scale + 4:
+            raise ProtocolError("the servers computed different factor level thresholds from the same release.")
+    return first
