@@ -465,6 +465,7 @@ def release_templates(
     profile: str = "paper",
     shares: dict[str, float] | None = None,
     model: str = "star",
+    factor_anchors: int = 200,
 ) -> list[FamilyTemplate]:
     """What Protocol 1 releases under ``profile`` and ``model``, as release families (before calibration).
 
@@ -478,8 +479,8 @@ def release_templates(
     grid units). ``public-edges``: the same without histograms.
 
     ``model="factor"`` adds (:mod:`fedsyn.factor`): one more count table (the
-    (factor, label) table), the ``d (d - 1) / 2`` off-diagonal entries of the
-    score Gram matrix (one record moves each by at most
+    (factor, label) table), the ``p (p - 1) / 2`` off-diagonal entries of the
+    score Gram matrix of ``p = min(d, factor_anchors)`` anchor genes (one record moves each by at most
     :data:`fedsyn.factor.GRAM_SHIFT`) and the ``d`` (gene, factor) tables
     (``pair``, one cell by one; if no factor is found they are replaced by a
     second measurement of the (gene, label) tables, the same shape of release).
@@ -506,7 +507,8 @@ def release_templates(
     if profile == "strict":
         fams.insert(0, ("histogram", n_genes, 1, "count"))
     if factor:
-        fams += [("gram", n_genes * (n_genes - 1) // 2, GRAM_SHIFT, "Gram entry"), ("pair", n_genes, 1, "count")]
+        p = min(n_genes, int(factor_anchors))
+        fams += [("gram", p * (p - 1) // 2, GRAM_SHIFT, "Gram entry"), ("pair", n_genes, 1, "count")]
     missing = [name for name, *_ in fams if not shares.get(name, 0) > 0]
     if missing:
         raise ConfigError(f"budget shares must be positive for {', '.join(missing)}.")
@@ -578,6 +580,7 @@ def plan_privacy(
     shares: dict[str, float] | None = None,
     not_covered: Sequence[str] | None = None,
     model: str = "star",
+    factor_anchors: int = 200,
 ) -> PrivacyPlan:
     """Calibrate the noise of a run and state its guarantee.
 
@@ -594,8 +597,11 @@ def plan_privacy(
         :func:`not_covered_for` the profile.
     model : {"star", "factor"}, default "star"
         What is measured (:data:`fedsyn.params.MODELS`).
+    factor_anchors : int, default 200
+        ``factor``: anchor genes of the Gram matrix (:func:`fedsyn.factor.anchor_genes`).
     """
-    templates = release_templates(n_genes=n_genes, n_labels=n_labels, profile=profile, shares=shares, model=model)
+    templates = release_templates(n_genes=n_genes, n_labels=n_labels, profile=profile, shares=shares, model=model,
+                                  factor_anchors=factor_anchors)
     fams = calibrate(templates, epsilon, delta)
     spent = epsilon_spent(fams, delta, target=epsilon)
     nc = not_covered_for(profile) if not_covered is None else tuple(not_covered)
@@ -635,7 +641,7 @@ def plan_for_params(params, *, n_genes: int, delta: float = 1e-5) -> PrivacyPlan
     sigmas = params.family_sigmas()
     fams = [ReleaseFamily(t.name, t.tables, t.shift, float(sigmas[t.name]), t.unit)
             for t in release_templates(n_genes=n_genes, n_labels=params.n_labels, profile=params.profile,
-                                       model=params.model) if t.tables > 0]
+                                       model=params.model, factor_anchors=params.factor_anchors) if t.tables > 0]
     spent = epsilon_spent(fams, delta)
     return PrivacyPlan(epsilon=spent, delta=float(delta), epsilon_spent=spent, n_genes=int(n_genes),
                        n_labels=int(params.n_labels), families=tuple(fams), not_covered=not_covered_for(params.profile))

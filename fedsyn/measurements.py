@@ -61,8 +61,8 @@ class NoisyMeasurements:
         Extra public metadata (privacy plan, fixed point, ...).
     model : {"star", "factor"}
         The release model (:data:`fedsyn.params.MODELS`).
-    gram : ndarray of float, shape (d (d - 1) / 2,), or None
-        ``factor``: the noisy off-diagonal Gram entries of the bin scores (:mod:`fedsyn.factor`).
+    gram : ndarray of float, shape (p (p - 1) / 2,), or None
+        ``factor``: the noisy off-diagonal Gram entries of the anchor genes' bin scores (:mod:`fedsyn.factor`).
     factor : dict or None
         ``factor``: the public factor plan (:meth:`fedsyn.factor.FactorPlan.to_public`).
     factor_label : ndarray of float, shape (4, L), or None
@@ -106,12 +106,12 @@ class NoisyMeasurements:
             checks.append(("one_way", self.one_way, (d, 4)))
         if self.edges is not None:
             checks.append(("edges", self.edges, (d, 3)))
-        if self.gram is not None:
-            checks.append(("gram", self.gram, (d * (d - 1) // 2,)))
         if self.factor_label is not None:
             checks.append(("factor_label", self.factor_label, (4, n_labels)))
         if self.gene_factor is not None:
             checks.append(("gene_factor", self.gene_factor, (d, 4, 4)))
+        if self.gram is not None and np.ndim(self.gram) != 1:
+            raise InputError(f"gram must be a vector of Gram entries, got shape {np.shape(self.gram)}.")
         if self.model not in ("star", "factor"):
             raise InputError(f"unknown model {self.model!r}.")
         if (self.factor_label is None) != (self.gene_factor is None):
@@ -234,10 +234,11 @@ class OutputLayout:
             return (("one_way", (d, 4)), ("label", (L,)), ("two_way", (d, 4, L)), ("means", (d, 4)))
         return (("label", (L,)), ("two_way", (d, 4, L)), ("sums", (d, 4)))
 
-    def gram_field(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
-        """``factor``: the noisy Gram entries, opened to every server and the release server after phase A."""
-        d = self.n_genes
-        return (("gram", (d * (d - 1) // 2,)),) if self.model == "factor" else ()
+    def gram_field(self, n_anchors: int = 200) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """``factor``: the noisy Gram entries of the anchor genes, opened to every server and the release server
+        after phase A."""
+        p = min(self.n_genes, int(n_anchors))
+        return (("gram", (p * (p - 1) // 2,)),) if self.model == "factor" else ()
 
     def factor_fields(self, found: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """``factor``: phase B's release, which depends on the public plan (:mod:`fedsyn.factor`)."""
@@ -408,7 +409,7 @@ def _decode_factor(opened, layout: OutputLayout, params, gram, factor, two_way: 
     if factor is None or gram is None:
         raise ProtocolError("the factor model's outputs lack the Gram entries or the factor plan.")
     plan = FactorPlan.from_public(factor)
-    for name, shape in layout.gram_field() + layout.factor_fields(plan.found):
+    for name, shape in layout.gram_field(params.factor_anchors) + layout.factor_fields(plan.found):
         arr = gram if name == "gram" else opened.get(name)
         if arr is None or np.shape(arr) != shape:
             raise ProtocolError(f"the factor model's outputs lack {name!r} of shape {shape}.")

@@ -43,8 +43,8 @@ MODELS: dict[str, str] = {
     "factor": "gene-gene co-expression through one factor attribute: a noisy Gram matrix of the bin scores "
               "selects the factor, then (factor, label) and (gene, factor) tables are measured",
 }
-#: The factor model computes a d x d Gram matrix: refused above this many genes (memory and noise cost).
-MAX_FACTOR_GENES = 5000
+#: The factor model computes a p x p Gram matrix of p anchor genes: at most this many (memory, noise cost).
+MAX_FACTOR_ANCHORS = 2000
 #: Public value range of log-scale expression (VST, log2 CPM) used when none is given.
 DEFAULT_VALUE_RANGE = (0.0, 32.0)
 #: Sensitivity, in grid units, of one released bin sum (see :func:`sum_unit_bits`).
@@ -118,6 +118,9 @@ class ProtocolParams:
         entry by at most 9).
     pair_sigma : float, default 0.0
         ``factor``: noise of every (gene, factor) cell, in counts.
+    factor_anchors : int, default 200
+        ``factor``: the Gram matrix covers this many public anchor genes
+        (:func:`fedsyn.factor.anchor_genes`; all genes if fewer).
     n_genes : int or None, default None
         Number of genes the noise was calibrated for; servers refuse bundles
         with another number. ``None`` skips the check (tests without a plan).
@@ -137,6 +140,7 @@ class ProtocolParams:
     model: Model = "star"
     gram_sigma: float = 0.0
     pair_sigma: float = 0.0
+    factor_anchors: int = 200
     n_genes: int | None = None
 
     def __post_init__(self) -> None:
@@ -144,9 +148,8 @@ class ProtocolParams:
             raise ConfigError(f"At least two labels are needed, got {self.n_labels}.")
         if self.model not in MODELS:
             raise ConfigError(f"Unknown model {self.model!r}; use one of {', '.join(MODELS)}.")
-        if self.model == "factor" and self.n_genes is not None and self.n_genes > MAX_FACTOR_GENES:
-            raise ConfigError(f"the factor model computes a {self.n_genes} x {self.n_genes} Gram matrix; it is "
-                              f"limited to {MAX_FACTOR_GENES} genes (use --model star, or select genes).")
+        if not 2 <= self.factor_anchors <= MAX_FACTOR_ANCHORS:
+            raise ConfigError(f"factor_anchors must lie in 2..{MAX_FACTOR_ANCHORS}, got {self.factor_anchors}.")
         if min(self.sigma, self.hist_sigma, self.sum_sigma, self.gram_sigma, self.pair_sigma) < 0:
             raise ConfigError("Noise standard deviations must be non-negative.")
         if self.profile not in PROFILES:

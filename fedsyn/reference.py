@@ -633,22 +633,24 @@ def factor_outputs(bins: np.ndarray, labels: np.ndarray, two_way: np.ndarray, op
 
     Returns
     -------
-    gram : ndarray of int64 (d (d - 1) / 2,)
-        Noisy Gram entries (phase A).
+    gram : ndarray of int64 (p (p - 1) / 2,)
+        Noisy Gram entries of the anchor genes (phase A).
     plan : dict
         The public factor plan (:meth:`fedsyn.factor.FactorPlan.to_public`).
     extra : dict of str to ndarray of int64
         Phase B: ``factor_label`` and ``gene_factor``, or ``two_way_again``.
     """
-    from .factor import plan_factor
+    from .factor import anchor_genes, plan_factor
     from .noise import GridNoise
 
     def noisy(values: np.ndarray, sigma: float) -> np.ndarray:
         v = np.asarray(values, dtype=np.int64)
         return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
 
-    gram = noisy(gram_upper(bins), params.gram_sigma)
-    plan = plan_factor(gram, opened["two_way"], opened["label"], gram_sigma=params.gram_sigma if params.noise else 0.0)
+    anchors = anchor_genes(np.shape(bins)[1], params.factor_anchors)
+    gram = noisy(gram_upper(np.asarray(bins)[:, anchors]), params.gram_sigma)
+    plan = plan_factor(gram, opened["two_way"], opened["label"], gram_sigma=params.gram_sigma if params.noise else 0.0,
+                       n_anchors=params.factor_anchors)
     if plan.found:
         levels = factor_levels(bins, plan.loadings_fp, plan.thresholds_fp)
         factor_label, gene_factor = factor_tables(bins, labels, levels, params.n_labels)

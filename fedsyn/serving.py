@@ -104,7 +104,8 @@ def check_run_params(run_params: RunParams, bundles: Sequence[ServerInput], *, i
             "shapes with `fedsyn plan`."
         )
     want = {(t.name, t.tables, t.shift) for t in release_templates(
-        n_genes=d, n_labels=n_labels, profile=params.profile, model=params.model)}
+        n_genes=d, n_labels=n_labels, profile=params.profile, model=params.model,
+        factor_anchors=params.factor_anchors)}
     have = {(f.name, f.tables, f.shift) for f in plan.families}
     sigmas = params.family_sigmas()
     if want != have or any(abs(f.sigma - sigmas.get(f.name, -1.0)) > 1e-9 * max(1.0, f.sigma)

@@ -4,9 +4,9 @@ Runs after the profile's bins are known, as two phases around a public step:
 
 phase A (``gram``)
     ``S = 2 (c_1 + c_2 + c_3) - 3`` from the comparison bits (local), the score
-    Gram matrix ``G = S^T S`` by one matrix product (local cross terms on
+    Gram matrix ``G = S_A^T S_A`` of the anchor genes by one matrix product (local cross terms on
     float64 BLAS, :func:`~fedsyn.engines.rep3.runtime.ring_matmul`, one
-    reshare of the ``d^2`` result), its ``d (d - 1) / 2`` off-diagonal entries
+    reshare of the ``p^2`` result), its ``p (p - 1) / 2`` off-diagonal entries
     plus grid noise (:func:`~fedsyn.engines.rep3.noise.release_on_grid`), then
     ONE opening to the three servers of the noisy Gram entries, label table
     and (gene, label) tables (DP releases; the release server receives the same
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...factor import FactorPlan, agree, plan_factor, upper_index
+from ...factor import FactorPlan, agree, anchor_genes, plan_factor, upper_index
 from ...params import ProtocolParams
 from . import noise
 from .compare import ltz
@@ -95,8 +95,10 @@ def run_factor(
     _, n, d = bits.shape
     with party.phase("gram"):
         scores = (bits.sum(axis=0) * 2).sub_public(3, i)  # (n, d), S = 2 b - 3
-        gram = party.matmul(scores.T, scores)  # (d, d)
-        rows, cols = upper_index(d)
+        anchors = anchor_genes(d, params.factor_anchors)
+        sa = scores[:, anchors]
+        gram = party.matmul(sa.T, sa)  # (p, p)
+        rows, cols = upper_index(anchors.size)
         upper = gram[rows, cols]
         if params.noise:
             (upper,) = noise.release_on_grid(party, [upper], params.gram_sigma)
@@ -106,7 +108,8 @@ def run_factor(
     gram_open = flat[:n_up].copy()
     label_open, two_way_open = flat[n_up:n_up + n_lab], flat[n_up + n_lab:].reshape(two_way_noisy.shape)
     with party.phase("factor"):
-        own = plan_factor(gram_open, two_way_open, label_open, gram_sigma=params.gram_sigma if params.noise else 0.0)
+        own = plan_factor(gram_open, two_way_open, label_open, gram_sigma=params.gram_sigma if params.noise else 0.0,
+                          n_anchors=params.factor_anchors)
         plan = agree(own, _plan_of_server0(party, own))
         if plan.found:
             outputs = _factor_tables(party, scores, bits, labels, plan, params)
