@@ -63,6 +63,8 @@ def dataset(kind: str) -> tuple[np.ndarray, np.ndarray]:
 def protocol_params(profile: str) -> ProtocolParams:
     if profile == "paper":
         return ProtocolParams(n_labels=L, sigma=2.0)
+    if profile == "factor":  # the paper's profile with the factor model: Gram, public plan, phase B
+        return ProtocolParams(n_labels=L, sigma=2.0, gram_sigma=20.0, pair_sigma=2.0, model="factor")
     # strict: DP histograms opened to the servers, edges from them, noisy counts and bin sums
     return ProtocolParams(n_labels=L, sigma=2.0, hist_sigma=2.0, sum_sigma=10.0, profile="strict",
                           value_range=(-64.0, 64.0), hist_bits=4)
@@ -97,9 +99,16 @@ def view(kind: str, seed: int, profile: str = "paper") -> tuple[list[np.ndarray]
         "selection_rounds": int(results[OBSERVER].stats.get("selection_rounds", 0)),
         "selection_comparisons": int(results[OBSERVER].stats.get("selection_comparisons", 0)),
     }
-    if profile == "paper":  # sanity: the run was correct (exact bin means match the reference)
+    if params.profile == "paper":  # sanity: the run was correct (exact bin means match the reference)
         assert np.array_equal(out["means"], bin_statistics(x, y, L).means)
-    else:
+    if profile == "factor":
+        # the only data-dependent thing the servers act on: the public plan from the opened DP release
+        # (found or not; the comparison width follows from its loadings and thresholds)
+        from fedsyn.factor import FactorPlan
+
+        plan = FactorPlan.from_public(out["factor"])
+        pattern["geometry"] = (plan.found, plan.compare_bits if plan.found else 0)
+    elif profile == "strict":
         from fedsyn.edges import bin_geometry, edges_from_histogram
 
         # the only data-dependent thing a server may act on: the opened DP histogram, through the bin
@@ -119,7 +128,7 @@ def collect(kind: str, first_seed: int, profile: str = "paper"):
     return views, patterns
 
 
-@pytest.mark.parametrize("profile", ["paper", "strict"])
+@pytest.mark.parametrize("profile", ["paper", "strict", "factor"])
 def test_protocol1_view_is_independent_of_the_data(profile):
     views_a, pat_a = collect("A", 100, profile)
     views_b, pat_b = collect("B", 200, profile)
@@ -131,8 +140,14 @@ def test_protocol1_view_is_independent_of_the_data(profile):
     for key in ("messages", "elements", "selection_rounds", "selection_comparisons"):
         a = [p[key] for p in pat_a]
         b = [p[key] for p in pat_b]
+        if profile == "factor" and not key.startswith("selection"):
+            # the sizes follow the selection's random pattern (checked below) and the public plan alone
+            pairs = {((p["geometry"], p["selection_rounds"], p["selection_comparisons"]), p[key])
+                     for p in pat_a + pat_b}
+            assert len(pairs) == len({g for g, _ in pairs}), (key, a, b)
+            continue
         if profile == "strict":
-            # no control flow on secret data: the pattern is a function of the opened DP histogram alone
+            # no control flow on secret data: the pattern is a function of the opened DP release alone
             pairs = {(p["geometry"], p[key]) for p in pat_a + pat_b}
             assert len(pairs) == len({g for g, _ in pairs}), (key, a, b)
             continue
@@ -292,7 +307,7 @@ def _mul_forwarding_neighbour_share(self, x, y):
     return AShare(z, got)
 
 
-@pytest.mark.parametrize("profile", ["paper", "strict"])
+@pytest.mark.parametrize("profile", ["paper", "strict", "factor"])
 def test_no_message_completes_a_servers_shares(journals, profile):
     _run_journaled(journals, "B", seed=41, profile=profile)
     for i in range(3):
@@ -301,7 +316,7 @@ def test_no_message_completes_a_servers_shares(journals, profile):
         assert reconstructions(j) == [], i
 
 
-@pytest.mark.parametrize("profile", ["paper", "strict"])
+@pytest.mark.parametrize("profile", ["paper", "strict", "factor"])
 def test_reconstruction_check_flags_a_forwarded_share(journals, monkeypatch, profile):
     monkeypatch.setattr(Party, "mul", _mul_forwarding_neighbour_share)
     try:
@@ -310,3 +325,23 @@ def test_reconstruction_check_flags_a_forwarded_share(journals, monkeypatch, pro
         pass  # the run's own sanity check may trip on the corrupted products: the views are what count
     for i in range(3):
         assert reconstructions(journals[i]), f"server {i} received its neighbour's share unnoticed"
+
+
+def _matmul_forwarding_neighbour_share(self, x, y):
+    """MUTANT of the factor model's Gram product: sends ``s_(i-1)`` of ``x`` along with the product."""
+    from fedsyn.engines.rep3.runtime import ring_matmul
+
+    if x.shape[0] == y.shape[1]:  # S_A^T S_A (the marginals' products are (3d x n)(n x L))
+        self.exchange([x.b])
+    z = ring_matmul(x.a, y.a + y.b) + ring_matmul(x.b, y.a)
+    return self.reshare(z + self.zero_ring(z.shape))
+
+
+def test_reconstruction_check_flags_a_leaking_gram_product(journals, monkeypatch):
+    """The factor model's only new product (the Gram matrix) leaking a share is caught by the joint-view check."""
+    monkeypatch.setattr(Party, "matmul", _matmul_forwarding_neighbour_share)
+    try:
+        _run_journaled(journals, "B", seed=43, profile="factor")
+    except AssertionError:
+        pass
+    assert any(reconstructions(journals[i]) for i in range(3)), "a forwarded share in the Gram product went unnoticed"
