@@ -483,9 +483,8 @@ def targets_markdown(groups: dict) -> list[str]:
             ok = rec is not None and prec is not None and rec >= rt and prec >= pt
             items.append(
                 f"epsilon {eps:g}: recall >= {rt} at precision >= {pt}: **{'met' if ok else 'NOT met'}** "
-                f"(factor {rec:.3f} / {prec:.3f}" + (f"; star {srec:.3f} / "
-                                                     f"{_mean(sr, 'coexpr_precision_within_r03'):.3f}" if sr else "")
-                + ")"
+                f"(factor {_f(rec)} / {_f(prec)}"
+                + (f"; star {_f(srec)} / {_f(_mean(sr, 'coexpr_precision_within_r03'))}" if sr else "") + ")"
             )
         for eps in sorted({k[3] for k in groups if k[0] == ds and k[2] == "strict" and k[1] == "plaintext"}):
             fr, sr = g(ds, eps, "factor"), g(ds, eps, "star")
@@ -503,10 +502,10 @@ def targets_markdown(groups: dict) -> list[str]:
     if pf and ps:
         lines.append(
             f"* simulated-brca, 978 genes, **paper** profile, epsilon 10: factor recall / precision .3 "
-            f"{_mean(pf, 'coexpr_recall_within_r03'):.3f} / {_mean(pf, 'coexpr_precision_within_r03'):.3f} "
-            f"(star {_mean(ps, 'coexpr_recall_within_r03'):.3f} / {_mean(ps, 'coexpr_precision_within_r03'):.3f}); "
-            f"TSTR {_mean(pf, 'tstr_accuracy'):.3f} vs {_mean(ps, 'tstr_accuracy'):.3f}, DE-TPR "
-            f"{_mean(pf, 'de_tpr'):.3f} vs {_mean(ps, 'de_tpr'):.3f}."
+            f"{_f(_mean(pf, 'coexpr_recall_within_r03'))} / {_f(_mean(pf, 'coexpr_precision_within_r03'))} "
+            f"(star {_f(_mean(ps, 'coexpr_recall_within_r03'))} / {_f(_mean(ps, 'coexpr_precision_within_r03'))}); "
+            f"TSTR {_f(_mean(pf, 'tstr_accuracy'))} vs {_f(_mean(ps, 'tstr_accuracy'))}, DE-TPR "
+            f"{_f(_mean(pf, 'de_tpr'))} vs {_f(_mean(ps, 'de_tpr'))}."
         )
     rep = {m: g("brca978", 10.0, m, eng="rep3-tcp") for m in ("star", "factor")}
     if all(rep.values()):
@@ -515,9 +514,9 @@ def targets_markdown(groups: dict) -> list[str]:
             r = rep[m][0]
             pt = [x for x in (g("brca978", 10.0, m) or []) if x["seed"] == r["seed"]]
             ref = f" (plaintext seed {r['seed']}: {pt[0]['tstr_accuracy']:.3f} / {pt[0]['de_tpr']:.3f} / " \
-                  f"{pt[0]['coexpr_recall_within_r03']:.3f} / {_f(pt[0]['coexpr_precision_within_r03'])})" if pt else ""
+                  f"{_f(pt[0]['coexpr_recall_within_r03'])} / {_f(pt[0]['coexpr_precision_within_r03'])})" if pt else ""
             bits.append(f"{m} TSTR / DE-TPR / recall / precision .3 {r['tstr_accuracy']:.3f} / {r['de_tpr']:.3f} / "
-                        f"{r['coexpr_recall_within_r03']:.3f} / {_f(r['coexpr_precision_within_r03'])}{ref}"
+                        f"{_f(r['coexpr_recall_within_r03'])} / {_f(r['coexpr_precision_within_r03'])}{ref}"
                         + (f", factor found: {r.get('factor_found')}" if m == "factor" else "")
                         + (f", MPC phase {r['mpc_phase_s']:.1f} s" if r.get("mpc_phase_s") is not None else ""))
         lines.append("* rep3 over TCP (978 genes, epsilon 10, strict, seed 1): " + "; ".join(bits) + ".")

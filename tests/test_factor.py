@@ -311,3 +311,19 @@ def _save(m, tmp_path):
     path = tmp_path / "m.npz"
     np.savez(path, **m.to_npz_dict())
     return path
+
+
+def test_three_tls_server_processes_release_the_factor_model_as_the_reference(tmp_path):
+    """The deployment path (bundles, `fedsyn serve` processes, release listener) carries the factor outputs."""
+    from fedsyn.data import ExpressionData
+    from fedsyn.engines.rep3.engine import Rep3Engine, Rep3Options
+
+    x, y = modules(n=90, d=8, seed=12)
+    data = ExpressionData(values=x, gene_names=tuple(f"g{j}" for j in range(8)), labels=y,
+                          sample_ids=tuple(f"s{i}" for i in range(90)), label_names=("a", "b", "c"), source="t")
+    p = params("paper")
+    m = Rep3Engine(Rep3Options(transport="tcp", workdir=tmp_path, timeout=60)).measure([data], p).measurements
+    _, (gram, plan, extra) = _reference(encode(x), y, p, np.random.default_rng(0))
+    assert m.model == "factor" and m.factor == plan and plan["found"]
+    assert np.array_equal(m.gram, gram)
+    assert np.array_equal(m.gene_factor, extra["gene_factor"]) and np.array_equal(m.factor_label, extra["factor_label"])
