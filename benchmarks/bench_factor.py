@@ -386,7 +386,7 @@ def run_cost(args, result: dict) -> None:
 
 
 def _f(v, nd: int = 3) -> str:
-    return "" if v is None else f"{v:.{nd}f}"
+    return "n/a" if v is None else f"{v:.{nd}f}"
 
 
 def _mean(rows: list[dict], k: str):
