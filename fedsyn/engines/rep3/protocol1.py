@@ -14,6 +14,10 @@ bin statistics (phase ``means``)
     every released count (and, in ``dp`` mode, every bin sum rounded to its
     grid unit) plus rounded Irwin-Hall integer noise (:mod:`fedsyn.noise`),
     then one rerandomization of all outputs (fresh shares for the release server).
+factor model (``params.model == "factor"``, :mod:`~fedsyn.engines.rep3.factor_protocol`)
+    after the noise: the noisy Gram matrix of the anchor genes' bin scores,
+    opened with the noisy tables to the servers, the public factor plan, then
+    the (factor, label) and (gene, factor) tables; rerandomized with the rest.
 
 The outputs stay secret-shared; each server sends its pairs of output shares
 to the release server only (:func:`fedsyn.engines.rep3.server.run_server`),
@@ -94,8 +98,8 @@ class Protocol1Shares:
         ``strict``/``public-edges``: ``round(centred sum / 2^k) + noise`` on each bin's grid.
     histogram : ndarray of int64 or None, shape (d, 2^b)
         ``strict``: the noisy histograms opened (to all servers) in phase 1; public.
-    gram : ndarray of int64 or None, shape (d (d - 1) / 2,)
-        ``factor`` model: the noisy Gram entries opened to all servers; public.
+    gram : ndarray of int64 or None, shape (p (p - 1) / 2,)
+        ``factor`` model: the noisy Gram entries of the ``p`` anchor genes, opened to all servers; public.
     factor : dict or None
         ``factor`` model: the agreed public plan (:meth:`fedsyn.factor.FactorPlan.to_public`).
     factor_label, gene_factor, two_way_again : AShare or None
