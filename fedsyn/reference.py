@@ -650,7 +650,7 @@ def factor_outputs(bins: np.ndarray, labels: np.ndarray, two_way: np.ndarray, op
     anchors = anchor_genes(np.shape(bins)[1], params.factor_anchors)
     gram = noisy(gram_upper(np.asarray(bins)[:, anchors]), params.gram_sigma)
     plan = plan_factor(gram, opened["two_way"], opened["label"], gram_sigma=params.gram_sigma if params.noise else 0.0,
-                       n_anchors=params.factor_anchors)
+                       table_sigma=params.sigma if params.noise else 0.0, n_anchors=params.factor_anchors)
     if plan.found:
         levels = factor_levels(bins, plan.loadings_fp, plan.thresholds_fp)
         factor_label, gene_factor = factor_tables(bins, labels, levels, params.n_labels)

@@ -21,13 +21,16 @@ L = 3
 
 
 def modules(n=240, d=16, *, strength=1.5, seed=0):
-    """Values with one co-expressed module (genes 0..d/2-1 load on a latent factor) and a label effect."""
+    """Values with one co-expressed module (genes 0..d/2-1 load on a latent factor), the label moving the rest."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, L, n)
     f = rng.normal(size=n)
     load = np.zeros(d)
     load[: d // 2] = strength
-    x = 6 + 0.5 * y[:, None] + f[:, None] * load[None, :] + rng.normal(size=(n, d))
+    de = np.zeros(d)
+    de[d // 2:] = 0.8  # the label moves the other genes (a module aligned with the label effect would be
+    # partly projected out with the class directions, fedsyn.factor.within_class_projection)
+    x = 6 + de[None, :] * y[:, None] + f[:, None] * load[None, :] + rng.normal(size=(n, d))
     return x, y
 
 

@@ -109,7 +109,7 @@ def run_factor(
     label_open, two_way_open = flat[n_up:n_up + n_lab], flat[n_up + n_lab:].reshape(two_way_noisy.shape)
     with party.phase("factor"):
         own = plan_factor(gram_open, two_way_open, label_open, gram_sigma=params.gram_sigma if params.noise else 0.0,
-                          n_anchors=params.factor_anchors)
+                          table_sigma=params.sigma if params.noise else 0.0, n_anchors=params.factor_anchors)
         plan = agree(own, _plan_of_server0(party, own))
         if plan.found:
             outputs = _factor_tables(party, scores, bits, labels, plan, params)
