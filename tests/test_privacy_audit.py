@@ -189,7 +189,9 @@ def test_lattice_membership_attack_on_a_real_rep3_run_is_at_chance(tmp_path):
     assert lattice.cells > 20 and exact.decided == 0  # every output is possible under both hypotheses
     # integers fall on the old lattice by coincidence, equally often for both hypotheses: a coin flip
     half = lattice.decided / 2
-    assert abs(lattice.correct - half) <= 3 * np.sqrt(lattice.decided) / 2 + 1
+    # a 4-sigma band around a coin flip (3 sigma failed about once in 300 runs by chance); the mutant below
+    # is right on every cell, far outside it
+    assert abs(lattice.correct - half) <= 4 * np.sqrt(lattice.decided) / 2 + 1
     # the same attack on the mutant's release of the same counts: right on every cell
     old = old_release(t_in, params.sigma, SystemRandom())
     broken = audit.lattice_attack(old, t_in, t_out, params.sigma, truly_in=True)
