@@ -62,15 +62,16 @@ import numpy as np
 
 from .errors import InputError, ProtocolError
 
-__all__ = ["GRAM_SHIFT", "LOADING_FRAC_BITS", "FACTOR_EDGE_MARGIN", "DEFAULT_ANCHORS", "FactorPlan", "anchor_genes",
-           "upper_index", "plan_factor",
-           "agree", "within_class_gram", "SCORES"]
+__all__ = ["GRAM_SHIFT", "LOADING_FRAC_BITS", "FACTOR_EDGE_MARGIN", "DEFAULT_ANCHORS", "SCORES", "FactorPlan",
+           "anchor_genes", "upper_index", "within_class_gram", "full_gram", "noise_edge", "plan_factor", "agree"]
 
 #: Largest change of one Gram entry by one record (``|S_a S_b| <= 9``).
 GRAM_SHIFT = 9
 #: Fixed-point fractional bits of the public loadings.
 LOADING_FRAC_BITS = 12
-#: A factor is kept only if its eigenvalue exceeds this many times the noise edge ``2 sigma sqrt(d)``.
+#: A factor is kept only if its eigenvalue exceeds this many times :func:`noise_edge` (the top eigenvalue of
+#: noise fluctuates on the Tracy-Widom scale, and a noise factor attached to every gene costs much more than a
+#: weak real one).
 FACTOR_EDGE_MARGIN = 1.1
 #: Integer score of each bin.
 SCORES = np.array([-3, -1, 1, 3], dtype=np.int64)

@@ -54,6 +54,7 @@ import numpy as np
 
 from . import reference
 from .errors import ConfigError, InputError
+from .factor import FACTOR_EDGE_MARGIN, GRAM_SHIFT, within_class_gram
 from .graph_model import TreeFit, TreeMeasurements, TreeStructure, mirror_descent, reroot_at_center, sample, warm_start
 
 logger = logging.getLogger(__name__)
@@ -67,28 +68,18 @@ __all__ = [
     "gumbel_mst",
     "random_tree",
     "dp_factors",
-    "noise_edge",
+    "semicircle_edge",
     "CoexpressionConfig",
     "Release",
     "simulate",
-    "factor_plan",
-    "factor_structure",
-    "fit_and_sample",
 ]
 
 Mechanism = Literal["gaussian", "gumbel_max"]
 Model = Literal["star", "tree", "factor"]
 Selection = Literal["gumbel_mst", "noisy_gram_mst", "random"]
 
-#: A factor is kept only if its eigenvalue exceeds this multiple of the noise
-#: edge (:func:`noise_edge`): the top eigenvalue of pure noise fluctuates about
-#: the edge on the Tracy-Widom scale (~1 % of the edge at d = 1,000), and a
-#: noise factor attached to every gene costs much more than a weak real one.
-FACTOR_EDGE_MARGIN = 1.1
-
-#: Largest change one record makes to an entry of the score Gram matrix
-#: ``S^T S`` (scores in ``{-3, -1, 1, 3}``).
-GRAM_SHIFT = 9.0
+# FACTOR_EDGE_MARGIN (a factor is kept only above this multiple of the noise edge), GRAM_SHIFT (the largest
+# change one record makes to a Gram entry) and within_class_gram are the pipeline's (fedsyn.factor).
 
 
 # ---------------------------------------------------------------------------
@@ -326,22 +317,7 @@ def random_tree(d: int, rng: np.random.Generator) -> np.ndarray:
     return parent
 
 
-def within_class_gram(gram: np.ndarray, gene_label: np.ndarray, label_counts: np.ndarray) -> np.ndarray:
-    """Remove the between-class part from a (noisy) score Gram matrix.
-
-    ``G_within = G - sum_l n_l m_l m_l^T`` with class score means
-    ``m_l[g] = sum_b s_b T[g, b, l] / n_l`` from the (noisy) ``(gene, label)``
-    tables ``T`` and scores ``s = (-3, -1, 1, 3)``: post-processing of released
-    statistics.
-    """
-    t = np.asarray(gene_label, dtype=np.float64)
-    s = np.array([-3.0, -1.0, 1.0, 3.0])
-    n_l = np.maximum(np.asarray(label_counts, dtype=np.float64), 1.0)
-    sums = np.einsum("b,gbl->gl", s, t)  # (d, L): class sums of scores
-    return np.asarray(gram, dtype=np.float64) - (sums / n_l[None, :]) @ sums.T
-
-
-def noise_edge(d: int, sigma: float) -> float:
+def semicircle_edge(d: int, sigma: float) -> float:
     """Largest eigenvalue of a symmetric ``d x d`` Gaussian noise matrix, ~ ``2 sigma sqrt(d)``.
 
     A factor of the noisy Gram matrix is kept only if its eigenvalue exceeds
@@ -529,7 +505,7 @@ def simulate(
         noisy = gram + _sym_noise(d, sig["gram"], rng)
         np.fill_diagonal(noisy, 5.0 * total)  # diagonal not released: its quartile expectation
         v, lam, attach = dp_factors(within_class_gram(noisy, noisy_gl, noisy_label), cfg.n_factors)
-        found = int(np.sum(lam > FACTOR_EDGE_MARGIN * noise_edge(d, 0.0 if exact else sig["gram"])))
+        found = int(np.sum(lam > FACTOR_EDGE_MARGIN * semicircle_edge(d, 0.0 if exact else sig["gram"])))
         k = cfg.n_factors
         m = cfg.factor_levels
         if found < k:
@@ -649,83 +625,3 @@ def _sym_noise(d: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
         e[iu] = rng.normal(0.0, sigma, size=iu[0].size)
         e = e + e.T
     return e
-
-
-# ---------------------------------------------------------------------------
-# Release-server steps of the factor model (for the pipeline)
-# ---------------------------------------------------------------------------
-
-
-def factor_plan(
-    noisy_gram: np.ndarray,
-    noisy_gene_label: np.ndarray,
-    noisy_label: np.ndarray,
-    n_factors: int = 1,
-    gram_sigma: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Between the two MPC phases of the factor model: loadings and attachments.
-
-    Parameters
-    ----------
-    noisy_gram : ndarray (d, d)
-        The released noisy off-diagonal Gram entries of the scores (symmetric;
-        the diagonal is ignored and replaced by its quartile expectation).
-    noisy_gene_label : ndarray (d, 4, L)
-        The released noisy ``(gene, label)`` tables.
-    noisy_label : ndarray (L,)
-        The released noisy label table.
-    n_factors : int, default 1
-        At most this many factors.
-    gram_sigma : float, default 0
-        Noise standard deviation of the Gram entries: factors whose eigenvalue
-        does not exceed ``FACTOR_EDGE_MARGIN`` times :func:`noise_edge` are dropped (``k`` may become 0:
-        then the model is the star and phase B is skipped).
-
-    Returns
-    -------
-    loadings : ndarray (d, k)
-        Public matrix ``V`` sent back to the servers (they compute
-        ``reference.factor_bins(bins, V, m)``).
-    attach : ndarray of int64 (d,)
-        The factor every gene hangs off (public).
-    """
-    g = np.array(noisy_gram, dtype=np.float64)
-    total = float(max(np.sum(noisy_label), 1.0))
-    np.fill_diagonal(g, 5.0 * total)
-    v, lam, attach = dp_factors(within_class_gram(g, noisy_gene_label, noisy_label), n_factors)
-    k = int(np.sum(lam > FACTOR_EDGE_MARGIN * noise_edge(g.shape[0], gram_sigma)))
-    v = v[:, :k]
-    attach = np.argmax(np.abs(v) * np.sqrt(np.maximum(lam[:k], 0.0))[None, :], axis=1) if k else np.zeros_like(attach)
-    return v, attach.astype(np.int64)
-
-
-def factor_structure(n_genes: int, attach: np.ndarray, n_factors: int, n_levels: int, n_labels: int) -> TreeStructure:
-    """The factor model's tree: genes ``0..d-1`` below factors ``d..d+k-1`` (a chain)."""
-    d, k = int(n_genes), int(n_factors)
-    attach = np.asarray(attach, dtype=np.int64)
-    if attach.shape != (d,) or (d and (attach.min() < 0 or attach.max() >= k)):
-        raise InputError(f"attach must be {d} factor indices in 0..{k - 1}.")
-    parent = np.concatenate([d + attach, [-1], d + np.arange(k - 1)]).astype(np.int64)
-    return TreeStructure(
-        sizes=(4,) * d + (int(n_levels),) * k, parent=tuple(int(p) for p in parent), n_labels=int(n_labels)
-    )
-
-
-def fit_and_sample(
-    structure: TreeStructure,
-    measurements: TreeMeasurements,
-    n_records: int,
-    *,
-    rng: np.random.Generator | None = None,
-    iterations: int = 50,
-    smoothing: str = "linear+js",
-) -> tuple[np.ndarray, np.ndarray, TreeFit]:
-    """Release step of a tree/factor model: warm start, mirror descent, sampling.
-
-    Returns all attributes' sampled states (drop the factor columns, then
-    de-bin the genes with :func:`fedsyn.release.debin`), the labels and the fit.
-    """
-    init = warm_start(structure, measurements, smoothing=smoothing)
-    fit = mirror_descent(structure, measurements, iterations=iterations, init=init)
-    values, labels = sample(fit, n_records, rng=rng)
-    return values, labels, fit

@@ -437,44 +437,6 @@ def test_simulate_end_to_end(kw):
             assert np.corrcoef(c_real, c_syn)[0, 1] > 0.3
 
 
-def test_two_phase_factor_flow_with_the_release_helpers():
-    """Phase A statistics -> factor_plan -> phase B tables -> fit_and_sample."""
-    rng = np.random.default_rng(14)
-    n, d, n_labels = 400, 12, 2
-    y = rng.integers(0, n_labels, n)
-    f = rng.standard_normal(n)
-    x = f[:, None] * np.r_[np.full(8, 1.0), np.zeros(4)][None, :] + rng.standard_normal((n, d)) * 0.6 + y[:, None]
-    q = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
-    bins = (x[None] >= q[:, None]).sum(axis=0)
-    # phase A (exact here; noisy in a deployment)
-    gram = reference.score_gram(bins).astype(float)
-    gl = reference.attr_label_tables(bins, y, n_labels)
-    lab = np.bincount(y, minlength=n_labels)
-    v, attach = cx.factor_plan(gram, gl, lab, 1)
-    assert v.shape == (d, 1) and attach.tolist() == [0] * d
-    # phase B
-    z = reference.factor_bins(bins, v, 4)
-    st = cx.factor_structure(d, attach, 1, 4, n_labels)
-    attrs = np.concatenate([bins, z], axis=1)
-    edges = [(i, st.parent[i]) for i in range(d)]
-    pairs = reference.pair_tables(attrs, edges)
-    meas = gm.TreeMeasurements.from_tables(
-        st,
-        label=lab,
-        attr_label=list(gl) + [reference.attr_label_tables(z, y, n_labels)[0]],
-        pair=list(pairs) + [None],
-        total=n,
-        stddev={},
-    )
-    values, labels, fit = cx.fit_and_sample(st, meas, n, rng=rng, iterations=20)
-    assert values.shape == (n, d + 1) and labels.shape == (n,)
-    c = np.corrcoef(values[labels == 0, :d].T.astype(float))  # within class
-    assert c[:8, :8][np.triu_indices(8, 1)].mean() > 0.2
-    assert abs(c[8:, 8:][np.triu_indices(4, 1)].mean()) < 0.15
-    with pytest.raises(InputError):
-        cx.factor_structure(d, np.full(d, 3), 1, 4, n_labels)
-
-
 def test_warm_start_adds_no_within_class_association_when_there_is_none():
     """Genes that depend only on the label: the denoised pair table must not make
     the fit invent within-class association (regression: shrinking towards pooled
