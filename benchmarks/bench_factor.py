@@ -46,7 +46,7 @@ Timings are recorded, never asserted. Transparent huge pages are off for numpy
 Usage::
 
     python benchmarks/bench_factor.py --part quality [--data-dir DIR] [--seeds 1,2,3] [--eps1-seeds 1]
-    python benchmarks/bench_factor.py --part cost [--repeats 3] [--transport inprocess,tcp]
+    python benchmarks/bench_factor.py --part cost [--repeats 5] [--transport inprocess,tcp]
 """
 
 from __future__ import annotations
@@ -344,10 +344,9 @@ def _real_plan(plan):
     """Make :func:`bench_rep3.run_tcp` hand the servers ``plan`` (what ``fedsyn run`` does) instead of
     :func:`fedsyn.accounting.plan_for_params`'s re-derived plan.
 
-    The re-derived plan is not always accepted by the servers' budget check: for ``paper`` + ``factor`` at
-    epsilon 10 its stated epsilon 9.996904 is recomputed by ``check_budget`` (loss grid sized for the stated
-    epsilon instead of the Gaussian guess) as 9.99696, and server 2 aborts ("spends epsilon 9.997 ... more than
-    its stated epsilon 9.9969"). The noise is the same either way.
+    Up to commit 8c1b62c the re-derived plan was not always accepted by the servers' budget check: for ``paper``
+    + ``factor`` at epsilon 10 its stated epsilon 9.996904 was recomputed by ``check_budget`` as 9.99696 and
+    server 2 aborted (fixed in 87e6b74). The noise is the same either way.
     """
     from unittest import mock
 
@@ -473,7 +472,9 @@ def quality_markdown(q: dict) -> list[str]:
         "## Quality: `fedsyn run`, star vs factor",
         "",
         f"Load average (1 min) at start {q.get('loadavg_start')}, at end {q.get('loadavg_end')}; "
-        f"{len(rows)} runs, {q.get('total_s', 0) / 60:.1f} min in all (inputs made in {q.get('inputs_s')} s). "
+        f"{len(rows)} runs, {q.get('total_s', 0) / 60:.1f} min in all ("
+        + (f"inputs made in {q.get('inputs_s')} s" if (q.get("inputs_s") or 0) >= 1 else "inputs already in --data-dir")
+        + "). "
         + code_markdown(q),
         "",
         "| data | genes | samples | engine | privacy | epsilon | model | seeds | TSTR | DE-TPR | W mean | "
@@ -551,6 +552,9 @@ def targets_markdown(groups: dict) -> list[str]:
                 a, b = _mean(fr, m), _mean(sr, m)
                 parts.append(f"{name} {a:.3f} vs {b:.3f} ({a - b:+.3f}, "
                              f"{'met' if a - b >= -TARGET_GAP else 'NOT met'})")
+            majority = _mean(sr, "majority_rate")
+            if majority is not None and max(_mean(fr, "tstr_accuracy"), _mean(sr, "tstr_accuracy")) <= majority + 0.01:
+                parts[0] += f" -- both at the majority-class rate {majority:.3f}: no signal left to compare"
             items.append(f"epsilon {eps:g}, within {TARGET_GAP} of the star: " + "; ".join(parts))
         if items:
             lines.append(f"* **{label}** (strict, plaintext, mean over seeds): " + ". ".join(items) + ".")
@@ -729,8 +733,7 @@ def cost_markdown(c: dict) -> list[str]:
         "runs` divides each factor run by the star run of the same repeat; `star + added phases` = 1 + (median "
         "gram + factor seconds) / the star's median MPC phase, the least load-sensitive estimate. Over `tcp` the "
         "servers are handed the plan of `plan_privacy` itself, as `fedsyn run` does (`bench_rep3.run_tcp` "
-        "re-derives one with `plan_for_params`, which the servers' budget check rejects for paper + factor: "
-        "9.99696 recomputed against 9.996904 stated; see `_real_plan`).",
+        "re-derives one with `plan_for_params`; see `_real_plan`).",
     ]
     return lines
 
@@ -769,7 +772,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-combined", action="store_true", help="quality: skip simulated-combined")
     ap.add_argument("--keep-rows", action="store_true",
                     help="quality: keep earlier rows of the section (replaced by key) instead of starting it afresh")
-    ap.add_argument("--repeats", type=int, default=3, help="cost: runs of each model per (transport, profile)")
+    ap.add_argument("--repeats", type=int, default=5, help="cost: runs of each model per (transport, profile)")
     ap.add_argument("--transport", dest="transports", type=lambda s: [t for t in s.split(",") if t],
                     default=["inprocess", "tcp"])
     ap.add_argument("--profiles", type=lambda s: [t for t in s.split(",") if t], default=["strict", "paper"])
