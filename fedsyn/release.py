@@ -140,7 +140,7 @@ class SyntheticData:
 
 @dataclass(frozen=True)
 class ReleaseModel:
-    """A fitted star model: ``P(label)`` and ``P(gene bin | label)``.
+    """A fitted model: ``P(label)`` and ``P(gene bin | label)`` (and, for the factor model, its tree).
 
     Attributes
     ----------
@@ -154,8 +154,8 @@ class ReleaseModel:
         Fitted ``P(label)``.
     conditional : ndarray of float, shape (d, 4, L)
         Fitted ``P(bin of gene g = k | label = l)``; sums to 1 over axis 1.
-    estimator : {"star", "mbi"}
-        How it was fitted.
+    estimator : {"star", "mbi", "factor"}
+        How it was fitted (``"factor"``: the factor model's junction tree, :attr:`tree_fit`).
     iterations : int
         Mirror-descent steps taken.
     label_attribute : str
@@ -175,7 +175,7 @@ class ReleaseModel:
     total: float
     label_probs: np.ndarray
     conditional: np.ndarray
-    estimator: Estimator
+    estimator: str
     iterations: int
     label_attribute: str = LABEL_ATTRIBUTE
     star_fit: StarFit | None = field(default=None, repr=False, compare=False)
@@ -487,7 +487,7 @@ def _fit_factor(measurements: NoisyMeasurements, *, iterations: int, callback) -
     return ReleaseModel(
         gene_names=tuple(measurements.gene_names), label_names=tuple(measurements.label_names),
         total=float(measurements.n_records), label_probs=label_probs, conditional=conditional,
-        estimator="star", iterations=iterations, tree_fit=tree,
+        estimator="factor", iterations=iterations, tree_fit=tree,
     )
 
 

@@ -52,8 +52,8 @@ class FactorShares:
 
     Attributes
     ----------
-    gram : ndarray of int64, shape (d (d - 1) / 2,)
-        The noisy Gram entries, opened (public).
+    gram : ndarray of int64, shape (p (p - 1) / 2,)
+        The noisy Gram entries of the ``p`` anchor genes, opened (public).
     plan : FactorPlan
         The agreed public plan.
     outputs : dict of str to AShare
