@@ -330,3 +330,16 @@ def test_three_tls_server_processes_release_the_factor_model_as_the_reference(tm
     assert m.model == "factor" and m.factor == plan and plan["found"]
     assert np.array_equal(m.gram, gram)
     assert np.array_equal(m.gene_factor, extra["gene_factor"]) and np.array_equal(m.factor_label, extra["factor_label"])
+
+
+def test_synthesizer_api_with_the_factor_model(tmp_path):
+    import fedsyn
+    from fedsyn.readers import load_expression
+
+    data = load_expression(_coexpressed_csv(tmp_path / "x.csv", n=300, d=20), kind="normalized")
+    s = fedsyn.Synthesizer(epsilon=100, engine="plaintext", engine_options={"seed": 1}, model="factor", seed=2)
+    out = s.fit(data.to_frame(label="label"), label="label").sample(200)
+    assert out.shape == (200, 21) and s.model_.estimator == "factor" and s.model_.tree_fit is not None
+    assert {f.name for f in s.privacy_.families} >= {"gram", "pair"} and "model='factor'" in repr(s)
+    within = out[out["label"] == out["label"].iloc[0]].iloc[:, :10].astype(float)
+    assert np.nanmean(np.corrcoef(within.T.values)[np.triu_indices(10, 1)]) > 0.2  # the module is co-expressed
