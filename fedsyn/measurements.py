@@ -130,6 +130,16 @@ class NoisyMeasurements:
     def n_genes(self) -> int:
         return len(self.gene_names)
 
+    def model_record(self) -> dict:
+        """What run.json and release.json say about the release model (and what the factor step found)."""
+        record: dict = {"name": self.model}
+        if self.model == "factor" and self.factor is not None:
+            f = self.factor
+            record.update(factor_found=bool(f["found"]), eigenvalue=f["eigenvalue"], noise_edge=f["edge"],
+                          fitted="factor model (label, factor, genes below it)" if f["found"] else
+                          "star (no factor above the noise edge; the (gene, label) tables measured twice)")
+        return record
+
     @property
     def n_labels(self) -> int:
         return len(self.label_names)

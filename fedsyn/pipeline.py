@@ -318,19 +318,8 @@ def _run_summary(config: RunConfig, plan, measurements: NoisyMeasurements, engin
         "private": bool(config.noise),
         "profile": config.profile,
         "bin_means": "exact (paper profile, not DP)" if config.profile == "paper" else "DP (noisy bin sums)",
-        "model": _model_record(config, measurements),
+        "model": measurements.model_record(),
     }
-
-
-def _model_record(config: RunConfig, measurements: NoisyMeasurements) -> dict:
-    """What run.json says about the release model (and, for the factor model, what the factor step found)."""
-    record: dict = {"name": config.model}
-    if config.model == "factor" and measurements.factor is not None:
-        f = measurements.factor
-        record.update(factor_found=bool(f["found"]), eigenvalue=f["eigenvalue"], noise_edge=f["edge"],
-                      fitted="factor model (label, factor, genes below it)" if f["found"] else
-                      "star (no factor above the noise edge; the (gene, label) tables measured twice)")
-    return record
 
 
 def _restrict_non_dp(directory: Path, files: dict[str, Path], *, dp_release: bool) -> None:

@@ -122,13 +122,14 @@ def _fedsyn(*args, timeout=120):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_plan_serve_release_end_to_end_and_a_rerun_is_refused(tmp_path):
+@pytest.mark.parametrize("model", ["star", "factor"])
+def test_plan_serve_release_end_to_end_and_a_rerun_is_refused(tmp_path, model):
     from fedsyn.engines.rep3.config import write_config
     from fedsyn.engines.rep3.local import make_local_config
 
     config = make_local_config(tmp_path / "dep", timeout=60, session="brca-1")
     deployment = write_config(replace(config, connect_timeout=20.0), tmp_path / "dep" / "deployment.toml")
-    params = plan_file(tmp_path, "--epsilon", "8", "--genes", "6", "--labels", "3")
+    params = plan_file(tmp_path, "--epsilon", "8", "--genes", "6", "--labels", "3", "--model", model)
     for k in range(2):
         share_to_files(simulated(seed=k), holder_id=f"hosp{k}", out_dir=tmp_path / "inbox", run_id="brca-1")
     release = _fedsyn("release", "--config", deployment, "--out", tmp_path / "release", "--timeout", 90)
@@ -145,6 +146,7 @@ def test_plan_serve_release_end_to_end_and_a_rerun_is_refused(tmp_path):
     assert release.returncode == 0, err
     summary = json.loads((tmp_path / "release" / "release.json").read_text())
     assert summary["privacy"]["epsilon"] == 8.0 and summary["privacy"]["epsilon_spent"] <= 8.0
+    assert summary["model"]["name"] == model and ("factor_found" in summary["model"]) == (model == "factor")
     assert "differentially private" in out and "not covered: shapes." in out
     m = np.load(tmp_path / "release" / "measurements.npz")
     header = json.loads(bytes(m["header"]).decode())

@@ -170,6 +170,7 @@ def run_release(
                                          rng=sampling_rng(seed))
         summary = {"privacy": privacy_block(plan), "statement": privacy_sentence(plan),
                    "run_id": m.meta.get("run_id"), "genes": m.n_genes, "labels": list(m.label_names),
+                   "model": m.model_record(),
                    "synthetic_records": None if published.synthetic is None else published.synthetic.n_samples}
         files = dict(published.files, summary=write_json_atomic(stage / "release.json", summary))
         if plan is None or m.profile == "paper":  # not covered by a DP guarantee: owner only
