@@ -346,25 +346,24 @@ def edge_statistics(values_fp: np.ndarray, labels: np.ndarray, n_labels: int, ge
 
 def edge_outputs(stats: EdgeStatistics, geometry, params, *, rng) -> dict[str, np.ndarray]:
     """What phase 2 opens: noisy ``label``, ``two_way`` counts and noisy bin ``sums`` on their grids."""
+    return {
+        "label": _noisy(stats.label_counts, params.sigma, params, rng),
+        "two_way": _noisy(stats.two_way, params.sigma, params, rng),
+        "sums": _noisy(round_to_unit(stats.sums, geometry.unit_bits), params.sum_sigma, params, rng),
+    }
+
+
+def _noisy(values: np.ndarray, sigma: float, params, rng) -> np.ndarray:
+    """``values`` plus grid noise of ``sigma`` (:class:`fedsyn.noise.GridNoise`), or a copy with noise off."""
     from .noise import GridNoise
 
-    def noisy(values: np.ndarray, sigma: float) -> np.ndarray:
-        v = np.asarray(values, dtype=np.int64)
-        return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
-
-    return {
-        "label": noisy(stats.label_counts, params.sigma),
-        "two_way": noisy(stats.two_way, params.sigma),
-        "sums": noisy(round_to_unit(stats.sums, geometry.unit_bits), params.sum_sigma),
-    }
+    v = np.asarray(values, dtype=np.int64)
+    return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
 
 
 def noisy_histograms(values_fp: np.ndarray, params, *, rng) -> np.ndarray:
     """What phase 1 of ``strict`` opens: every histogram cell plus grid noise."""
-    from .noise import GridNoise
-
-    h = histograms(values_fp, params)
-    return h + GridNoise(params.hist_sigma).sample(h.shape, rng=rng) if params.noise else h
+    return _noisy(histograms(values_fp, params), params.hist_sigma, params, rng)
 
 
 def protocol1_outputs(stats: BinStatistics, params, *, rng) -> dict[str, np.ndarray]:
@@ -383,16 +382,10 @@ def protocol1_outputs(stats: BinStatistics, params, *, rng) -> dict[str, np.ndar
     rng : generator
         Source of the noise uniforms (the OS CSPRNG unless a seed was given).
     """
-    from .noise import GridNoise
-
-    def noisy(values: np.ndarray, sigma: float) -> np.ndarray:
-        v = np.asarray(values, dtype=np.int64)
-        return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
-
     return {
-        "one_way": noisy(stats.counts, params.sigma),
-        "label": noisy(stats.label_counts, params.sigma),
-        "two_way": noisy(stats.two_way, params.sigma),
+        "one_way": _noisy(stats.counts, params.sigma, params, rng),
+        "label": _noisy(stats.label_counts, params.sigma, params, rng),
+        "two_way": _noisy(stats.two_way, params.sigma, params, rng),
         "means": stats.means,
     }
 
@@ -641,20 +634,16 @@ def factor_outputs(bins: np.ndarray, labels: np.ndarray, two_way: np.ndarray, op
         Phase B: ``factor_label`` and ``gene_factor``, or ``two_way_again``.
     """
     from .factor import anchor_genes, plan_factor
-    from .noise import GridNoise
-
-    def noisy(values: np.ndarray, sigma: float) -> np.ndarray:
-        v = np.asarray(values, dtype=np.int64)
-        return v + GridNoise(sigma).sample(v.shape, rng=rng) if params.noise else v.copy()
 
     anchors = anchor_genes(np.shape(bins)[1], params.factor_anchors)
-    gram = noisy(gram_upper(np.asarray(bins)[:, anchors]), params.gram_sigma)
+    gram = _noisy(gram_upper(np.asarray(bins)[:, anchors]), params.gram_sigma, params, rng)
     plan = plan_factor(gram, opened["two_way"], opened["label"], gram_sigma=params.gram_sigma if params.noise else 0.0,
                        table_sigma=params.sigma if params.noise else 0.0, n_anchors=params.factor_anchors)
     if plan.found:
         levels = factor_levels(bins, plan.loadings_fp, plan.thresholds_fp)
         factor_label, gene_factor = factor_tables(bins, labels, levels, params.n_labels)
-        extra = {"factor_label": noisy(factor_label, params.sigma), "gene_factor": noisy(gene_factor, params.pair_sigma)}
+        extra = {"factor_label": _noisy(factor_label, params.sigma, params, rng),
+                 "gene_factor": _noisy(gene_factor, params.pair_sigma, params, rng)}
     else:
-        extra = {"two_way_again": noisy(two_way, params.pair_sigma)}
+        extra = {"two_way_again": _noisy(two_way, params.pair_sigma, params, rng)}
     return gram, plan.to_public(), extra
