@@ -228,32 +228,32 @@ def _paper(party: Party, values: AShare, labels: AShare, params: ProtocolParams,
     with party.phase("noise"):
         if params.noise:
             one_way, label, two_way = noise.release_on_grid(party, [one_way, label, two_way], params.sigma)
-    factor = _factor(party, [p[4] for p in parts], labels, label, two_way, two_way_exact, params)
-    with party.phase("noise"):
-        one_way, label, two_way, means, *extra = _rerandomize_outputs(
-            party, [one_way, label, two_way, means] + list(factor.get("outputs", {}).values()))
-    return {"one_way": one_way, "label": label, "two_way": two_way, "means": means,
-            **_factor_fields(factor, extra),
-            "extra_stats": {"selection_rounds": selection_rounds, "selection_comparisons": selection_comparisons}}
+    out = _finish(party, {"one_way": one_way, "label": label, "two_way": two_way, "means": means},
+                  [p[4] for p in parts], labels, two_way_exact, params)
+    out["extra_stats"] = {"selection_rounds": selection_rounds, "selection_comparisons": selection_comparisons}
+    return out
 
 
-def _factor(party: Party, bits_blocks: list, labels: AShare, label: AShare, two_way: AShare, two_way_exact: AShare,
+def _finish(party: Party, outputs: dict[str, AShare], bits_blocks: list, labels: AShare, two_way_exact: AShare,
             params: ProtocolParams) -> dict:
-    """The factor model's phases (:mod:`~fedsyn.engines.rep3.factor_protocol`), or nothing for the star."""
-    if params.model != "factor":
-        return {}
-    from .factor_protocol import run_factor
+    """After the profile's noise: the factor model's phases (if any), then ONE rerandomization of every output.
 
-    res = run_factor(party, concatenate(bits_blocks, axis=2), labels, label_noisy=label, two_way_noisy=two_way,
-                     two_way_exact=two_way_exact, params=params)
-    return {"gram": res.gram, "factor": res.plan.to_public(), "outputs": res.outputs}
+    ``outputs`` holds the profile's noisy outputs by field name; the factor
+    model (:mod:`~fedsyn.engines.rep3.factor_protocol`) opens the noisy
+    ``label`` and ``two_way`` among the servers, adds its phase-B tables to the
+    outputs and its public Gram entries and plan to the returned fields.
+    """
+    fields: dict = {}
+    if params.model == "factor":
+        from .factor_protocol import run_factor
 
-
-def _factor_fields(factor: dict, rerandomized: list) -> dict:
-    """Protocol1Shares fields of the factor model: public Gram and plan, rerandomized phase-B tables."""
-    if not factor:
-        return {}
-    return {"gram": factor["gram"], "factor": factor["factor"], **dict(zip(factor["outputs"], rerandomized))}
+        res = run_factor(party, concatenate(bits_blocks, axis=2), labels, label_noisy=outputs["label"],
+                         two_way_noisy=outputs["two_way"], two_way_exact=two_way_exact, params=params)
+        outputs = {**outputs, **res.outputs}
+        fields = {"gram": res.gram, "factor": res.plan.to_public()}
+    with party.phase("noise"):
+        fresh = _rerandomize_outputs(party, list(outputs.values()))
+    return {**dict(zip(outputs, fresh)), **fields}
 
 
 def _edge_profiles(party: Party, values: AShare, labels: AShare, params: ProtocolParams, blocks) -> dict:
@@ -292,11 +292,9 @@ def _edge_profiles(party: Party, values: AShare, labels: AShare, params: Protoco
         if params.noise:
             label, two_way = noise.release_on_grid(party, [label, two_way], params.sigma)
             (sums,) = noise.release_on_grid(party, [sums], params.sum_sigma)
-    factor = _factor(party, [p[3] for p in parts], labels, label, two_way, two_way_exact, params)
-    with party.phase("noise"):
-        label, two_way, sums, *extra = _rerandomize_outputs(
-            party, [label, two_way, sums] + list(factor.get("outputs", {}).values()))
-    return {"label": label, "two_way": two_way, "sums": sums, "histogram": hist_open, **_factor_fields(factor, extra)}
+    out = _finish(party, {"label": label, "two_way": two_way, "sums": sums}, [p[3] for p in parts], labels,
+                  two_way_exact, params)
+    return {**out, "histogram": hist_open}
 
 
 def _log_block(party: Party, what: str, b: int, blocks) -> None:
