@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from test_privacy_audit import _neighbours  # genes that are copies of one column, and the same plus one record
 
 from fedsyn import accounting as acc
 from fedsyn import audit, factor, reference
@@ -205,18 +206,9 @@ def test_mpspdz_refuses_the_factor_model_clearly():
 
 
 # ---------------------------------------------------------------- privacy ---
-def _neighbours(n=30, d=60, seed=0):
-    """Genes that are copies of one column (every released cell repeats), and the same plus one record."""
-    rng = np.random.default_rng(seed)
-    col = rng.normal(6, 2, size=n)
-    x = np.repeat(col[:, None], d, axis=1) + 0.01 * np.arange(d)[None, :]
-    y = rng.integers(0, 2, size=n)
-    return (x, y), (np.vstack([x, np.full((1, d), 5.1)]), np.append(y, 1))
-
-
 def test_rep3_gram_entries_of_neighbouring_datasets_overlap():
     """The Gram family on the real protocol: integers on the full grid, ranges overlapping (shift <= 9)."""
-    (x0, y0), (x1, y1) = _neighbours()
+    (x0, y0), (x1, y1) = _neighbours(n=30, d=60)
     p = ProtocolParams(n_labels=2, sigma=8.0, gram_sigma=300.0, pair_sigma=8.0, model="factor")
     out0, _ = run_in_process([encode(x0)], [reference.label_onehot(y0, 2)], p, seed=7)
     out1, _ = run_in_process([encode(x1)], [reference.label_onehot(y1, 2)], p, seed=8)

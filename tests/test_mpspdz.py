@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_privacy_audit import _neighbours  # the audit's neighbouring datasets: D and D plus one record
 
 from fedsyn import fixedpoint, reference
 from fedsyn.data import ExpressionData
@@ -561,12 +562,7 @@ def test_released_counts_of_neighbouring_datasets_overlap():
     """The privacy audit on MP-SPDZ's real path: integer outputs whose supports overlap for c and c + 1."""
     from fedsyn import audit
 
-    rng = np.random.default_rng(12)
-    n, d = 24, 200
-    col = rng.normal(5, 2, size=n)
-    x = np.repeat(col[:, None], d, axis=1)  # every gene the same: each released cell repeats d times
-    y = rng.integers(0, 2, size=n)
-    x1, y1 = np.vstack([x, np.full((1, d), 4.6)]), np.append(y, 1)
+    (x, y), (x1, y1) = _neighbours(n=24, d=200, seed=12)  # every released cell repeats d times
     params = ProtocolParams(n_labels=2, sigma=8.0)
     engine = _engine(security="passive")
     a = engine.measure(_holders(x, y, 2, [10]), params).measurements
@@ -584,12 +580,7 @@ def test_strict_released_families_of_neighbouring_datasets_overlap():
     """The privacy audit on MP-SPDZ's strict path: histograms, tables and bin sums of D and D + one record."""
     from fedsyn import audit
 
-    rng = np.random.default_rng(12)
-    n, d = 24, 200
-    col = rng.normal(5, 2, size=n)
-    x = np.repeat(col[:, None], d, axis=1)  # every gene the same: each released cell repeats d times
-    y = rng.integers(0, 2, size=n)
-    x1, y1 = np.vstack([x, np.full((1, d), 4.6)]), np.append(y, 1)
+    (x, y), (x1, y1) = _neighbours(n=24, d=200, seed=12)  # every released cell repeats d times
     params = ProtocolParams(n_labels=2, sigma=8.0, hist_sigma=8.0, sum_sigma=8.0 * 16, profile="strict",
                             value_range=(0.0, 16.0), hist_bits=4)
     engine = _engine(security="passive")
