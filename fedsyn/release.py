@@ -400,7 +400,9 @@ def fit(
         minutes at 100 genes; it rounds ``iterations`` up to a multiple of 50).
     iterations : int, default 1000
         Mirror-descent steps (:data:`DEFAULT_ITERATIONS`); fewer steps keep the
-        fit closer to uniform, which regularizes against the noise.
+        fit closer to uniform, which regularizes against the noise. Measurements
+        of the factor model (``gene_factor`` present) are fitted by its junction
+        tree with at most :data:`FACTOR_ITERATIONS` steps after the warm start.
     callback : callable, optional
         ``callback(step, loss)`` every 50 steps.
     warm_start : bool, default True

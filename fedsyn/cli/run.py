@@ -47,7 +47,8 @@ def _engine_help() -> str:
 @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Held-out real fraction for evaluation (0: no evaluation).")
 @click.option("--iterations", type=click.IntRange(min=1), default=DEFAULT_ITERATIONS, show_default=True,
-              help="Mirror-descent iterations of the Private-PGM fit (fewer regularize more).")
+              help="Mirror-descent iterations of the Private-PGM fit (fewer regularize more; the factor model "
+                   "takes at most 50 after its warm start).")
 @click.option("--uniform-start", is_flag=True,
               help="Start the Private-PGM fit at the uniform model (mbi's start) instead of the noisy tables.")
 @click.option("--estimator", type=click.Choice(["star", "mbi"]), default="star", show_default=True,
