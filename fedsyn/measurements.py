@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import InputError, ProtocolError
 
-__all__ = ["NoisyMeasurements", "OutputLayout", "decode_outputs", "privacy_meta", "noisy_total", "bin_means_from_sums"]
+__all__ = ["NoisyMeasurements", "OutputLayout", "Fields", "decode_outputs", "privacy_meta", "noisy_total", "bin_means_from_sums"]
 
 
 @dataclass(frozen=True)
@@ -208,6 +208,36 @@ class NoisyMeasurements:
 
 
 @dataclass(frozen=True)
+class Fields:
+    """Named arrays back to back in one flat vector, each in C order of its shape.
+
+    A part of an engine's outputs that is written, delivered or opened on its
+    own: :meth:`OutputLayout.factor_layout` (the factor model's phase B).
+    """
+
+    items: tuple[tuple[str, tuple[int, ...]], ...]
+
+    def fields(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return self.items
+
+    @property
+    def size(self) -> int:
+        return sum(int(np.prod(shape)) for _, shape in self.items)
+
+    def split(self, flat: np.ndarray, *, what: str = "the opened outputs") -> dict[str, np.ndarray]:
+        """Cut a flat vector into the named arrays (a size mismatch is a ProtocolError)."""
+        flat = np.asarray(flat)
+        if flat.ndim != 1 or flat.size != self.size:
+            raise ProtocolError(f"{what} hold {flat.size} values, expected {self.size}.")
+        out, pos = {}, 0
+        for name, shape in self.items:
+            k = int(np.prod(shape))
+            out[name] = flat[pos : pos + k].reshape(shape)
+            pos += k
+        return out
+
+
+@dataclass(frozen=True)
 class OutputLayout:
     """The opened outputs of Protocol 1: names, shapes and their order in a flat vector.
 
@@ -267,17 +297,11 @@ class OutputLayout:
     def split(self, flat: np.ndarray, *, what: str = "the opened outputs", phase1: bool = False
               ) -> dict[str, np.ndarray]:
         """Cut a flat int64 vector into the named arrays (a size mismatch is a ProtocolError)."""
-        fields = self.phase1_fields() if phase1 else self.fields()
-        size = sum(int(np.prod(shape)) for _, shape in fields)
-        flat = np.asarray(flat)
-        if flat.ndim != 1 or flat.size != size:
-            raise ProtocolError(f"{what} hold {flat.size} values, expected {size}.")
-        out, pos = {}, 0
-        for name, shape in fields:
-            k = int(np.prod(shape))
-            out[name] = flat[pos : pos + k].reshape(shape)
-            pos += k
-        return out
+        return Fields(self.phase1_fields() if phase1 else self.fields()).split(flat, what=what)
+
+    def factor_layout(self, found: bool) -> Fields:
+        """:meth:`factor_fields` as a :class:`Fields` (written and opened apart from the profile's outputs)."""
+        return Fields(self.factor_fields(found))
 
     def join(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """The inverse of :meth:`split` (the release fields)."""

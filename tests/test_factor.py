@@ -198,11 +198,32 @@ def test_noise_on_needs_the_factor_noise():
         ProtocolParams(n_labels=L, sigma=3.0, model="tree")
 
 
-def test_mpspdz_refuses_the_factor_model_clearly():
-    from fedsyn.engines.mpspdz.engine import programs_for
+def test_mpspdz_runs_the_factor_phases_after_the_profile_program():
+    """The factor model appends protocol1_factor.mpc's phases and makes the profile's program keep its
+    comparison bits; the star model's programs (and so their compiled bytecode and digests) are unchanged."""
+    from dataclasses import replace
 
-    with pytest.raises(ConfigError, match="rep3 and plaintext"):
-        programs_for(100, 10, params())
+    from fedsyn.engines.mpspdz import engine as mp
+
+    for profile, last in (("paper", "paper"), ("strict", "bins")):
+        p = params(profile)
+        runs = mp.programs_for(100, 10, p)
+        star = mp.programs_for(100, 10, replace(p, model="star", gram_sigma=0.0, pair_sigma=0.0))
+        assert [ph for ph, _, _ in runs] == [ph for ph, _, _ in star] + ["gram", "levels", "again"]
+        profile_args = dict((ph, a) for ph, _, a in runs)[last]
+        assert profile_args[-1] in (1, "1") and profile_args[:-1] == dict((ph, a) for ph, _, a in star)[last]
+        assert {prog for ph, prog, _ in runs[-3:]} == {"protocol1_factor"}
+    # positions: the comparison bits after the profile's outputs, phase B after the bits
+    p = params("paper")
+    off = mp._factor_offsets(100, 10, p)
+    assert off["bits"] == 100 * (10 + L) + (4 * 10 + L + 4 * 10 * L + 4 * 10)
+    assert off["out"] == off["bits"] + 3 * 100 * 10
+    # the compiled comparison width holds every plan's z - t
+    plan = factor.FactorPlan(True, np.full(10, 1 << factor.LOADING_FRAC_BITS, np.int64), np.array([-1, 0, 1]),
+                             1.0, 0.0)
+    assert plan.compare_bits <= mp.factor_compare_bits(10)
+    with pytest.raises(ProtocolError, match="level comparisons"):
+        mp.factor_public_input("levels", 10, p, replace(plan, thresholds_fp=np.array([0, 0, 1 << 40])))
 
 
 # ---------------------------------------------------------------- privacy ---

@@ -21,6 +21,7 @@ from fedsyn.engines.mpspdz import persistence
 from fedsyn.errors import BundleError, ConfigError, EngineUnavailableError, ProtocolError
 from fedsyn.holder import replicated_pairs, split_shares
 from fedsyn.measurements import OutputLayout
+from fedsyn.noise import GridNoise
 from fedsyn.params import ProtocolParams
 
 
@@ -594,3 +595,120 @@ def test_strict_released_families_of_neighbouring_datasets_overlap():
         va, vb = a["sums"][:, k].ravel(), b["sums"][:, k].ravel()
         assert np.gcd.reduce(np.diff(np.sort(va))) == 1 and np.gcd.reduce(np.diff(np.sort(vb))) == 1, k
         assert np.mean((va >= vb.min()) & (va <= vb.max())) > 0.9, k
+
+
+# ------------------------------------------------------------ factor model --
+def _factor_params(profile, *, noise=False):
+    from test_factor import params
+
+    return params(profile, noise=noise)
+
+
+@pytest.mark.mpspdz
+@needs_passive
+@pytest.mark.parametrize("profile", ["paper", "strict"])
+def test_factor_model_matches_reference_and_rep3_bit_for_bit(profile, tmp_path):
+    """protocol1_factor.mpc after either profile's program: the opened Gram entries, the plan every party
+    computes from them and phase B's tables equal the plaintext reference and the embedded engine's."""
+    from test_factor import L, _reference, modules
+
+    from fedsyn.engines.rep3.protocol1 import run_in_process
+
+    x, y = modules(seed=3)
+    xf = fixedpoint.encode(x)
+    params = _factor_params(profile)
+    opened, report, _ = _engine(security="passive", workdir=tmp_path / "run").open_outputs(
+        _holders(x, y, L, [100]), params)
+    _, (gram, plan, extra) = _reference(xf, y, params, np.random.default_rng(0))
+    assert plan["found"] and opened["factor"] == plan
+    np.testing.assert_array_equal(opened["gram"], gram)
+    assert set(extra) == {"factor_label", "gene_factor"} and "two_way_again" not in opened
+    for name, value in extra.items():
+        np.testing.assert_array_equal(opened[name], value)
+    rep3, _ = run_in_process([xf[:100], xf[100:]], [reference.label_onehot(y[:100], L),
+                                                     reference.label_onehot(y[100:], L)], params, seed=1)
+    for name in ("gram", "factor_label", "gene_factor", "two_way", "label"):
+        np.testing.assert_array_equal(opened[name], rep3[name])
+    assert {"gram", "factor_levels", "factor_tables"} <= set(report.phases)
+    assert "protocol1_factor-levels" in report.program and "again" not in report.program
+    # a kept run directory keeps no shares (the comparison bits included)
+    assert not list((tmp_path / "run" / "Persistence").iterdir())
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_factor_model_without_a_factor_measures_the_tables_again():
+    """No factor above the noise: phase ``again`` measures the (gene, label) tables a second time."""
+    from fedsyn.measurements import decode_outputs
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(6, 1, size=(90, 6))
+    y = rng.integers(0, 3, 90)
+    params = ProtocolParams(n_labels=3, sigma=3.0, gram_sigma=5000.0, pair_sigma=3.0, model="factor")
+    opened, report, _ = _engine(security="passive").open_outputs(_holders(x, y, 3, [40]), params)
+    assert opened["factor"]["found"] is False and "protocol1_factor-again" in report.program
+    assert "gene_factor" not in opened and "levels" not in report.program
+    exact = reference.bin_statistics(fixedpoint.encode(x), y, 3).two_way
+    dev = opened["two_way_again"] - exact
+    assert 0 < np.abs(dev).max() <= GridNoise(3.0).pmf()[0][-1]
+    m = decode_outputs(opened, gene_names=tuple("abcdef"), label_names=tuple("xyz"), params=params,
+                       engine="mp-spdz", gram=opened.pop("gram"), factor=opened.pop("factor"))
+    assert m.gene_factor is None and m.two_way_sigma is not None and m.two_way_sigma < params.sigma
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_factor_noise_is_on_the_grid_and_inside_its_support():
+    """Noise on: the Gram entries and phase B's tables lie within the accounted support of their exact values
+    (the tables under the plan the parties computed from the noisy phase-A release)."""
+    from test_factor import L, modules
+
+    from fedsyn import factor as fac
+
+    x, y = modules(n=300, d=16, seed=4)
+    xf = fixedpoint.encode(x)
+    params = _factor_params("paper", noise=True)
+    opened, _, _ = _engine(security="passive").open_outputs(_holders(x, y, L, [120]), params)
+    bins = reference.bin_statistics(xf, y, L).bins
+    plan = fac.FactorPlan.from_public(opened["factor"])
+    assert plan.found
+    dev_g = opened["gram"] - reference.gram_upper(bins)
+    assert 0 < np.abs(dev_g).max() <= GridNoise(params.gram_sigma).pmf()[0][-1]
+    levels = reference.factor_levels(bins, plan.loadings_fp, plan.thresholds_fp)
+    factor_label, gene_factor = reference.factor_tables(bins, y, levels, L)
+    dev_f = opened["factor_label"] - factor_label
+    dev_p = opened["gene_factor"] - gene_factor
+    assert 0 < np.abs(dev_f).max() <= GridNoise(params.sigma).pmf()[0][-1]
+    assert 0 < np.abs(dev_p).max() <= GridNoise(params.pair_sigma).pmf()[0][-1]
+    assert 2.5 < dev_p.std() < 5.5  # sigma 4
+
+
+@pytest.mark.mpspdz
+@needs_passive
+def test_factor_releases_of_neighbouring_datasets_overlap(monkeypatch):
+    """The privacy audit on MP-SPDZ's factor path: the Gram entries of D and D + one record overlap on the
+    full integer grid, and phase B's (gene, factor) cells overlap under one public plan."""
+    from fedsyn import audit
+    from fedsyn import factor as fac
+    from fedsyn.engines.mpspdz import engine as mpengine
+
+    (x, y), (x1, y1) = _neighbours(n=24, d=200, seed=12)
+    d = x.shape[1]
+    params = ProtocolParams(n_labels=2, sigma=8.0, gram_sigma=300.0, pair_sigma=8.0, model="factor",
+                            factor_anchors=60)
+    anchors = fac.anchor_genes(d, 60)
+    loadings = np.zeros(d, np.int64)
+    loadings[anchors] = 500
+    plan = fac.FactorPlan(True, loadings, np.array([-20000, 0, 20000]), 1.0, 0.0)
+    monkeypatch.setattr(mpengine, "factor_plan", lambda *a, **k: plan)  # one public plan for both datasets
+    engine = _engine(security="passive")
+    a, _, _ = engine.open_outputs(_holders(x, y, 2, [10]), params)
+    b, _, _ = engine.open_outputs(_holders(x1, y1, 2, [10]), params)
+    ga, gb = a["gram"], b["gram"]
+    assert ga.dtype == np.int64 and ga.size == 60 * 59 // 2
+    assert np.gcd.reduce(np.diff(np.sort(ga))) == 1 and np.gcd.reduce(np.diff(np.sort(gb))) == 1  # no lattice
+    assert np.mean((ga >= gb.min()) & (ga <= gb.max())) > 0.9 and np.mean((gb >= ga.min()) & (gb <= ga.max())) > 0.9
+    for k in range(4):
+        for m in range(4):
+            va, vb = a["gene_factor"][:, k, m], b["gene_factor"][:, k, m]
+            assert audit.support_overlap(va, vb) > 0.85, (k, m)

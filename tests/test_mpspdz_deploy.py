@@ -281,6 +281,65 @@ def test_strict_profile_on_three_servers_equals_rep3(tmp_path):
 
 @pytest.mark.mpspdz
 @needs_passive
+def test_factor_model_on_three_servers_equals_rep3(tmp_path):
+    """The factor model deployed: every server opens the phase-A release, server 0's plan is checked and
+    adopted by the others, phase B's output shares reach the release server; equal to the embedded engine."""
+    from test_factor import modules
+
+    from fedsyn.data import ExpressionData
+    from fedsyn.engines.rep3.engine import Rep3Engine
+    from fedsyn.engines.rep3.local import run_local_deployment
+
+    x, y = modules(n=60, d=8, seed=3)
+    data = ExpressionData(values=x, gene_names=tuple(f"G{j}" for j in range(8)),
+                          sample_ids=tuple(f"S{i}" for i in range(60)), labels=y, label_names=("a", "b", "c"))
+    dirs = share_holders(data, tmp_path, cuts=(20, 41))
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile="strict", value_range=(0.0, 16.0),
+                            hist_bits=4, model="factor")
+    m = run_local_deployment(dirs, RunParams(params, None), workdir=tmp_path / "w", timeout=120, session="s1",
+                             serve_args=("--engine", "mp-spdz"))
+    ref = Rep3Engine().measure(holders_of(data, cuts=(20, 41)), params).measurements
+    assert m.engine == "mp-spdz-passive" and m.model_record()["factor_found"]
+    for name in ("label", "two_way", "gram", "factor_label", "gene_factor", "bin_means"):
+        np.testing.assert_array_equal(getattr(m, name), getattr(ref, name))
+    assert m.model_record() == ref.model_record()
+    for i in range(3):
+        log = (tmp_path / "w" / f"server{i}.log").read_text()
+        assert "output shares delivered" in log and not re.search(r"\d{11,}", log)
+        assert (i == 0) or "factor plan agreed with server 0 (factor found)" in log
+        stats = json.loads((tmp_path / "w" / f"server{i}.stats.json").read_text())
+        assert {"gram", "factor_levels", "factor_tables"} <= set(stats["stats"]["phases"])
+
+
+def test_a_server_whose_plan_differs_from_server_0s_stops():
+    """The factor plan is server 0's; a server that computed another one (another phase-A release) refuses it."""
+    from fedsyn.engines.mpspdz.server import _agree_on_plan
+    from fedsyn.engines.rep3.transport import InProcessNetwork
+    from fedsyn.factor import FactorPlan
+
+    good = FactorPlan(True, np.array([4096, 0, -4096]), np.array([-100, 0, 100]), 5.0, 1.0)
+    other = FactorPlan(True, np.array([0, 4096, 4096]), np.array([-100, 0, 100]), 5.0, 1.0)
+    net = InProcessNetwork(timeout=10)
+    plans = [good, good, other]
+    results: dict[int, object] = {}
+
+    def server(i: int) -> None:
+        try:
+            results[i] = _agree_on_plan(i, net.transport(i), plans[i])
+        except ProtocolError as exc:
+            results[i] = str(exc)
+
+    threads = [threading.Thread(target=server, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert results[0] is good and isinstance(results[1], FactorPlan) and results[1].digest() == good.digest()
+    assert "server 2: server 0's factor plan differs from this server's" in str(results[2])
+
+
+@pytest.mark.mpspdz
+@needs_passive
 def test_refused_input_stops_every_server_before_computing(tmp_path):
     from fedsyn.engines.rep3.local import run_local_deployment
 

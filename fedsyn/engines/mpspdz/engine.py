@@ -16,7 +16,13 @@ the bin means to that party's Persistence file; nothing is opened inside MPC.
 phases: ``hist`` opens the noisy histograms to the parties (the profile's DP
 phase-1 release), the edges and bin geometry are computed from them in Python
 (:mod:`fedsyn.edges`, as the rep3 engine does) and passed as public input to
-``bins``, which writes the output shares as ``protocol1.mpc`` does. This engine (which, in a local run, plays every role) opens them
+``bins``, which writes the output shares as ``protocol1.mpc`` does. The factor
+model of co-expression (``--model factor``, :mod:`fedsyn.factor`) adds
+``mpc_programs/protocol1_factor.mpc``: phase ``gram`` opens the noisy Gram
+entries of the anchor genes with the profile's noisy tables, every party
+computes the public factor plan from them (:func:`fedsyn.factor.plan_factor`),
+and phase ``levels`` (a factor was found) or ``again`` (none) writes the
+second release's output shares. This engine (which, in a local run, plays every role) opens them
 with the replicated consistency check (:mod:`.outputs`); ``fedsyn serve
 --engine mp-spdz`` sends each party's shares to the release server instead
 (:mod:`.server`). In a local run the three parties
@@ -33,11 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
+import numpy as np
+
 from ...data import ExpressionData
 from ...errors import ConfigError, ProtocolError
+from ...factor import FactorPlan
 from ...fixedpoint import MAX_VALUE_BITS
 from ...holder import encode_holders, share_holder
-from ...measurements import OutputLayout, decode_outputs, privacy_meta
+from ...measurements import Fields, OutputLayout, decode_outputs, privacy_meta
 from ...noise import NOISE_FRAC_BITS, GridNoise
 from ...params import ProtocolParams
 from ...reference import QuartilePlan
@@ -47,18 +56,25 @@ from . import outputs, persistence, runner
 logger = logging.getLogger(__name__)
 
 __all__ = ["MpSpdzEngine", "MpSpdzOptions", "RunReport", "program_args", "edges_program_args",
+           "factor_program_args", "factor_public_input", "opened_phase_a", "factor_plan", "factor_fields_at",
            "geometry_public_input", "geometry_digest", "run_geometry", "programs_for"]
 
 Security = Literal["passive", "active"]
 
 PROGRAM = "protocol1"
 EDGES_PROGRAM = "protocol1_edges"
+FACTOR_PROGRAM = "protocol1_factor"
+#: The factor model's phases after the profile's program: ``gram``, then ``levels`` (factor found) or ``again``.
+FACTOR_PHASES = ("gram", "levels", "again")
 #: Timer numbers of protocol1.mpc and what they measure.
 TIMERS = {1: "input", 2: "order_statistics", 3: "comparison_bits", 4: "marginals", 5: "noise", 6: "bin_means"}
-#: Timers of protocol1_edges.mpc, per phase.
-EDGES_TIMERS = {
+#: Timers of protocol1_edges.mpc and protocol1_factor.mpc, per phase.
+PHASE_TIMERS = {
     "hist": {1: "hist_input", 2: "hist_cells", 3: "histogram", 4: "hist_noise"},
     "bins": {1: "input", 2: "comparison_bits", 3: "marginals", 4: "noise", 5: "bin_sums"},
+    "gram": {1: "gram_input", 2: "gram", 4: "gram_noise"},
+    "levels": {1: "factor_input", 2: "factor_levels", 3: "factor_tables", 4: "factor_noise"},
+    "again": {1: "factor_input", 3: "factor_tables", 4: "factor_noise"},
 }
 
 
@@ -174,6 +190,8 @@ def edges_program_args(phase: str, n: int, d: int, params: ProtocolParams) -> li
         counts = _circuit(params.sigma) if params.noise else zero
         sums = _circuit(params.sum_sigma) if params.noise else zero
         body = [0, 0, w, 0, u, NOISE_FRAC_BITS, *counts, *sums]
+        if params.model == "factor":  # KEEP_BITS: the comparison bits for protocol1_factor.mpc
+            body.append(1)
     return [phase, *(_arg(v) for v in [n, d, params.n_labels, MAX_VALUE_BITS, *body])]
 
 
@@ -241,29 +259,137 @@ def program_args(n: int, d: int, params: ProtocolParams) -> list[object]:
         c = GridNoise(params.sigma).circuit
         count_noise = [c.a, c.t, c.k, c.q]
     plan = QuartilePlan.for_n(n)
+    keep = [1] if params.model == "factor" else []  # KEEP_BITS: the comparison bits for protocol1_factor.mpc
     return [n, d, params.n_labels, params.frac_bits, params.binning, "paper", NOISE_FRAC_BITS,
-            *count_noise, *sum_noise, 0, MAX_VALUE_BITS, *plan.lo, *plan.k]
+            *count_noise, *sum_noise, 0, MAX_VALUE_BITS, *plan.lo, *plan.k, *keep]
 
 
-def refuse_factor(params: ProtocolParams) -> None:
-    """The MP-SPDZ programs implement the star model; the factor model runs on rep3 and plaintext."""
-    if params.model != "star":
-        raise ConfigError(f"the {params.model!r} model runs on the rep3 and plaintext engines; the MP-SPDZ "
-                          "programs implement the star model only (use --engine rep3, or --model star).")
+def _factor_offsets(n: int, d: int, params: ProtocolParams) -> dict[str, int]:
+    """Share positions in a party's Persistence file: the profile's noisy label and (gene, label) tables,
+    the comparison bits the profile's program kept (``3 d n``) and phase B's outputs."""
+    from .outputs import output_start
+
+    start = output_start(n, d, params.n_labels)
+    layout = OutputLayout(d, params.n_labels, params.profile)
+    pos, at = start, {}
+    for name, shape in layout.fields():
+        at[name] = pos
+        pos += int(np.prod(shape))
+    bits = start + layout.size
+    return {"label": at["label"], "two_way": at["two_way"], "bits": bits, "out": bits + 3 * n * d}
+
+
+def factor_compare_bits(p: int) -> int:
+    """``CB`` of ``protocol1_factor.mpc``: ``|z - t| < 2^(CB - 1)`` for every plan of ``p`` anchors.
+
+    ``|V_k| <= 2^12`` (a unit vector's entries, rounded), so ``|z| <= 3 p 2^12``;
+    the thresholds are checked against the same bound (:func:`factor_public_input`).
+    """
+    from ...factor import LOADING_FRAC_BITS
+
+    return (2 * 3 * int(p) << LOADING_FRAC_BITS).bit_length() + 2
+
+
+def factor_program_args(phase: str, n: int, d: int, params: ProtocolParams) -> list[object]:
+    """Compile-time arguments of ``protocol1_factor.mpc`` for ``phase`` (``gram``, ``levels`` or ``again``).
+
+    ``PHASE N D L P WIDTH OFF_LAB OFF_TW OFF_BITS OFF_OUT NF CB A T K Q A2 T2 K2 Q2``:
+    shapes, the share positions of :func:`_factor_offsets`, the comparison width
+    of the level bits and the noise circuits (``gram``: the Gram noise;
+    ``levels``: the count noise of the (factor, label) table and the ``pair``
+    noise of the (gene, factor) tables; ``again``: the ``pair`` noise). The
+    plan itself (anchors, loadings, thresholds) is public input, so one compiled
+    program serves every plan.
+    """
+    from ...factor import anchor_genes
+
+    if params.model != "factor":
+        raise ConfigError("protocol1_factor.mpc implements the factor model only.")
+    if phase not in FACTOR_PHASES:
+        raise ConfigError(f"unknown phase {phase!r} of protocol1_factor.mpc")
+    zero = [0, 0, 0, 0]
+    on = params.noise
+    first = {"gram": _circuit(params.gram_sigma) if on else zero,
+             "levels": _circuit(params.sigma) if on else zero, "again": zero}[phase]
+    second = zero if phase == "gram" or not on else _circuit(params.pair_sigma)
+    p = int(anchor_genes(d, params.factor_anchors).size)
+    off = _factor_offsets(n, d, params)
+    return [phase, *(_arg(v) for v in [n, d, params.n_labels, p, d + params.n_labels, off["label"], off["two_way"],
+                                       off["bits"], off["out"], NOISE_FRAC_BITS, factor_compare_bits(p),
+                                       *first, *second])]
+
+
+def factor_public_input(phase: str, d: int, params: ProtocolParams, plan=None) -> list[int]:
+    """The public input of a factor phase: the anchors (``gram``); anchors, their loadings and the
+    thresholds (``levels``); none (``again``).
+
+    Raises
+    ------
+    ProtocolError
+        The plan's level comparisons need more bits than the compiled ``CB``.
+    """
+    from ...factor import anchor_genes
+
+    anchors = anchor_genes(d, params.factor_anchors)
+    if phase == "gram":
+        return [int(a) for a in anchors]
+    if phase == "again":
+        return []
+    if plan is None or not plan.found:
+        raise ProtocolError("phase 'levels' needs a plan with a factor.")
+    cb = factor_compare_bits(anchors.size)
+    if plan.compare_bits > cb or np.count_nonzero(np.delete(plan.loadings_fp, anchors)):
+        raise ProtocolError(f"the factor plan needs {plan.compare_bits}-bit level comparisons (compiled: {cb}) "
+                            "or loads on genes that are not anchors.")
+    return [*(int(a) for a in anchors), *(int(v) for v in plan.loadings_fp[anchors]),
+            *(int(t) for t in plan.thresholds_fp)]
+
+
+def opened_phase_a(parts: Sequence, d: int, params: ProtocolParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(gram, label, two_way)`` from what the parties opened in phase ``gram`` (which must agree)."""
+    from ...factor import anchor_genes
+
+    p = int(anchor_genes(d, params.factor_anchors).size)
+    n_up, L = p * (p - 1) // 2, params.n_labels
+    first = np.asarray(parts[0], dtype=np.int64)
+    if first.size != n_up + L + 4 * d * L:
+        raise ProtocolError(f"phase 'gram' opened {first.size} values, expected {n_up + L + 4 * d * L}.")
+    for k, other in enumerate(parts[1:], start=1):
+        if not np.array_equal(np.asarray(other, dtype=np.int64), first):
+            raise ProtocolError(f"MP-SPDZ parties 0 and {k} opened different phase-A releases.")
+    return first[:n_up].copy(), first[n_up:n_up + L].copy(), first[n_up + L:].reshape(d, 4, L).copy()
+
+
+def factor_plan(gram: np.ndarray, label: np.ndarray, two_way: np.ndarray, params: ProtocolParams):
+    """The public factor plan from the phase-A release (as rep3's servers compute it)."""
+    from ...factor import plan_factor
+
+    return plan_factor(gram, two_way, label, gram_sigma=params.gram_sigma if params.noise else 0.0,
+                       table_sigma=params.sigma if params.noise else 0.0, n_anchors=params.factor_anchors)
+
+
+def factor_fields_at(n: int, d: int, params: ProtocolParams, found: bool) -> tuple[int, Fields]:
+    """Share position and layout (:meth:`~fedsyn.measurements.OutputLayout.factor_layout`) of phase B's outputs."""
+    layout = OutputLayout(d, params.n_labels, params.profile, model="factor")
+    return _factor_offsets(n, d, params)["out"], layout.factor_layout(found)
 
 
 def programs_for(n: int, d: int, params: ProtocolParams) -> list[tuple[str, str, list[object]]]:
-    """The MP-SPDZ runs of a profile, in order: ``(phase, program, compile-time args)``.
+    """The MP-SPDZ runs of a profile and model, in order: ``(phase, program, compile-time args)``.
 
     ``paper``: ``protocol1.mpc``; ``strict``: ``protocol1_edges.mpc`` phase
     ``hist`` (opens the noisy histograms) then ``bins``; ``public-edges``: ``bins`` only.
-    The star model only (the factor model is refused, :func:`refuse_factor`).
+    The factor model appends ``protocol1_factor.mpc``'s ``gram``, ``levels`` and
+    ``again`` (all compiled up front; one of the last two runs, as the public plan says).
     """
-    refuse_factor(params)
     if params.profile == "paper":
-        return [("paper", PROGRAM, program_args(n, d, params))]
-    phases = ["hist", "bins"] if params.profile == "strict" else ["bins"]
-    return [(ph, EDGES_PROGRAM, edges_program_args(ph, n, d, params)) for ph in phases]
+        runs = [("paper", PROGRAM, program_args(n, d, params))]
+    else:
+        phases = ["hist", "bins"] if params.profile == "strict" else ["bins"]
+        runs = [(ph, EDGES_PROGRAM, edges_program_args(ph, n, d, params)) for ph in phases]
+    if params.model == "factor":
+        runs += [(ph, FACTOR_PROGRAM, factor_program_args(ph, n, d, params)) for ph in FACTOR_PHASES]
+    return runs
 
 
 def opened_histogram(parts: Sequence, d: int, params: ProtocolParams):
@@ -279,15 +405,78 @@ def opened_histogram(parts: Sequence, d: int, params: ProtocolParams):
     return first.reshape(d, params.hist_cells)
 
 
+@dataclass
+class PhaseState:
+    """The public steps between the MP-SPDZ phases of one run (every party computes the same from the same
+    opened values): the strict profile's bin geometry, the factor model's plan.
+
+    Used alike by a local run (:class:`MpSpdzEngine`) and by a deployment's
+    server (:mod:`.server`, which also checks with its peers that they agree).
+    """
+
+    n: int
+    d: int
+    params: ProtocolParams
+    histogram: np.ndarray | None = None
+    geometry: object = None
+    gram: np.ndarray | None = None
+    plan: FactorPlan | None = None  # after phase "gram"
+
+    def runs(self, phase: str) -> bool:
+        """Whether ``phase`` runs: ``levels`` only with a factor, ``again`` only without one."""
+        if phase not in ("levels", "again"):
+            return True
+        if self.plan is None:
+            raise ProtocolError(f"phase {phase!r} before the factor plan")
+        return bool(self.plan.found) == (phase == "levels")
+
+    def public_input(self, phase: str) -> list[int] | None:
+        """The public input of ``phase`` (None: it reads none)."""
+        if phase == "bins":  # from the opened histogram (strict) or the given edges
+            self.geometry = run_geometry(self.params, self.histogram)
+            return geometry_public_input(self.geometry, self.params)
+        if phase in ("gram", "levels"):
+            return factor_public_input(phase, self.d, self.params, self.plan)
+        return None
+
+    def opened(self, phase: str, parts: Sequence) -> None:
+        """Take what ``phase`` opened to the parties (their binary outputs; a server has only its own)."""
+        if phase == "hist":
+            self.histogram = opened_histogram(parts, self.d, self.params)
+        elif phase == "gram":
+            self.gram, label, two_way = opened_phase_a(parts, self.d, self.params)
+            self.plan = factor_plan(self.gram, label, two_way, self.params)
+
+    def factor_outputs(self) -> tuple[int, Fields] | None:
+        """Share position and layout of phase B's outputs (None: the star model)."""
+        if self.params.model != "factor":
+            return None
+        if self.plan is None:
+            raise ProtocolError("the factor model's phases did not run")
+        return factor_fields_at(self.n, self.d, self.params, bool(self.plan.found))
+
+    def public_outputs(self) -> dict:
+        """The public values the release server gets besides the output shares: ``histogram`` (strict),
+        ``gram`` and ``factor`` (the plan, :meth:`fedsyn.factor.FactorPlan.to_public`)."""
+        out: dict = {}
+        if self.histogram is not None:
+            out["histogram"] = self.histogram
+        if self.params.model == "factor" and self.plan is not None:
+            out["gram"], out["factor"] = self.gram, self.plan.to_public()
+        return out
+
+
 def combine_reports(reports: dict) -> dict:
     """Party seconds, data, rounds and per-timer figures of one run or of both phases (summed)."""
     def total(attr):
         vals = [getattr(r, attr) for r in reports.values()]
-        return None if any(v is None for v in vals) else sum(vals)
+        if any(v is None for v in vals):
+            return None
+        return sum(vals) if all(isinstance(v, int) for v in vals) else round(sum(vals), 6)  # MB: to the byte
 
     phases = {}
     for phase, r in reports.items():
-        names = TIMERS if phase == "paper" else EDGES_TIMERS[phase]
+        names = TIMERS if phase == "paper" else PHASE_TIMERS[phase]
         for k, v in sorted(r.timers.items()):
             phases[names.get(k, f"{phase}{k}")] = {"seconds": v[0], "mb": v[1], "rounds": v[2]}
     return {"party_seconds": total("seconds"), "data_sent_mb": total("data_sent_mb"),
@@ -325,6 +514,9 @@ class MpSpdzEngine:
         phase ``hist`` opens the noisy histograms to the parties, the bin
         geometry is computed from them (:func:`run_geometry`) and passed to
         phase ``bins`` as public input. ``public-edges``: phase ``bins`` only.
+        The factor model then runs ``protocol1_factor.mpc``: ``gram`` opens the
+        phase-A release to the parties, the factor plan is computed from it
+        (:class:`PhaseState`) and ``levels`` or ``again`` writes phase B.
 
         The noise is drawn inside MPC (``sint.get_random_int``); no party, and
         not this process, knows it.
@@ -334,11 +526,10 @@ class MpSpdzEngine:
         Measurement
             ``stats["mpspdz"]`` holds the :class:`RunReport`.
         """
-        refuse_factor(params)
         opened, report, (genes, labels) = self.open_outputs(holders, params)
-        histogram = opened.pop("histogram", None)
+        public = {k: opened.pop(k, None) for k in ("histogram", "gram", "factor")}
         m = decode_outputs(opened, gene_names=genes, label_names=labels, params=params, engine=self.name,
-                           histogram=histogram, meta=privacy_meta(privacy))
+                           meta=privacy_meta(privacy), **public)
         return Measurement(measurements=m, stats={"mpspdz": report.to_dict()})
 
     def open_outputs(self, holders: Sequence[ExpressionData], params: ProtocolParams):
@@ -346,7 +537,9 @@ class MpSpdzEngine:
 
         ``opened`` holds the :class:`~fedsyn.measurements.OutputLayout` fields
         of ``params.profile`` as int64 arrays (and ``histogram``, the phase-1
-        release, in ``strict``): what the release server opens, before decoding.
+        release, in ``strict``; ``gram``, ``factor`` (the public plan) and phase
+        B's :meth:`~fedsyn.measurements.OutputLayout.factor_fields` in the factor
+        model): what the release server opens, before decoding.
         """
         opts = self.options
         encoded = encode_holders(holders, n_labels=params.n_labels, frac_bits=params.frac_bits,
@@ -363,7 +556,7 @@ class MpSpdzEngine:
             tmp = tempfile.mkdtemp(prefix="fedsyn-mpspdz-")
             work = Path(tmp)
         work = Path(work)
-        histogram = None
+        state = PhaseState(n, d, params)
         reports: dict[str, list] = {}
         try:
             progs = list(compiled.values())
@@ -378,16 +571,17 @@ class MpSpdzEngine:
             start = time.perf_counter()
             try:
                 for phase, c in compiled.items():
-                    if phase == "bins":  # the public geometry, from the opened histogram or the given edges
-                        geometry = run_geometry(params, histogram)
-                        runner.write_public_input(work, c.name, geometry_public_input(geometry, params))
+                    if not state.runs(phase):
+                        continue
+                    public = state.public_input(phase)
+                    if public is not None:
+                        runner.write_public_input(work, c.name, public)
                     reports[phase] = runner.run_parties(
                         self.installation, work, c.name, security=opts.security,
                         host=opts.host, port=opts.port, hosts=opts.hosts, timeout=opts.timeout,
                     )
-                    if phase == "hist":
-                        histogram = opened_histogram([runner.read_binary_output(work, i) for i in range(3)],
-                                                     d, params)
+                    if phase in ("hist", "gram"):  # opened to every party
+                        state.opened(phase, [runner.read_binary_output(work, i) for i in range(3)])
             except ProtocolError as exc:
                 if tmp is None:
                     raise
@@ -399,6 +593,12 @@ class MpSpdzEngine:
             pairs = {i: outputs.read_party_outputs(work / "Persistence", i, n=n, layout=layout,
                                                    security=opts.security) for i in range(3)}
             opened = layout.split(outputs.open_party_outputs(pairs, layout), what="the opened outputs")
+            factor = state.factor_outputs()
+            if factor is not None:  # the factor model's phase B, written after the comparison bits
+                at, fields = factor
+                pairs = {i: outputs.read_party_fields(work / "Persistence", i, start=at, layout=fields,
+                                                      security=opts.security) for i in range(3)}
+                opened.update(fields.split(outputs.open_party_outputs(pairs, fields), what="the factor outputs"))
             del pairs
         finally:
             if tmp is not None:
@@ -407,7 +607,7 @@ class MpSpdzEngine:
                 for path in (work / "Persistence").glob("Transactions-*.data"):
                     path.unlink(missing_ok=True)
         report = RunReport(
-            program="+".join(c.name for c in compiled.values()),
+            program="+".join(c.name for phase, c in compiled.items() if phase in reports),
             security=opts.security,
             binning=params.binning if params.profile == "paper" else params.profile,
             compile_seconds=sum(c.compile_seconds for c in compiled.values()),
@@ -416,6 +616,5 @@ class MpSpdzEngine:
             **combine_reports({phase: r[0] for phase, r in reports.items()}),
         )
         logger.info("MP-SPDZ %s run: %.1f s, %s MB sent by party 0", opts.security, wall, report.data_sent_mb)
-        if histogram is not None:
-            opened["histogram"] = histogram
+        opened.update(state.public_outputs())
         return opened, report, (first.gene_names, first.label_names)

@@ -27,10 +27,10 @@ from typing import Mapping
 
 import numpy as np
 
-from ...measurements import OutputLayout
+from ...measurements import Fields, OutputLayout
 from .persistence import Security, persistence_path, read_output_shares
 
-__all__ = ["output_start", "read_party_outputs", "split_pairs", "delivery_arrays", "open_party_outputs"]
+__all__ = ["output_start", "read_party_outputs", "read_party_fields", "split_pairs", "delivery_arrays", "open_party_outputs"]
 
 
 def output_start(n: int, d: int, n_labels: int) -> int:
@@ -47,7 +47,16 @@ def read_party_outputs(
                               security=security)
 
 
-def split_pairs(a: np.ndarray, b: np.ndarray, layout: OutputLayout) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_party_fields(
+    persistence_dir: str | os.PathLike, party: int, *, start: int, layout: Fields, security: Security
+) -> tuple[np.ndarray, np.ndarray]:
+    """Party ``party``'s flat pairs of ``layout`` written at share position ``start`` (the factor model's phase B,
+    :func:`fedsyn.engines.mpspdz.engine.factor_fields_at`)."""
+    return read_output_shares(persistence_path(Path(persistence_dir), party), start=start, count=layout.size,
+                              security=security)
+
+
+def split_pairs(a: np.ndarray, b: np.ndarray, layout: OutputLayout | Fields) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Cut a flat pair into the named, shaped outputs of ``layout``."""
     sa = layout.split(a.view(np.int64), what="the output shares")
     sb = layout.split(b.view(np.int64), what="the output shares")
@@ -55,7 +64,7 @@ def split_pairs(a: np.ndarray, b: np.ndarray, layout: OutputLayout) -> dict[str,
             for k in sa}
 
 
-def delivery_arrays(a: np.ndarray, b: np.ndarray, layout: OutputLayout) -> dict[str, np.ndarray]:
+def delivery_arrays(a: np.ndarray, b: np.ndarray, layout: OutputLayout | Fields) -> dict[str, np.ndarray]:
     """The arrays a computing server sends the release server (``one_way.a``, ``one_way.b``, ...)."""
     out: dict[str, np.ndarray] = {}
     for name, (pa, pb) in split_pairs(a, b, layout).items():
@@ -64,7 +73,7 @@ def delivery_arrays(a: np.ndarray, b: np.ndarray, layout: OutputLayout) -> dict[
     return out
 
 
-def open_party_outputs(pairs: Mapping[int, tuple[np.ndarray, np.ndarray]], layout: OutputLayout) -> np.ndarray:
+def open_party_outputs(pairs: Mapping[int, tuple[np.ndarray, np.ndarray]], layout: OutputLayout | Fields) -> np.ndarray:
     """Open the flat outputs (int64) from the three parties' pairs, checking their consistency.
 
     Raises

@@ -56,14 +56,7 @@ from ...params import RunParams
 from ...serving import admit_run, agree_on_metadata, check_run_params, release_metadata, server_metadata
 from ..rep3.config import DeploymentConfig
 from . import outputs, persistence, runner, tls
-from .engine import (
-    combine_reports,
-    geometry_digest,
-    geometry_public_input,
-    opened_histogram,
-    programs_for,
-    run_geometry,
-)
+from .engine import PhaseState, combine_reports, geometry_digest, programs_for
 from .runner import Security
 
 logger = logging.getLogger(__name__)
@@ -202,37 +195,54 @@ def run_server(
                 certs = _exchange_certificates(index, transport, own_cert)
                 tls.install_trust(work / "Player-Data", certs)
                 hosts = runner.write_hosts(work, mp_addresses)
-                histogram = None
+                state = PhaseState(n, d, params)
                 reports, wall = {}, 0.0
                 for phase, prog in compiled.items():
+                    if not state.runs(phase):
+                        continue
+                    pub_in = state.public_input(phase)
                     if phase == "bins":
                         # every server derives the public geometry from the same opened histogram (or the
                         # given edges) with the same code; a cheap check that they did before phase 2
-                        geometry = run_geometry(params, histogram)
-                        _agree_on_geometry(index, transport, geometry_digest(geometry))
-                        runner.write_public_input(work, prog.name, geometry_public_input(geometry, params))
+                        _agree_on_geometry(index, transport, geometry_digest(state.geometry))
+                    if pub_in is not None:
+                        runner.write_public_input(work, prog.name, pub_in)
                     cmd = runner.party_command(installation, prog.name, index, security=security, hosts_file=hosts)
                     reports[phase], seconds = _run_party(index, cmd, work, transport, stall=config.timeout,
                                                          tag="" if phase in ("paper", "bins") else f"-{phase}")
                     wall += seconds
-                    if phase == "hist":  # the phase-1 DP release, opened to every party
-                        histogram = opened_histogram([runner.read_binary_output(work, index)], d, params)
+                    if phase in ("hist", "gram"):  # a DP release, opened to every party
+                        state.opened(phase, [runner.read_binary_output(work, index)])
+                    if phase == "hist":
                         logger.info("server %d: phase 1 done: noisy histograms of %d genes opened", index, d)
+                    if phase == "gram":
+                        state.plan = _agree_on_plan(index, transport, state.plan)
                 a, b = outputs.read_party_outputs(work / "Persistence", index, n=n, layout=layout,
                                                   security=security)
+                factor = state.factor_outputs()
+                if factor is not None:  # the factor model's phase B
+                    at, fields = factor
+                    fa, fb = outputs.read_party_fields(work / "Persistence", index, start=at, layout=fields,
+                                                       security=security)
             except BaseException as exc:  # also Ctrl-C: peers and the release server learn it at once
                 transport.abort(exc)
                 release.abort(exc, origin=transport.failed_peer)
                 raise
             transport.close()
-            delivery = dict(release_metadata(inputs, params, plan), outputs={"party_index": index}, party=index,
+            public = state.public_outputs()
+            delivered = {"party_index": index, **({"factor": public["factor"]} if "factor" in public else {})}
+            delivery = dict(release_metadata(inputs, params, plan), outputs=delivered, party=index,
                             engine=engine_name(security))
             report = combine_reports(reports)
             logger.info("server %d: MP-SPDZ party done in %.2f s (binary: %.2f s), %s MB sent; delivering output "
                         "shares", index, report["party_seconds"] or float("nan"), wall, report["data_sent_mb"])
             arrays = outputs.delivery_arrays(a, b, layout)
-            if histogram is not None:  # opened in phase 1 (DP): public, as rep3 delivers it
-                arrays["histogram.public"] = np.ascontiguousarray(histogram, dtype=np.int64)
+            if factor is not None:
+                arrays.update(outputs.delivery_arrays(fa, fb, factor[1]))
+                del fa, fb
+            for name in ("histogram", "gram"):  # opened to the servers (DP releases): public, as rep3 delivers them
+                if name in public:
+                    arrays[f"{name}.public"] = np.ascontiguousarray(public[name], dtype=np.int64)
             release.deliver(delivery, arrays, timeout=config.timeout)
             del a, b
     finally:
@@ -324,6 +334,34 @@ def _agree_on_geometry(index: int, transport, digest: str) -> None:
                                 f"(sha256 {theirs[:16]}... vs {digest[:16]}...): the phase-1 histograms or the "
                                 "parameters differ")
     logger.info("server %d: bin geometry agreed with both peers (sha256 %s...)", index, digest[:16])
+
+
+def _agree_on_plan(index: int, transport, own):
+    """Server 0 sends its factor plan to servers 1 and 2, which check it against their own and adopt it
+    (:func:`fedsyn.factor.agree`: floating point may differ between hosts, the plan must not)."""
+    import json
+
+    from ...factor import FactorPlan, agree
+
+    if index == 0:
+        data = np.frombuffer(json.dumps(own.to_public(), sort_keys=True).encode(), dtype=np.uint8)
+        for j in (1, 2):
+            transport.send(j, data)
+        return own
+    got = transport.recv(0)
+    try:
+        first = FactorPlan.from_public(json.loads(got.tobytes().decode()))
+    except (AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        transport.failed_peer = 0
+        raise ProtocolError(f"server {index}: malformed factor plan from server 0 ({exc}).") from None
+    try:
+        plan = agree(own, first)
+    except ProtocolError as exc:
+        transport.failed_peer = 0
+        raise ProtocolError(f"server {index}: server 0's factor plan differs from this server's: {exc}") from None
+    logger.info("server %d: factor plan agreed with server 0 (%s)", index,
+                "factor found" if plan.found else "no factor: the (gene, label) tables are measured again")
+    return plan
 
 
 def _run_party(index: int, cmd: list[str], work: Path, transport, *, stall: float, tag: str = ""):
