@@ -129,40 +129,40 @@ def test_run_certificates_name_exactly_their_party(tmp_path):
 
 
 # ------------------------------------------------------------ phase 2 ------
-def test_a_server_deriving_another_geometry_stops_the_others_before_phase_2():
-    """strict: each server derives the phase-2 geometry from its own party's histogram; all three must agree."""
-    from fedsyn.engines.mpspdz.server import _agree_on_geometry
+def _on_three_servers(step) -> dict[int, object]:
+    """``step(i, transport)`` on servers 0, 1, 2 of an in-process network: what each returned, or its
+    ProtocolError's message."""
     from fedsyn.engines.rep3.transport import InProcessNetwork
 
     net = InProcessNetwork(timeout=10)
-    digests = ["a" * 64, "a" * 64, "b" * 64]  # server 2 saw another histogram (or other parameters)
-    errors: dict[int, str] = {}
+    results: dict[int, object] = {}
 
     def server(i: int) -> None:
         try:
-            _agree_on_geometry(i, net.transport(i), digests[i])
+            results[i] = step(i, net.transport(i))
         except ProtocolError as exc:
-            errors[i] = str(exc)
+            results[i] = str(exc)
 
     threads = [threading.Thread(target=server, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(20)
-    assert set(errors) == {0, 1, 2}, errors
+    return results
+
+
+def test_a_server_deriving_another_geometry_stops_the_others_before_phase_2():
+    """strict: each server derives the phase-2 geometry from its own party's histogram; all three must agree."""
+    from fedsyn.engines.mpspdz.server import _agree_on_geometry
+
+    digests = ["a" * 64, "a" * 64, "b" * 64]  # server 2 saw another histogram (or other parameters)
+    errors = _on_three_servers(lambda i, t: _agree_on_geometry(i, t, digests[i]))
     for i in (0, 1):
-        assert f"server {i}: server 2 derived a different bin geometry" in errors[i]
-    assert "server 2: server 0 derived a different bin geometry" in errors[2]
+        assert f"server {i}: server 2 derived a different bin geometry" in str(errors[i])
+    assert "server 2: server 0 derived a different bin geometry" in str(errors[2])
     # and when they agree, nobody complains
-    net = InProcessNetwork(timeout=10)
-    errors.clear()
     digests[2] = "a" * 64
-    threads = [threading.Thread(target=server, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert errors == {}
+    assert _on_three_servers(lambda i, t: _agree_on_geometry(i, t, digests[i])) == {0: None, 1: None, 2: None}
 
 
 # ------------------------------------------------------------ outputs ------
@@ -314,26 +314,12 @@ def test_factor_model_on_three_servers_equals_rep3(tmp_path):
 def test_a_server_whose_plan_differs_from_server_0s_stops():
     """The factor plan is server 0's; a server that computed another one (another phase-A release) refuses it."""
     from fedsyn.engines.mpspdz.server import _agree_on_plan
-    from fedsyn.engines.rep3.transport import InProcessNetwork
     from fedsyn.factor import FactorPlan
 
     good = FactorPlan(True, np.array([4096, 0, -4096]), np.array([-100, 0, 100]), 5.0, 1.0)
     other = FactorPlan(True, np.array([0, 4096, 4096]), np.array([-100, 0, 100]), 5.0, 1.0)
-    net = InProcessNetwork(timeout=10)
     plans = [good, good, other]
-    results: dict[int, object] = {}
-
-    def server(i: int) -> None:
-        try:
-            results[i] = _agree_on_plan(i, net.transport(i), plans[i])
-        except ProtocolError as exc:
-            results[i] = str(exc)
-
-    threads = [threading.Thread(target=server, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
+    results = _on_three_servers(lambda i, t: _agree_on_plan(i, t, plans[i]))
     assert results[0] is good and isinstance(results[1], FactorPlan) and results[1].digest() == good.digest()
     assert "server 2: server 0's factor plan differs from this server's" in str(results[2])
 
