@@ -43,7 +43,7 @@ import numpy as np
 
 from ...data import ExpressionData
 from ...errors import ConfigError, ProtocolError
-from ...factor import FactorPlan
+from ...factor import LOADING_FRAC_BITS, FactorPlan, anchor_genes, plan_factor
 from ...fixedpoint import MAX_VALUE_BITS
 from ...holder import encode_holders, share_holder
 from ...measurements import Fields, OutputLayout, decode_outputs, privacy_meta
@@ -204,8 +204,6 @@ def geometry_public_input(geometry, params: ProtocolParams) -> list[int]:
         A bin's sum unit does not fit the compiled rounding (cannot happen for a
         geometry of :func:`fedsyn.edges.bin_geometry` inside the value range).
     """
-    import numpy as np
-
     u = sum_round_bits(params)
     k = np.asarray(geometry.unit_bits, dtype=np.int64)
     if k.min() < 0 or k.max() >= u:
@@ -221,8 +219,6 @@ def geometry_public_input(geometry, params: ProtocolParams) -> list[int]:
 def geometry_digest(geometry) -> str:
     """SHA-256 of a bin geometry (edges, bounds, centres, units), for the servers' agreement check."""
     import hashlib
-
-    import numpy as np
 
     h = hashlib.sha256()
     for name in ("edges", "bounds", "centers", "unit_bits"):
@@ -285,8 +281,6 @@ def factor_compare_bits(p: int) -> int:
     ``|V_k| <= 2^12`` (a unit vector's entries, rounded), so ``|z| <= 3 p 2^12``;
     the thresholds are checked against the same bound (:func:`factor_public_input`).
     """
-    from ...factor import LOADING_FRAC_BITS
-
     return (2 * 3 * int(p) << LOADING_FRAC_BITS).bit_length() + 2
 
 
@@ -301,8 +295,6 @@ def factor_program_args(phase: str, n: int, d: int, params: ProtocolParams) -> l
     plan itself (anchors, loadings, thresholds) is public input, so one compiled
     program serves every plan.
     """
-    from ...factor import anchor_genes
-
     if params.model != "factor":
         raise ConfigError("protocol1_factor.mpc implements the factor model only.")
     if phase not in FACTOR_PHASES:
@@ -326,10 +318,9 @@ def factor_public_input(phase: str, d: int, params: ProtocolParams, plan=None) -
     Raises
     ------
     ProtocolError
-        The plan's level comparisons need more bits than the compiled ``CB``.
+        The plan's level comparisons need more bits than the compiled ``CB``, or
+        it loads on a gene that is not an anchor.
     """
-    from ...factor import anchor_genes
-
     anchors = anchor_genes(d, params.factor_anchors)
     if phase == "gram":
         return [int(a) for a in anchors]
@@ -338,17 +329,17 @@ def factor_public_input(phase: str, d: int, params: ProtocolParams, plan=None) -
     if plan is None or not plan.found:
         raise ProtocolError("phase 'levels' needs a plan with a factor.")
     cb = factor_compare_bits(anchors.size)
-    if plan.compare_bits > cb or np.count_nonzero(np.delete(plan.loadings_fp, anchors)):
-        raise ProtocolError(f"the factor plan needs {plan.compare_bits}-bit level comparisons (compiled: {cb}) "
-                            "or loads on genes that are not anchors.")
+    if plan.compare_bits > cb:
+        raise ProtocolError(f"the factor plan needs {plan.compare_bits}-bit level comparisons; the program was "
+                            f"compiled for {cb}.")
+    if np.count_nonzero(np.delete(plan.loadings_fp, anchors)):
+        raise ProtocolError("the factor plan loads on genes that are not anchors.")
     return [*(int(a) for a in anchors), *(int(v) for v in plan.loadings_fp[anchors]),
             *(int(t) for t in plan.thresholds_fp)]
 
 
 def opened_phase_a(parts: Sequence, d: int, params: ProtocolParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(gram, label, two_way)`` from what the parties opened in phase ``gram`` (which must agree)."""
-    from ...factor import anchor_genes
-
     p = int(anchor_genes(d, params.factor_anchors).size)
     n_up, L = p * (p - 1) // 2, params.n_labels
     first = np.asarray(parts[0], dtype=np.int64)
@@ -362,8 +353,6 @@ def opened_phase_a(parts: Sequence, d: int, params: ProtocolParams) -> tuple[np.
 
 def factor_plan(gram: np.ndarray, label: np.ndarray, two_way: np.ndarray, params: ProtocolParams):
     """The public factor plan from the phase-A release (as rep3's servers compute it)."""
-    from ...factor import plan_factor
-
     return plan_factor(gram, two_way, label, gram_sigma=params.gram_sigma if params.noise else 0.0,
                        table_sigma=params.sigma if params.noise else 0.0, n_anchors=params.factor_anchors)
 
@@ -394,8 +383,6 @@ def programs_for(n: int, d: int, params: ProtocolParams) -> list[tuple[str, str,
 
 def opened_histogram(parts: Sequence, d: int, params: ProtocolParams):
     """The phase-1 histogram (d, 2^b) from the public outputs of the parties (which must agree)."""
-    import numpy as np
-
     first = np.asarray(parts[0], dtype=np.int64)
     if first.size != d * params.hist_cells:
         raise ProtocolError(f"the phase-1 histogram holds {first.size} values, expected {d * params.hist_cells}.")
