@@ -636,6 +636,23 @@ def test_factor_model_matches_reference_and_rep3_bit_for_bit(profile, tmp_path):
 
 
 @pytest.mark.mpspdz
+@pytest.mark.slow
+@needs_active
+def test_active_factor_model_matches_reference():
+    """The factor phases under the malicious protocol (checked openings of the phase-A release)."""
+    from test_factor import L, _reference, modules
+
+    x, y = modules(n=60, d=6, seed=3)
+    params = _factor_params("strict")
+    opened, report, _ = _engine(security="active").open_outputs(_holders(x, y, L, [25]), params)
+    _, (gram, plan, extra) = _reference(fixedpoint.encode(x), y, params, np.random.default_rng(0))
+    assert plan["found"] and opened["factor"] == plan and "protocol1_factor-levels" in report.program
+    np.testing.assert_array_equal(opened["gram"], gram)
+    for name, value in extra.items():
+        np.testing.assert_array_equal(opened[name], value)
+
+
+@pytest.mark.mpspdz
 @needs_passive
 def test_factor_model_without_a_factor_measures_the_tables_again():
     """No factor above the noise: phase ``again`` measures the (gene, label) tables a second time."""
