@@ -175,6 +175,33 @@ def test_full_run_strict(inputs, tmp_path):
     assert_no_party_left(tmp_path)
 
 
+def test_full_run_factor_model(inputs, tmp_path):
+    """The co-expression model across hosts: the phase-A release opened to every party, server 0's factor
+    plan sent over the control links and adopted, phase B's shares delivered to the release server."""
+    work = inputs["csv"].parent
+    params = tmp_path / "params-factor.json"
+    harness.fedsyn("-q", "plan", "--epsilon", str(EPSILON), "--genes", str(work / "genes.txt"), "--labels",
+                   str(work / "labels.txt"), "--privacy", "strict", "--model", "factor", "-o", str(params))
+    with harness.Topology(tmp_path / "topo") as topo:
+        run = start(inputs, topo, tmp_path, params=params)
+        try:
+            codes = run.wait(["0", "1", "2", "r"], 240)
+            assert codes == {"r": 0, "0": 0, "1": 0, "2": 0}, run.tails()
+        finally:
+            run.stop()
+    for i in (1, 2):
+        assert "factor plan agreed with server 0" in run.log(str(i)), run.tails()
+    m = np.load(tmp_path / "release" / "measurements.npz")
+    header = json.loads(bytes(m["header"]).decode())
+    assert header["engine"] == "mp-spdz-passive" and header["model"] == "factor"
+    assert m["gram"].shape == (D * (D - 1) // 2,)
+    found = "gene_factor" in m.files
+    assert found == ("factor found" in run.log("1")), run.tails()
+    tables = m["gene_factor"] if found else m["two_way"]
+    assert np.abs(tables.sum(axis=(1, 2)) - N).max() < 30  # every record once in each gene's table
+    assert_no_party_left(tmp_path)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not _built("malicious-rep-ring-party.x"), reason="malicious-rep-ring-party.x not built")
 def test_full_run_active(inputs, tmp_path):
