@@ -149,9 +149,11 @@ class Synthesizer:
         differentially private end to end (DP bin edges from noisy histograms,
         noisy bin sums); ``paper`` reproduces the paper (exact quartiles and
         bin means: NOT DP); ``public-edges`` takes the bin edges from ``edges``.
-    model : {"star", "factor"}, default "star"
+    model : {"auto", "star", "factor"}, default "auto"
         ``star``: the paper's (gene, label) tables; ``factor``: also gene-gene
-        co-expression through one DP factor (``docs/coexpression.md``).
+        co-expression through one DP factor (``docs/coexpression.md``);
+        ``auto``: ``factor`` in a DP profile at epsilon >= 10, else ``star``
+        (:func:`fedsyn.params.resolve_model`).
     value_range : (float, float), default (0.0, 32.0)
         Public range every value is clipped to inside MPC; never derive it
         from the private data. The default fits log-scale expression.
@@ -198,7 +200,7 @@ class Synthesizer:
         engine_options: Mapping[str, Any] | None = None,
         n_holders: int | None = None,
         privacy: Literal["strict", "paper", "public-edges"] = "strict",
-        model: Literal["star", "factor"] = "star",
+        model: Literal["auto", "star", "factor"] = "auto",
         value_range: tuple[float, float] = DEFAULT_VALUE_RANGE,
         hist_bits: int = DEFAULT_HIST_BITS,
         edges: Sequence[Sequence[float]] | None = None,
@@ -237,7 +239,7 @@ class Synthesizer:
         c = self.config
         fitted = "fitted" if self.model_ is not None else "not fitted"
         return (f"Synthesizer(epsilon={c.epsilon:g}, delta={c.delta:g}, engine={self.engine_name!r}, "
-                f"privacy={c.profile!r}, model={c.model!r}; {fitted})")
+                f"privacy={c.profile!r}, model={c.release_model!r}; {fitted})")
 
     # ------------------------------------------------------------------
 

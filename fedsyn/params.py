@@ -43,6 +43,30 @@ MODELS: dict[str, str] = {
     "factor": "gene-gene co-expression through one factor attribute: a noisy Gram matrix of the bin scores "
               "selects the factor, then (factor, label) and (gene, factor) tables are measured",
 }
+#: ``model="auto"`` (the default of ``fedsyn run``, ``fedsyn plan`` and :class:`fedsyn.Synthesizer`) picks the
+#: factor model from this epsilon on in a DP profile: below it no factor stands out of the Gram noise and the
+#: budget it takes costs TSTR and W; from it on the factor is found and carries co-expression at the star's
+#: DE-TPR (docs/results.md, the factor model's frontier).
+AUTO_FACTOR_EPSILON = 10.0
+#: What a user may ask for: a model of :data:`MODELS`, or ``auto`` (:func:`resolve_model`).
+MODEL_CHOICES = ("auto", *MODELS)
+
+
+def resolve_model(model: str, *, epsilon: float, profile: str, estimator: str = "star") -> str:
+    """The release model a run uses: ``model`` itself, or for ``auto`` the factor model when the profile is
+    differentially private (not ``paper``, which reproduces the paper's star), the fit is fedsyn's own
+    (``estimator="star"``) and ``epsilon >= AUTO_FACTOR_EPSILON``; else the star.
+
+    A function of public choices only (never of the data).
+    """
+    if model == "auto":
+        use_factor = profile != "paper" and estimator == "star" and float(epsilon) >= AUTO_FACTOR_EPSILON
+        return "factor" if use_factor else "star"
+    if model not in MODELS:
+        raise ConfigError(f"Unknown model {model!r}; use one of {', '.join(MODEL_CHOICES)}.")
+    return model
+
+
 #: The factor model computes a p x p Gram matrix of p anchor genes: at most this many (memory, noise cost).
 MAX_FACTOR_ANCHORS = 2000
 #: Public value range of log-scale expression (VST, log2 CPM) used when none is given.

@@ -33,7 +33,7 @@ from .data import ExpressionData, stratified_split
 from .engines.base import Engine
 from .errors import ConfigError, InputError
 from .measurements import NoisyMeasurements
-from .params import DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE, MODELS, PROFILES, ProtocolParams
+from .params import DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE, MODEL_CHOICES, PROFILES, ProtocolParams, resolve_model
 from .release import DEFAULT_ITERATIONS
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,11 @@ class RunConfig:
         differentially private end to end; ``paper`` reproduces the paper
         (exact quartiles and bin means, not DP); ``public-edges`` takes the
         bin edges from ``edges``.
-    model : {"star", "factor"}, default "star"
+    model : {"auto", "star", "factor"}, default "auto"
         What is measured (:data:`fedsyn.params.MODELS`): the paper's star, or
-        the factor model of gene-gene co-expression (``docs/coexpression.md``).
+        the factor model of gene-gene co-expression (``docs/coexpression.md``);
+        ``auto``: the factor model in a DP profile at epsilon >= 10, else the
+        star (:func:`fedsyn.params.resolve_model`; :attr:`release_model`).
     value_range : (float, float), default (0.0, 32.0)
         Public value range every value is clipped to (inside MPC); never
         derived from the private data. The default fits log-scale expression
@@ -93,7 +95,7 @@ class RunConfig:
     delta: float = 1e-5
     n_holders: int = 3
     profile: Literal["strict", "paper", "public-edges"] = "strict"
-    model: Literal["star", "factor"] = "star"
+    model: Literal["auto", "star", "factor"] = "auto"
     value_range: tuple[float, float] = DEFAULT_VALUE_RANGE
     hist_bits: int = DEFAULT_HIST_BITS
     edges: tuple[tuple[float, float, float], ...] | None = None
@@ -107,6 +109,11 @@ class RunConfig:
     allow_counts: bool = False
     seed: int | None = None
 
+    @property
+    def release_model(self) -> str:
+        """The model this run uses (``auto`` resolved, :func:`fedsyn.params.resolve_model`)."""
+        return resolve_model(self.model, epsilon=self.epsilon, profile=self.profile, estimator=self.estimator)
+
     def __post_init__(self) -> None:
         if self.n_holders < 1:
             raise ConfigError("n_holders must be at least 1.")
@@ -116,8 +123,8 @@ class RunConfig:
             raise ConfigError(f"iterations must be a positive integer, got {self.iterations!r}.")
         if self.profile not in PROFILES:
             raise ConfigError(f"Unknown privacy profile {self.profile!r}; use one of {', '.join(PROFILES)}.")
-        if self.model not in MODELS:
-            raise ConfigError(f"Unknown model {self.model!r}; use one of {', '.join(MODELS)}.")
+        if self.model not in MODEL_CHOICES:
+            raise ConfigError(f"Unknown model {self.model!r}; use one of {', '.join(MODEL_CHOICES)}.")
         if self.model == "factor" and self.estimator != "star":
             raise ConfigError("the factor model has its own estimator; --estimator mbi goes with --model star.")
         if (self.edges is not None) != (self.profile == "public-edges"):
@@ -163,11 +170,11 @@ def make_params(config: RunConfig, n_labels: int, n_genes: int) -> tuple[Protoco
     """
     common = dict(n_labels=n_labels, frac_bits=config.frac_bits, binning=config.binning, profile=config.profile,
                   value_range=config.value_range, hist_bits=config.hist_bits, edges=config.edges, n_genes=n_genes,
-                  model=config.model)
+                  model=config.release_model)
     if not config.noise:
         return ProtocolParams(sigma=0.0, noise=False, **common), None  # type: ignore[arg-type]
     plan = accounting.plan_privacy(config.epsilon, config.delta, n_genes=n_genes, n_labels=n_labels,
-                                   profile=config.profile, model=config.model)
+                                   profile=config.profile, model=config.release_model)
     params = ProtocolParams(**ProtocolParams.sigmas_from_plan(plan), **common)  # type: ignore[arg-type]
     return params, plan
 
@@ -318,7 +325,7 @@ def _run_summary(config: RunConfig, plan, measurements: NoisyMeasurements, engin
         "private": bool(config.noise),
         "profile": config.profile,
         "bin_means": "exact (paper profile, not DP)" if config.profile == "paper" else "DP (noisy bin sums)",
-        "model": measurements.model_record(),
+        "model": dict(measurements.model_record(), requested=config.model),
     }
 
 

@@ -128,7 +128,9 @@ def test_run_strict_profile_end_to_end(prep_csv, tmp_path):
     assert run["config"]["profile"] == "strict" and run["config"]["value_range"] == [6.0, 12.0]
     assert run["bin_means"] == "DP (noisy bin sums)"
     fams = {f["name"]: f for f in run["privacy"]["families"]}
-    assert set(fams) == {"histogram", "counts", "bin_sums"} and fams["bin_sums"]["shift"] == 16
+    # --model auto (the default) at epsilon 50 in a DP profile: the factor model, its two families added
+    assert run["model"]["requested"] == "auto" and run["model"]["name"] == "factor"
+    assert set(fams) == {"histogram", "counts", "bin_sums", "gram", "pair"} and fams["bin_sums"]["shift"] == 16
     assert run["privacy"]["epsilon_spent"] <= 50
     assert [x.split(":")[0] for x in run["privacy"]["not_covered"]] == ["shapes"]
     synth = load_expression(tmp_path / "out" / "synthetic.csv")

@@ -73,7 +73,9 @@ def test_simulated_paper_size_rep3_epsilon_10(tmp_path):
     res = run_pipeline(data, cfg, tmp_path / "out", engine=make_engine("rep3", transport="inprocess"))
     m = res.metrics
     assert res.measurements.engine == "rep3"
-    assert res.privacy.family("counts").sigma == pytest.approx(9.59, abs=0.05)  # exact accountant, strict, eps 10, d 200
+    # the default model at epsilon 10 (auto): the factor model; exact accountant, strict, eps 10, d 200
+    assert res.measurements.model == "factor" and cfg.release_model == "factor"
+    assert res.privacy.family("counts").sigma == pytest.approx(9.93, abs=0.05)
     assert m["tstr_accuracy"] >= m["majority_rate"] + 0.2
     assert m["de_tpr"] > 0.3
 
@@ -135,7 +137,7 @@ def test_seeded_runs_reproduce_and_unseeded_differ(small_data, tmp_path):
 def test_profiles_make_the_parameters_their_plan_describes():
     from fedsyn.params import SUM_SHIFT
 
-    strict, plan = make_params(RunConfig(seed=2, test_fraction=0.0), 3, 6)
+    strict, plan = make_params(RunConfig(seed=2, test_fraction=0.0, model="star"), 3, 6)
     assert strict.profile == "strict" and strict.value_range == (0.0, 32.0)
     assert {f.name: f.sigma for f in plan.families} == {"histogram": strict.hist_sigma, "counts": strict.sigma,
                                                          "bin_sums": strict.sum_sigma}
@@ -144,6 +146,20 @@ def test_profiles_make_the_parameters_their_plan_describes():
     assert paper.profile == "paper" and plan.family("counts").tables == 13
     with pytest.raises(ConfigError, match="public-edges"):
         RunConfig(profile="public-edges")
+
+
+def test_auto_model_is_the_factor_model_from_epsilon_10_in_a_dp_profile():
+    from fedsyn.params import resolve_model
+
+    assert RunConfig().release_model == "factor" and RunConfig(epsilon=100).release_model == "factor"
+    assert RunConfig(epsilon=5).release_model == "star"              # no factor stands out of the noise
+    assert RunConfig(profile="paper").release_model == "star"        # the paper's model
+    assert RunConfig(estimator="mbi").release_model == "star"        # mbi fits the star only
+    assert RunConfig(model="star").release_model == "star" and RunConfig(model="factor", epsilon=1).release_model == "factor"
+    params, plan = make_params(RunConfig(seed=2, test_fraction=0.0), 3, 6)
+    assert params.model == "factor" and {f.name for f in plan.families} >= {"gram", "pair"}
+    with pytest.raises(ConfigError, match="Unknown model"):
+        resolve_model("tree", epsilon=10, profile="strict")
 
 
 def test_split_holders_partitions_samples(small_data):

@@ -152,7 +152,7 @@ def engine_from_cli(engine: str, given: dict, *, extra: dict | None = None):
 
 def privacy_options(f):
     """``--privacy``, ``--value-range``, ``--hist-bits``, ``--edges``: shared by ``run`` and ``plan``."""
-    from ..params import DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE, MODELS, PROFILES
+    from ..params import AUTO_FACTOR_EPSILON, DEFAULT_HIST_BITS, DEFAULT_VALUE_RANGE, MODEL_CHOICES, PROFILES
 
     lo, hi = DEFAULT_VALUE_RANGE
     options = [
@@ -167,9 +167,10 @@ def privacy_options(f):
                      help="strict: each gene's histogram has 2^BITS cells on the value range."),
         click.option("--edges", "edges_file", type=click.Path(dir_okay=False), default=None,
                      help="public-edges: CSV/TSV with columns gene, e1, e2, e3 (from a public reference cohort)."),
-        click.option("--model", type=click.Choice(list(MODELS)), default="star", show_default=True,
+        click.option("--model", type=click.Choice(list(MODEL_CHOICES)), default="auto", show_default=True,
                      help="star: the paper's (gene, label) tables; factor: also gene-gene co-expression through "
-                          "one DP factor (a noisy Gram matrix, then (gene, factor) tables; docs/coexpression.md)."),
+                          "one DP factor (a noisy Gram matrix, then (gene, factor) tables; docs/coexpression.md); "
+                          f"auto: factor for a DP --privacy at --epsilon >= {AUTO_FACTOR_EPSILON:g}, else star."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -65,13 +65,15 @@ def command(ctx, epsilon, delta, genes, labels, profile, value_range, hist_bits,
 
 
 def _plan(ctx, epsilon, delta, genes, labels, profile, value_range, hist_bits, edges_file, binning, frac_bits,
-          out_path, insecure_no_noise, *, model="star"):
+          out_path, insecure_no_noise, *, model="auto"):
     from ..accounting import plan_privacy
     from ..atomic import write_json_atomic
     from ..edges import load_public_edges
     from ..errors import ConfigError
     from ..lists import read_names
-    from ..params import ProtocolParams, RunParams
+    from ..params import ProtocolParams, RunParams, resolve_model
+
+    model = resolve_model(model, epsilon=epsilon, profile=profile)
 
     if (edges_file is not None) != (profile == "public-edges"):
         raise ConfigError("public bin edges (--edges FILE) go with --privacy public-edges, and it needs them.")
