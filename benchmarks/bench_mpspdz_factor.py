@@ -46,6 +46,20 @@ RESULTS = HERE / "results"
 N_HOLDERS = 3
 
 
+def brca978_holders(data_dir: Path | None, genes: int | None = None):
+    """``bench_factor.py``'s 978-gene simulated-brca input (made in ``data_dir``, or a temporary directory), its
+    first ``genes`` genes, split among :data:`N_HOLDERS` holders in contiguous blocks: ``(data, holders)``."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="fedsyn-bench-mpspdz-") as tmp:
+        inputs = make_inputs(data_dir or Path(tmp) / "data", ["brca978"])
+        data = load_input(inputs["brca978"]["path"])
+    if genes is not None and genes < data.n_genes:
+        data = data.subset(genes=np.arange(genes))
+    cuts = np.linspace(0, data.n_samples, N_HOLDERS + 1).astype(int)
+    return data, [data.subset(rows=np.arange(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
 def _params(data, profile: str, model: str):
     from fedsyn.accounting import plan_privacy
     from fedsyn.params import ProtocolParams
@@ -122,12 +136,7 @@ def main(argv=None) -> int:
     if not os.environ.get("MP_SPDZ_HOME"):
         print("MP_SPDZ_HOME is not set", file=sys.stderr)
         return 2
-    import numpy as np
-
-    with tempfile.TemporaryDirectory(prefix="fedsyn-bench-mpspdz-factor-") as tmp:
-        inputs = make_inputs(args.data_dir or Path(tmp) / "data", ["brca978"])
-        data = load_input(inputs["brca978"]["path"])
-    cuts = np.linspace(0, data.n_samples, N_HOLDERS + 1).astype(int)
+    data, all_genes = brca978_holders(args.data_dir)
     result = {"meta": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
                        "load_start": load1(), "code": code_state(),
                        "input": f"simulated-brca, {data.n_genes} genes x {data.n_samples} samples, "
@@ -138,8 +147,7 @@ def main(argv=None) -> int:
     if args.active_genes:
         settings.append(("active", min(args.active_genes, data.n_genes), 1))
     for security, genes, repeats in settings:
-        sub = data if genes == data.n_genes else data.subset(genes=np.arange(genes))
-        holders = [sub.subset(rows=np.arange(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
+        sub, holders = (data, all_genes) if genes == data.n_genes else brca978_holders(args.data_dir, genes)
         for profile in args.profiles:
             for rep in range(repeats):
                 for model in (("star", "factor") if rep % 2 == 0 else ("factor", "star")):
@@ -149,12 +157,17 @@ def main(argv=None) -> int:
                     result["rows"].append(row)
                     print(json.dumps({k: row[k] for k in ("security", "genes", "profile", "model", "seconds",
                                                           "data_sent_mb", "rounds", "factor_found")}), flush=True)
-    result["meta"]["load_end"] = load1()
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "mpspdz_factor.json", result)
-    write_text_atomic(args.out / "mpspdz_factor.md", markdown(result))
-    print(markdown(result))
+    save(args.out, "mpspdz_factor", result, markdown)
     return 0
+
+
+def save(out: Path, name: str, result: dict, render) -> None:
+    """Close ``result`` (the load at the end) and write ``<name>.json`` and ``<name>.md`` atomically."""
+    result["meta"]["load_end"] = load1()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / f"{name}.json", result)
+    write_text_atomic(out / f"{name}.md", render(result))
+    print(render(result))
 
 
 if __name__ == "__main__":

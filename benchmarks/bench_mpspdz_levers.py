@@ -46,9 +46,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_factor import DELTA, VALUE_RANGE, code_state, load1, load_input, make_inputs  # noqa: E402
-
-from fedsyn.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from bench_factor import DELTA, VALUE_RANGE, code_state, load1  # noqa: E402
 
 RESULTS = HERE / "results"
 LEVERS = {"baseline": [], "-B 3": ["-B", "3"], "-b 100000": ["-b", "100000"], "narrow": []}
@@ -115,16 +113,12 @@ def main(argv=None) -> int:
     if not os.environ.get("MP_SPDZ_HOME"):
         print("MP_SPDZ_HOME is not set", file=sys.stderr)
         return 2
-    import numpy as np
+    from bench_mpspdz_factor import brca978_holders, save
 
     from fedsyn.accounting import plan_privacy
     from fedsyn.params import ProtocolParams
 
-    with tempfile.TemporaryDirectory(prefix="fedsyn-bench-levers-") as tmp:
-        inputs = make_inputs(args.data_dir or Path(tmp) / "data", ["brca978"])
-        data = load_input(inputs["brca978"]["path"]).subset(genes=np.arange(args.genes))
-    cuts = np.linspace(0, data.n_samples, 4).astype(int)
-    holders = [data.subset(rows=np.arange(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    data, holders = brca978_holders(args.data_dir, args.genes)
     result = {"meta": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
                        "load_start": load1(), "code": code_state(),
                        "input": f"simulated-brca, first {data.n_genes} genes x {data.n_samples} samples, "
@@ -138,11 +132,7 @@ def main(argv=None) -> int:
             row = {"profile": profile, "lever": name, **run_one(holders, params, name, args.timeout)}
             result["rows"].append(row)
             print(json.dumps({k: row[k] for k in ("profile", "lever", "seconds", "data_sent_mb", "rounds")}), flush=True)
-    result["meta"]["load_end"] = load1()
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "mpspdz_levers.json", result)
-    write_text_atomic(args.out / "mpspdz_levers.md", markdown(result))
-    print(markdown(result))
+    save(args.out, "mpspdz_levers", result, markdown)
     return 0
 
 

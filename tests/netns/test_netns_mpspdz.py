@@ -121,6 +121,23 @@ def assert_correct(inputs, work: Path, engine: str) -> None:
     assert header["engine"] == engine
 
 
+def plan_and_run(inputs, tmp_path: Path, *plan_args: str) -> harness.Run:
+    """``fedsyn plan`` with ``plan_args`` at :data:`EPSILON`, then a whole run across the namespaces; every
+    process must exit 0."""
+    work = inputs["csv"].parent
+    params = tmp_path / "params.json"
+    harness.fedsyn("-q", "plan", "--epsilon", str(EPSILON), "--genes", str(work / "genes.txt"), "--labels",
+                   str(work / "labels.txt"), *plan_args, "-o", str(params))
+    with harness.Topology(tmp_path / "topo") as topo:
+        run = start(inputs, topo, tmp_path, params=params)
+        try:
+            codes = run.wait(["0", "1", "2", "r"], 240)
+            assert codes == {"r": 0, "0": 0, "1": 0, "2": 0}, run.tails()
+        finally:
+            run.stop()
+    return run
+
+
 def error_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if line.startswith("fedsyn: error:")]
 
@@ -153,17 +170,7 @@ def test_full_run(inputs, tmp_path):
 
 def test_full_run_strict(inputs, tmp_path):
     """The default profile across hosts: two MP-SPDZ runs per server, the noisy histogram opened between them."""
-    work = inputs["csv"].parent
-    params = tmp_path / "params-strict.json"
-    harness.fedsyn("-q", "plan", "--epsilon", str(EPSILON), "--genes", str(work / "genes.txt"), "--labels",
-                   str(work / "labels.txt"), "--privacy", "strict", "-o", str(params))
-    with harness.Topology(tmp_path / "topo") as topo:
-        run = start(inputs, topo, tmp_path, params=params)
-        try:
-            codes = run.wait(["0", "1", "2", "r"], 240)
-            assert codes == {"r": 0, "0": 0, "1": 0, "2": 0}, run.tails()
-        finally:
-            run.stop()
+    run = plan_and_run(inputs, tmp_path, "--privacy", "strict", "--model", "star")
     for i in range(3):  # every server derived the same edges from the opened histogram
         assert "bin geometry agreed with both peers" in run.log(str(i)), run.tails()
     m = np.load(tmp_path / "release" / "measurements.npz")
@@ -177,18 +184,9 @@ def test_full_run_strict(inputs, tmp_path):
 
 def test_full_run_factor_model(inputs, tmp_path):
     """The co-expression model across hosts: the phase-A release opened to every party, server 0's factor
-    plan sent over the control links and adopted, phase B's shares delivered to the release server."""
-    work = inputs["csv"].parent
-    params = tmp_path / "params-factor.json"
-    harness.fedsyn("-q", "plan", "--epsilon", str(EPSILON), "--genes", str(work / "genes.txt"), "--labels",
-                   str(work / "labels.txt"), "--privacy", "strict", "--model", "factor", "-o", str(params))
-    with harness.Topology(tmp_path / "topo") as topo:
-        run = start(inputs, topo, tmp_path, params=params)
-        try:
-            codes = run.wait(["0", "1", "2", "r"], 240)
-            assert codes == {"r": 0, "0": 0, "1": 0, "2": 0}, run.tails()
-        finally:
-            run.stop()
+    plan sent over the control links and adopted, phase B's shares delivered to the release server. The
+    plan's default model (auto: a DP profile at epsilon >= 10) is the factor model."""
+    run = plan_and_run(inputs, tmp_path, "--privacy", "strict")
     for i in (1, 2):
         assert "factor plan agreed with server 0" in run.log(str(i)), run.tails()
     m = np.load(tmp_path / "release" / "measurements.npz")

@@ -32,8 +32,11 @@ server as the rep3 engine (``fedsyn serve --engine rep3``):
 
 What a server sees: its own pair of shares of every input, intermediate value
 and output; what the program reveals to all parties (comparison outcomes after
-a secure shuffle, independent of the data; see ``protocol1.mpc``); the public
-metadata (genes, labels, per-holder sample counts). Never an opened output.
+a secure shuffle, independent of the data; see ``protocol1.mpc``); the DP
+releases opened between phases (``strict``: the noisy histograms; the factor
+model: the noisy Gram entries, label and (gene, label) tables, and the public
+factor plan computed from them); the public metadata (genes, labels,
+per-holder sample counts). Never an output the release server opens.
 """
 
 from __future__ import annotations
@@ -351,7 +354,7 @@ def _agree_on_plan(index: int, transport, own):
     got = transport.recv(0)
     try:
         first = FactorPlan.from_public(json.loads(got.tobytes().decode()))
-    except (AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (AttributeError, UnicodeDecodeError, json.JSONDecodeError, ProtocolError) as exc:
         transport.failed_peer = 0
         raise ProtocolError(f"server {index}: malformed factor plan from server 0 ({exc}).") from None
     try:
