@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -402,3 +403,10 @@ def server_stats(work: Path) -> dict[int, dict]:
         if p.exists():
             out[i] = json.loads(p.read_text())
     return out
+
+
+def long_numbers(log: str) -> list[str]:
+    """Runs of 11 or more decimal digits in a log (a share or a value would be one), leaving out the hex
+    digests fedsyn logs on purpose (``sha256 <16 hex>``, ``program <16 hex>``; digits-only by chance in ~1.6 %
+    of cases). ``tests/test_rep3_deploy.py`` has the same check for the tests outside ``netns``."""
+    return re.findall(r"\d{11,}", re.sub(r"\b(sha256|program) [0-9a-f]{16,64}", "", log))

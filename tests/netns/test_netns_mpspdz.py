@@ -160,7 +160,7 @@ def test_full_run(inputs, tmp_path):
         assert stats["transport"] == "mp-spdz" and stats["stats"]["rounds"] > 0
         log = run.log(str(i))
         assert "MP-SPDZ certificate of party" in log
-        assert not re.search(r"\d{11,}", log)  # no share or value in a server log
+        assert not harness.long_numbers(log)  # no share or value in a server log
         # the run directory keeps logs and certificates, not shares or keys
         mp = tmp_path / f"mp{i}"
         assert not list((mp / "Persistence").glob("*.data")) and not list((mp / "Player-Data").glob("*.key"))
