@@ -338,17 +338,22 @@ def factor_public_input(phase: str, d: int, params: ProtocolParams, plan=None) -
             *(int(t) for t in plan.thresholds_fp)]
 
 
+def _agreed_opening(parts: Sequence, what: str) -> np.ndarray:
+    """What the parties opened to all of them (their binary outputs), which must be the same for every party."""
+    first = np.asarray(parts[0], dtype=np.int64)
+    for k, other in enumerate(parts[1:], start=1):
+        if not np.array_equal(np.asarray(other, dtype=np.int64), first):
+            raise ProtocolError(f"MP-SPDZ parties 0 and {k} opened different {what}.")
+    return first
+
+
 def opened_phase_a(parts: Sequence, d: int, params: ProtocolParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(gram, label, two_way)`` from what the parties opened in phase ``gram`` (which must agree)."""
     p = int(anchor_genes(d, params.factor_anchors).size)
-    n_up, L = p * (p - 1) // 2, params.n_labels
-    first = np.asarray(parts[0], dtype=np.int64)
-    if first.size != n_up + L + 4 * d * L:
-        raise ProtocolError(f"phase 'gram' opened {first.size} values, expected {n_up + L + 4 * d * L}.")
-    for k, other in enumerate(parts[1:], start=1):
-        if not np.array_equal(np.asarray(other, dtype=np.int64), first):
-            raise ProtocolError(f"MP-SPDZ parties 0 and {k} opened different phase-A releases.")
-    return first[:n_up].copy(), first[n_up:n_up + L].copy(), first[n_up + L:].reshape(d, 4, L).copy()
+    L = params.n_labels
+    fields = Fields((("gram", (p * (p - 1) // 2,)), ("label", (L,)), ("two_way", (d, 4, L))))
+    got = fields.split(_agreed_opening(parts, "phase-A releases"), what="the values phase 'gram' opened")
+    return got["gram"].copy(), got["label"].copy(), got["two_way"].copy()
 
 
 def factor_plan(gram: np.ndarray, label: np.ndarray, two_way: np.ndarray, params: ProtocolParams):
@@ -383,13 +388,8 @@ def programs_for(n: int, d: int, params: ProtocolParams) -> list[tuple[str, str,
 
 def opened_histogram(parts: Sequence, d: int, params: ProtocolParams):
     """The phase-1 histogram (d, 2^b) from the public outputs of the parties (which must agree)."""
-    first = np.asarray(parts[0], dtype=np.int64)
-    if first.size != d * params.hist_cells:
-        raise ProtocolError(f"the phase-1 histogram holds {first.size} values, expected {d * params.hist_cells}.")
-    for k, other in enumerate(parts[1:], start=1):
-        if not np.array_equal(np.asarray(other, dtype=np.int64), first):
-            raise ProtocolError(f"MP-SPDZ parties 0 and {k} opened different phase-1 histograms.")
-    return first.reshape(d, params.hist_cells)
+    fields = Fields((("histogram", (d, params.hist_cells)),))
+    return fields.split(_agreed_opening(parts, "phase-1 histograms"), what="the opened phase-1 histograms")["histogram"]
 
 
 @dataclass
