@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fedsyn.engines.rep3 import Party, run_parties, share_array
-from fedsyn.engines.rep3.binning import SelectionState, select_order_statistics
+from fedsyn.engines.rep3.binning import SelectionState, select_order_statistics, threshold_bits
 from fedsyn.engines.rep3.noise import grid_noise
 from fedsyn.engines.rep3.protocol1 import HolderInput, open_outputs, run_in_process, run_protocol1
 from fedsyn.errors import InputError, ProtocolError
@@ -135,6 +135,31 @@ def test_secure_selection_matches_plaintext_order_statistics():
     for p in pos[1:]:
         np.testing.assert_array_equal(p, pos[0])
     np.testing.assert_array_equal(np.take_along_axis(keys, pos[0], 1), np.sort(keys, 1)[:, [0, 17, n - 1]])
+
+
+def test_threshold_bits_equal_three_comparisons_on_ties_and_extremes():
+    """The two-step oblivious search gives exactly [4x >= T_j] for every j, ties and the width's extremes included."""
+    rng = np.random.default_rng(12)
+    top = 2**42 - 1
+    # per gene (T1, T2, T3), sorted: distinct, pairs tied, all tied, at the extremes of the comparison width
+    t = np.array([[-8, 0, 8], [0, 0, 8], [-8, 8, 8], [5, 5, 5], [-top, 0, top], [top - 1, top, top],
+                  [-top, -top, -top + 1]], dtype=np.int64).T
+    d = t.shape[1]
+    # values: every threshold, its neighbours and random ones (4x within the width)
+    near = np.concatenate([t + k for k in (-1, 0, 1)]).clip(-top, top)  # (9, d)
+    x4 = np.concatenate([near, rng.integers(-top, top + 1, size=(40, d))])
+    x4 = (x4 // 4) * 4  # 4 x
+    ts, xs = share_array(t, rng=rng), share_array(x4, rng=rng)
+
+    def server(i, transport):
+        party = Party.setup(i, transport, seed=8)
+        return party.reveal(threshold_bits(party, xs[i], ts[i]))
+
+    got = run_parties(server)
+    for g in got[1:]:
+        np.testing.assert_array_equal(g, got[0])
+    want = (x4[None, :, :] >= t[:, None, :]).astype(np.uint64)
+    np.testing.assert_array_equal(got[0], want)
 
 
 def test_in_mpc_noise_has_the_exact_reference_distribution():

@@ -45,7 +45,8 @@ With the selected (still secret-shared) order statistics ``v[lo]``,
 ``v[lo + 1]`` the thresholds are local linear combinations
 ``T_j = 4 v[lo] + k (v[lo + 1] - v[lo])`` and the comparison bits
 ``c_j = [4 x >= T_j]`` of all ``3 n d`` (sample, gene, quartile) triples come from
-one batched secure comparison of reduced width (operands below ``2**43``).
+``2 n d`` secure comparisons of reduced width (operands below ``2**43``): an
+oblivious binary search over the sorted thresholds (:func:`threshold_bits`).
 Nothing about the bits is revealed.
 
 The paper-faithful alternative ``binning="sort"`` runs the same machinery as a
@@ -82,7 +83,7 @@ Binning = Literal["select", "sort"]
 
 #: Signed width of ``4 x - T_j``: ``|4 x|, |T_j| < 2**42`` so the difference is below ``2**43``.
 THRESHOLD_CMP_BITS = MAX_VALUE_BITS + 4
-#: Elements per run of the ``3 n d`` threshold comparisons (at least ``Party.compare_chunk``).
+#: Elements per run of the threshold comparisons (at least ``Party.compare_chunk``).
 #: Each run costs 9 rounds; 2**20 elements (planes of a few MB) cost the same CPU time as
 #: 2**16 (measured at 978 x 4,323) with 16x fewer rounds (194 runs -> 13).
 THRESHOLD_CHUNK = 1 << 20
@@ -423,16 +424,16 @@ def quartile_thresholds(party, values, *, binning: Binning = "select"):
         raise InputError(f"Unknown binning {binning!r}; use 'select' or 'sort'.")
     plan = QuartilePlan.for_n(n)
     b = index_bits(n)
-    idx = np.broadcast_to(np.arange(n, dtype=np.uint64)[:, None], (n, d))
-    keys = (values << b).add_public(idx, party.index)
-    keys_s, x_s = shuffle(party, [keys, values], axis=0, independent_columns=True)
+    vt = values.T  # (d, n): every gene's samples contiguous, for the shuffle and the selection
+    idx = np.broadcast_to(np.arange(n, dtype=np.uint64), (d, n))
+    keys = (vt << b).add_public(idx, party.index)
+    keys_s, xt = shuffle(party, [keys, vt], axis=1, independent_columns=True)
     pos, state = select_order_statistics(
-        party, keys_s.T, ranks=plan.ranks, full_sort=binning == "sort", cmp_bits=key_cmp_bits(n),
+        party, keys_s, ranks=plan.ranks, full_sort=binning == "sort", cmp_bits=key_cmp_bits(n),
         sample=sample_size(n) if binning == "select" else 0,
     )
     rank_col = {r: c for c, r in enumerate(sorted(set(plan.ranks)))}
     genes = np.arange(d)
-    xt = x_s.T
     parts = []
     for lo, k in zip(plan.lo, plan.k):
         v_lo = xt[genes, pos[:, rank_col[lo]]]
@@ -460,19 +461,44 @@ def bin(party, values, *, binning: Binning = "select") -> BinningResult:  # noqa
     -------
     BinningResult
     """
-    n, d = values.shape
     thresholds, state = quartile_thresholds(party, values, binning=binning)
-    # 4x - T_j for all (j, i, g): one batched reduced-width comparison, c = 1 - [4x - T < 0]
-    x4 = values * 4
-    diffs = AShare(x4.a[None, :, :] - thresholds.a[:, None, :], x4.b[None, :, :] - thresholds.b[:, None, :])
-    chunk = max(party.compare_chunk, THRESHOLD_CHUNK)
-    bits = ltz(party, diffs, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, party.index)
+    bits = threshold_bits(party, values * 4, thresholds)
     return BinningResult(
         bits=bits,
         thresholds=thresholds,
         selection_rounds=state.rounds,
         selection_comparisons=state.comparisons,
     )
+
+
+def threshold_bits(party: Party, x4: AShare, thresholds: AShare) -> AShare:
+    """``c_j = [4 x >= T_j]`` for ``j = 1, 2, 3`` by a two-step oblivious binary search, shape ``(3, n, d)``.
+
+    The thresholds of a gene are sorted (``T_1 <= T_2 <= T_3``: the quartile
+    plan's positions increase), so the bin of ``x`` is found with two
+    comparisons instead of three:
+
+    1. ``c_2 = [4 x >= T_2]`` (one comparison of every element);
+    2. ``t = T_1 + c_2 (T_3 - T_1)`` (one product): ``T_3`` above the median,
+       ``T_1`` below it; ``c' = [4 x >= t]`` (one comparison);
+    3. ``c_3 = c_2 c'`` (one product) and ``c_1 = c_2 + c' - c_3`` (``c_1 = 1``
+       when ``c_2 = 1``, else ``c'``).
+
+    Exactly the three comparisons' bits, ties included (each step is the same
+    ``>=`` against one of the same thresholds). Cost: two comparisons of
+    ``THRESHOLD_CMP_BITS`` bits (``t`` lies between ``T_1`` and ``T_3``) and two
+    products per element, in runs of :data:`THRESHOLD_CHUNK`. Each party sees
+    the comparisons' and the products' uniformly masked messages: nothing is
+    revealed (the selected threshold stays secret).
+    """
+    i = party.index
+    chunk = max(party.compare_chunk, THRESHOLD_CHUNK)
+    t1, t2, t3 = thresholds[0], thresholds[1], thresholds[2]  # (d,), broadcast over the samples
+    c2 = ltz(party, x4 - t2, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, i)
+    t = party.mul(c2, (t3 - t1).broadcast_to(x4.shape)) + t1
+    cp = ltz(party, x4 - t, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, i)
+    c3 = party.mul(c2, cp)
+    return stack([c2 + cp - c3, c2, c3])
 
 
 def bin_counts(bits: AShare, n: int, party_index: int) -> AShare:

@@ -32,23 +32,25 @@ from .sharing import AShare
 __all__ = ["shuffle"]
 
 
-def _permutation(party: Party, key_index: int, n: int, cols: int | None) -> np.ndarray:
-    keys = party.prf_for_key(key_index).ring((n,) if cols is None else (n, cols))
+def _permutation(party: Party, key_index: int, n: int, rows: int | None) -> np.ndarray:
+    """The pair's permutation(s) of ``n`` positions: shape ``(n,)``, or ``(rows, n)`` (one per row)."""
+    keys = party.prf_for_key(key_index).ring((n,) if rows is None else (rows, n))
     # With distinct keys every sorting algorithm gives the same permutation, so the
     # fast (platform-dispatched) introsort is safe; on a tie (probability about
     # n^2 / 2^65) both holders see the same keys and fall back to the stable sort.
-    perm = np.argsort(keys, axis=0)
-    ordered = keys[perm] if keys.ndim == 1 else np.take_along_axis(keys, perm, axis=0)
-    if n > 1 and np.any(ordered[1:] == ordered[:-1]):
-        perm = np.argsort(keys, axis=0, kind="stable")
+    # The shuffled axis is the last one, so every sort and gather runs on contiguous rows.
+    perm = np.argsort(keys, axis=-1)
+    ordered = np.take_along_axis(keys, perm, axis=-1)
+    if n > 1 and np.any(ordered[..., 1:] == ordered[..., :-1]):
+        perm = np.argsort(keys, axis=-1, kind="stable")
     return perm
 
 
 def _apply(perm: np.ndarray, arr: np.ndarray, independent: bool) -> np.ndarray:
-    # arr has the shuffled axis first.
+    # arr has the shuffled axis last.
     if independent:
-        return np.take_along_axis(arr, perm, axis=0)
-    return arr[perm]
+        return np.take_along_axis(arr, perm, axis=-1)
+    return arr[..., perm]
 
 
 def shuffle(party: Party, xs: list[AShare], *, axis: int = 0, independent_columns: bool = False) -> list[AShare]:
@@ -74,21 +76,26 @@ def shuffle(party: Party, xs: list[AShare], *, axis: int = 0, independent_column
 
     Notes
     -----
+    The work is done with the shuffled axis last: arrays already laid out that
+    way (e.g. ``(genes, samples)`` shuffled along ``axis=1``) are permuted row by
+    row in place of a strided gather.
+
     Three reshare-permute passes (see the module docstring): rounds 3; bytes
     per element per party 16; each party sees two uniformly masked messages;
     nothing is revealed and no party learns the composed permutation.
     """
     if not xs:
         return []
-    moved = [x.moveaxis(axis, 0) for x in xs]
-    n = moved[0].shape[0]
-    if any(m.shape[0] != n for m in moved):
+    # The shuffled axis goes last (a view, no copy, when it already is, e.g. axis=1 of 2-D arrays).
+    moved = [x.moveaxis(axis, -1) for x in xs]
+    n = moved[0].shape[-1]
+    if any(m.shape[-1] != n for m in moved):
         raise ValueError("All arrays to shuffle must have the same length along the shuffled axis.")
     cols = None
     if independent_columns:
         if any(m.ndim != 2 for m in moved) or len({m.shape for m in moved}) != 1:
             raise ValueError("independent_columns needs 2-D arrays of the same shape.")
-        cols = moved[0].shape[1]
+        cols = moved[0].shape[0]
     shapes = [m.shape for m in moved]
     a = [np.ascontiguousarray(m.a) for m in moved]
     b = [np.ascontiguousarray(m.b) for m in moved]
@@ -116,4 +123,4 @@ def shuffle(party: Party, xs: list[AShare], *, axis: int = 0, independent_column
             got = party.recv_from(first, shapes)
             b = [u + v for u, v in zip(msg, got)]
             a = t_second
-    return [AShare(x, y).moveaxis(0, axis) for x, y in zip(a, b)]
+    return [AShare(x, y).moveaxis(-1, axis) for x, y in zip(a, b)]
