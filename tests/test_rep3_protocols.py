@@ -220,6 +220,44 @@ def _edge_reference(x, y, n_labels, params):
     return hist, geometry, edge_statistics(x, y, n_labels, geometry, params)
 
 
+def test_edge_search_equals_five_comparisons_on_tied_bounds_and_boundary_values():
+    """The oblivious search over a_0 <= e_1 <= e_2 <= e_3 <= b_3 gives the reference's bins, tables and clipped sums
+    with tied edges and bounds and every value at or next to one of them."""
+    from fedsyn.edges import BinGeometry
+    from fedsyn.engines.rep3.edges_protocol import edge_statistics
+    from fedsyn.reference import edge_statistics as ref_edge_statistics
+
+    params = ProtocolParams(n_labels=3, sigma=0.0, noise=False, profile="public-edges", value_range=(0.0, 32.0),
+                            edges=((1.0, 2.0, 3.0),))
+    u = 1 << 10
+    bounds = np.array([[2 * u, 5 * u, 9 * u, 14 * u, 20 * u],  # distinct
+                       [5 * u, 5 * u, 9 * u, 14 * u, 14 * u],  # a_0 = e_1, e_3 = b_3
+                       [2 * u, 9 * u, 9 * u, 9 * u, 20 * u],  # all edges tied
+                       [0, 0, 0, 0, 0],  # everything at the bottom of the range
+                       [2 * u, 5 * u, 5 * u, 14 * u, 30 * u]], dtype=np.int64)  # e_1 = e_2
+    d = bounds.shape[0]
+    centers = (bounds[:, :4] + bounds[:, 1:]) // 2
+    geo = BinGeometry(edges=bounds[:, 1:4].copy(), bounds=bounds, centers=centers,
+                      unit_bits=np.zeros((d, 4), np.int64))
+    rng = np.random.default_rng(21)
+    near = np.concatenate([bounds.T + k for k in (-1, 0, 1)])  # (15, d): every bound and its neighbours
+    x = np.concatenate([near, rng.integers(0, 32 * u, size=(30, d))]).clip(0, (32 << 16) - 1)
+    y = rng.integers(0, 3, size=x.shape[0])
+    want = ref_edge_statistics(x, y, 3, geo, params)
+    xs, ys = share_array(x, rng=rng), share_array(label_onehot(y, 3), rng=rng)
+
+    def server(i, transport):
+        party = Party.setup(i, transport, seed=2)
+        label, two_way, sums, bits = edge_statistics(party, xs[i], ys[i], geo, params, keep_bits=True)
+        return [party.reveal(v) for v in (label, two_way, sums, bits)]
+
+    got = run_parties(server)[0]
+    np.testing.assert_array_equal(got[0].view(np.int64), want.label_counts)
+    np.testing.assert_array_equal(got[1].view(np.int64), want.two_way)
+    np.testing.assert_array_equal(got[2].view(np.int64), want.sums)
+    np.testing.assert_array_equal(got[3].sum(axis=0), want.bins)
+
+
 @pytest.mark.parametrize("profile,hist_bits", [("strict", 5), ("public-edges", 5), ("strict", 1), ("strict", 2),
                                                ("strict", 7)])
 def test_edge_profiles_match_the_reference_bit_for_bit(profile, hist_bits):

@@ -23,21 +23,33 @@ what is opened).
     batched dot product whose reshare carries only the ``d 2^hist_bits``
     results.
 ``edge_statistics``
-    For public per-gene edges and bounds: ``[x >= e_j]`` for ``j = 1, 2, 3``
-    and ``[x < a_0]``, ``[x > b_3]`` in ONE batched comparison of ``grid_bits +
-    1`` bits; the bin indicators are differences of the three bits (as in the
-    paper's Protocol 1), the (gene, label) tables one matrix product, and the
-    centred bin sums one dot product of the indicators with the values clipped
-    to ``[a_0, b_3]``.
+    For public per-gene edges and bounds ``a_0 <= e_1 <= e_2 <= e_3 <= b_3``:
+    ``[x >= e_j]`` for ``j = 1, 2, 3`` and ``[x < a_0]``, ``[x > b_3]`` by an
+    oblivious binary search, three comparisons of ``grid_bits + 2`` bits
+    instead of five: ``c_2 = [x >= e_2]``; ``c' = [x >= t]`` with
+    ``t = e_1 + c_2 (e_3 - e_1)`` (a public difference times a secret bit:
+    local), ``c_3 = c_2 c'``, ``c_1 = c_2 + c' - c_3``; ``z = [x >= u]`` with
+    ``u = a_0 + c_3 (b_3 + 1 - a_0)``, then ``[x > b_3] = c_3 z`` and
+    ``[x < a_0] = (1 - c_3)(1 - z)`` (in bins 1-2 ``z = 1`` because
+    ``x >= e_1 >= a_0``). The bin indicators are differences of the three bits
+    (as in the paper's Protocol 1); the (gene, label) tables and the counts are
+    :func:`~fedsyn.engines.rep3.marginals.marginals` (one matrix product of
+    the bits with the labels), the centred bin sums
+    :func:`~fedsyn.engines.rep3.binning.bin_sums` of the values clipped to
+    ``[a_0, b_3]`` (three dot products). Every message is a comparison's or a
+    product's masked reshare: nothing is revealed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ...errors import ProtocolError
 from ...fixedpoint import MAX_VALUE_BITS
 from ...params import ProtocolParams
+from .binning import THRESHOLD_CHUNK, bin_sums
 from .compare import ltz, top_bits
+from .marginals import marginals
 from .runtime import Party
 from .sharing import AShare, stack
 
@@ -48,8 +60,6 @@ def _chunk(party: Party) -> int:
     """Elements per comparison run: as the paper profile's threshold comparisons
     (:data:`fedsyn.engines.rep3.binning.THRESHOLD_CHUNK`), so that a run's rounds are paid once per 2^20
     elements, not per 2^16 (same CPU time, 16x fewer rounds)."""
-    from .binning import THRESHOLD_CHUNK
-
     return max(party.compare_chunk, THRESHOLD_CHUNK)
 
 
@@ -150,23 +160,32 @@ def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, par
     e = np.asarray(geometry.edges, dtype=np.int64)
     a0 = np.asarray(geometry.bounds[:, 0], dtype=np.int64)
     b3 = np.asarray(geometry.bounds[:, 4], dtype=np.int64)
-    # x - e_j (j = 1..3), x - a0, b3 - x: one batched comparison, c = 1 - [. < 0] resp. [. < 0]
-    diffs = [clipped.sub_public(np.broadcast_to(e[:, j], (n, d)), i) for j in range(3)]
-    diffs.append(clipped.sub_public(np.broadcast_to(a0, (n, d)), i))
-    diffs.append(clipped.rsub_public(np.broadcast_to(b3, (n, d)), i))
-    lt = ltz(party, stack(diffs), bits=params.grid_bits + 2, chunk=_chunk(party))
-    bits = lt[0:3].rsub_public(1, i)  # c_j = [x >= e_j], (3, n, d)
-    below, above = lt[3], lt[4]  # [x < a0], [x > b3]
-    # values for the sums, clipped to [a0, b3] (one round), and the bin indicators
+    if np.any(np.diff(e, axis=1) < 0) or np.any(a0 > e[:, 0]) or np.any(b3 < e[:, 2]):
+        raise ProtocolError("Bin geometry out of order: need a_0 <= e_1 <= e_2 <= e_3 <= b_3 for every gene.")
+    width = params.grid_bits + 2
+    chunk = _chunk(party)
+
+    def geq(t: AShare) -> AShare:  # [x >= t] for a secret per-element threshold t
+        return ltz(party, clipped - t, bits=width, chunk=chunk).rsub_public(1, i)
+
+    def public(v: np.ndarray) -> AShare:
+        return AShare.from_public(np.broadcast_to(v, (n, d)), i)
+
+    # oblivious binary search over the sorted public a_0 <= e_1 <= e_2 <= e_3 <= b_3: three comparisons
+    c2 = geq(public(e[:, 1]))
+    cp = geq(public(e[:, 0]) + c2 * (e[:, 2] - e[:, 0]))  # e_3 above the median edge, e_1 below it
+    c3 = party.mul(c2, cp)
+    c1 = c2 + cp - c3
+    # third step: a_0 in bins 0-2 (always passed in bins 1-2, as x >= e_1 >= a_0), b_3 + 1 in bin 3
+    z = geq(public(a0) + c3 * (b3 + 1 - a0))
+    above = party.mul(c3, z)  # [x > b_3] (0 below bin 3, where x < e_3 <= b_3)
+    below = (z + c3 - above).rsub_public(1, i)  # (1 - c_3)(1 - z) = [x < a_0] (0 above bin 0)
+    bits = stack([c1, c2, c3])  # c_j = [x >= e_j], (3, n, d)
+    # values for the sums, clipped to [a0, b3] (one round)
     fix = party.mul(stack([below, above]), stack([clipped.rsub_public(np.broadcast_to(a0, (n, d)), i),
                                                   clipped.rsub_public(np.broadcast_to(b3, (n, d)), i)]))
     xs = clipped + fix[0] + fix[1]
-    c1, c2, c3 = bits[0], bits[1], bits[2]
-    ind = stack([c1.rsub_public(1, i), c1 - c2, c2 - c3, c3], axis=-1)  # (n, d, 4)
-    counts = ind.sum(axis=0)  # (d, 4)
-    label = labels.sum(axis=0)
-    n_labels = labels.shape[1]
-    two_way = party.matmul(ind.reshape(n, d * 4).T, labels).reshape(d, 4, n_labels)
-    raw = party.dot(ind, xs.reshape(n, d, 1), axis=0)  # (d, 4): sum of the bin's clipped values
-    sums = raw - counts * np.asarray(geometry.centers, dtype=np.int64)
+    marg = marginals(party, bits, labels)
+    sums = bin_sums(party, bits, xs) - marg.counts * np.asarray(geometry.centers, dtype=np.int64)
+    label, two_way = marg.label, marg.two_way
     return label, two_way, sums, (bits if keep_bits else None)
