@@ -176,28 +176,28 @@ class SelectionState:
         base = g * self.n  # flat offset of each segment's gene
         fpos = np.repeat(base + lo + 1 - starts, sizes) + np.arange(m)
         flat = self.perm.reshape(-1)
-        self._seg, self._fpos, self._starts, self._sizes = seg, fpos, starts, sizes
+        self._fpos, self._starts, self._sizes = fpos, starts, sizes
         elems = flat[fpos] + np.repeat(base, sizes)
         pivots = flat[base + lo] + base
         return elems, pivots, seg
 
     def update(self, less: np.ndarray) -> None:
         """Partition every active segment by the revealed bits ``[elem < pivot]``."""
-        less = np.asarray(less).astype(np.int64).ravel()
-        seg, fpos, starts, sizes = self._seg, self._fpos, self._starts, self._sizes
+        less = np.asarray(less).ravel()
+        fpos, starts, sizes = self._fpos, self._starts, self._sizes
         g, lo, hi = self.seg_g, self.seg_lo, self.seg_hi
         flat = self.perm.reshape(-1)
         base = g * self.n
-        cum_less = np.cumsum(less)
-        ends = starts + sizes
-        tot = np.concatenate([[0], cum_less])
-        n_less = tot[ends] - tot[starts]
-        excl = cum_less - less
-        rank_less = excl - tot[starts][seg]
-        within = fpos - np.repeat(base + lo + 1, sizes)
-        # less: lo + rank_less ; greater: lo + n_less + 1 + (within - rank_less)
-        seg_lo_flat = np.repeat(base + lo, sizes)
-        new_fpos = seg_lo_flat + np.where(less == 1, rank_less, np.repeat(n_less + 1, sizes) + within - rank_less)
+        tot = np.empty(less.size + 1, dtype=np.int64)  # tot[k]: "less" elements among the first k
+        tot[0] = 0
+        np.cumsum(less, out=tot[1:])
+        excl = tot[:-1]
+        ts = tot[starts]
+        n_less = tot[starts + sizes] - ts
+        # a "less" element goes to lo + (its rank among the segment's "less" ones); a "greater" one
+        # to lo + n_less + 1 + (its rank among the "greater" ones) = its position + n_less - (rank among "less")
+        new_fpos = np.where(less != 0, np.repeat(base + lo - ts, sizes) + excl,
+                            fpos + np.repeat(n_less + ts, sizes) - excl)
         elems = flat[fpos]
         pivots = flat[base + lo]
         mid = lo + n_less
@@ -244,8 +244,9 @@ def lockstep_select(compare, d: int, n: int, *, ranks, full_sort: bool = False, 
     ----------
     compare : callable
         ``compare(elems, pivots, seg)`` returns the opened bits
-        ``[key[elems] < key[pivots[seg]]]`` (int64 0/1) for flat indices
-        ``gene * n + shuffled_position``.
+        ``[key[elems] < key[pivots[seg]]]`` (0/1) for flat indices
+        ``gene * n + shuffled_position``; with ``seg=None``, ``pivots`` has
+        one entry per element: ``[key[elems] < key[pivots]]``.
     d, n : int
     ranks : tuple of int
         Wanted 0-based ranks.
@@ -290,24 +291,34 @@ def lockstep_select(compare, d: int, n: int, *, ranks, full_sort: bool = False, 
     piv = sub.perm[:, q]  # (d, k) shuffled positions of the pivots, ascending keys
     # 2. binary search of the other n - s elements of every gene over its k pivots
     m = n - s
-    lo = np.zeros((d, m), np.int64)
-    hi = np.full((d, m), k, np.int64)
     rows = np.repeat(genes, m)
     elem_flat = rows * n + np.tile(np.arange(s, n, dtype=np.int64), d)
-    lo_f, hi_f = lo.reshape(-1), hi.reshape(-1)
+    piv_flat = (piv + (genes * n)[:, None]).reshape(-1)  # flat index of pivot j of gene g at g * k + j
+    row_k = rows * k
+    lo_f = np.zeros(d * m, np.int64)
+    hi_f = np.full(d * m, k, np.int64)
     rounds = comparisons = 0
+    act: np.ndarray | None = None  # None: every element is still searching (always so in the first round)
     while True:
-        act = np.flatnonzero(lo_f < hi_f)
-        if act.size == 0:
-            break
-        mid = (lo_f[act] + hi_f[act]) // 2
-        g = rows[act]
-        pv = g * n + piv[g, mid]
-        less = compare(elem_flat[act], pv, np.arange(act.size)).astype(bool)
-        hi_f[act] = np.where(less, mid, hi_f[act])
-        lo_f[act] = np.where(less, lo_f[act], mid + 1)
+        if act is None:
+            mid = (lo_f + hi_f) >> 1
+            less = compare(elem_flat, piv_flat[row_k + mid], None).astype(bool)
+            hi_f = np.where(less, mid, hi_f)
+            lo_f = np.where(less, lo_f, mid + 1)
+            size = less.size
+        else:
+            mid = (lo_f[act] + hi_f[act]) >> 1
+            less = compare(elem_flat[act], piv_flat[row_k[act] + mid], None).astype(bool)
+            hi_f[act] = np.where(less, mid, hi_f[act])
+            lo_f[act] = np.where(less, lo_f[act], mid + 1)
+            size = act.size
         rounds += 1
-        comparisons += act.size
+        comparisons += size
+        searching = lo_f < hi_f
+        if not searching.any():
+            break
+        act = None if searching.all() else np.flatnonzero(searching)
+    lo = lo_f.reshape(d, m)
     # 3. public layout: bucket 0, pivot 0, bucket 1, ..., pivot k-1, bucket k; a bucket lists
     #    its non-sample elements in shuffled order, then its sample elements.
     t = np.arange(s, dtype=np.int64)
@@ -318,8 +329,8 @@ def lockstep_select(compare, d: int, n: int, *, ranks, full_sort: bool = False, 
     idx = np.concatenate([sub.perm, np.broadcast_to(np.arange(s, n, dtype=np.int64), (d, m))], axis=1)
     order = np.argsort(code, axis=1, kind="stable")
     perm = np.take_along_axis(idx, order, axis=1)
-    counts = np.zeros((d, 2 * k + 1), np.int64)
-    np.add.at(counts, (np.repeat(genes, n), (code >> 1).reshape(-1)), 1)
+    counts = np.bincount((genes[:, None] * (2 * k + 1) + (code >> 1)).reshape(-1),
+                         minlength=d * (2 * k + 1)).reshape(d, 2 * k + 1)
     starts = np.cumsum(counts, axis=1) - counts
     b = np.arange(0, 2 * k + 1, 2)
     state.restart(perm, np.repeat(genes, k + 1), starts[:, b].reshape(-1), (starts[:, b] + counts[:, b]).reshape(-1))
@@ -358,8 +369,11 @@ def select_order_statistics(party, keys, *, ranks, full_sort: bool = False, cmp_
     ka, kb = np.ascontiguousarray(keys.a).reshape(-1), np.ascontiguousarray(keys.b).reshape(-1)
 
     def compare(elems, pivots, seg):
-        pa, pb = ka[pivots], kb[pivots]
-        diff = AShare(ka[elems] - pa[seg], kb[elems] - pb[seg])
+        if seg is None:  # one pivot per element
+            diff = AShare(ka[elems] - ka[pivots], kb[elems] - kb[pivots])
+        else:
+            pa, pb = ka[pivots], kb[pivots]
+            diff = AShare(ka[elems] - pa[seg], kb[elems] - pb[seg])
         return reveal_sign(party, diff, bits=cmp_bits)
 
     state = lockstep_select(compare, d, n, ranks=tuple(ranks), full_sort=full_sort, sample=sample)
