@@ -33,7 +33,7 @@ from scipy import stats
 from test_rep3_views import RecordingTransport, byte_hist
 
 from fedsyn import fixedpoint
-from fedsyn.engines.rep3 import AShare, InProcessNetwork, Party, run_parties, share_array
+from fedsyn.engines.rep3 import AShare, InProcessNetwork, Party, factor_protocol, run_parties, share_array
 from fedsyn.engines.rep3 import sharing as sharing_mod
 from fedsyn.engines.rep3.protocol1 import HolderInput, open_outputs, run_protocol1
 from fedsyn.params import ProtocolParams
@@ -81,18 +81,43 @@ def view(kind: str, seed: int, profile: str = "paper") -> tuple[list[np.ndarray]
     ]
     seen: dict[int, list] = {}
     results = {}
+    recs: dict[int, RecordingTransport] = {}
+    plan_msgs: dict[int, tuple[int, int]] = {}  # server -> the received messages of server 0's public plan
+    plan_of_server0 = factor_protocol._plan_of_server0
+
+    def recorded_plan(party, own):
+        start = len(recs[party.index].received)
+        try:
+            return plan_of_server0(party, own)
+        finally:
+            plan_msgs[party.index] = (start, len(recs[party.index].received))
 
     def server(i, transport):
-        rec = RecordingTransport(transport)
+        rec = recs[i] = RecordingTransport(transport)
         party = Party.setup(i, rec, seed=seed)
         rec.received.clear()
         inputs = [HolderInput(values=xs[i], labels=ys[i]) for xs, ys in shared]
         results[i] = run_protocol1(party, inputs, params)
         seen[i] = [a for _, a in rec.received]
 
-    run_parties(server, network=InProcessNetwork(timeout=60))
+    factor_protocol._plan_of_server0 = recorded_plan
+    try:
+        run_parties(server, network=InProcessNetwork(timeout=60))
+    finally:
+        factor_protocol._plan_of_server0 = plan_of_server0
     out = open_outputs([results[i] for i in range(3)], params)
     msgs = seen[OBSERVER]
+    if profile == "factor":
+        # Server 0's plan is public by design (a function of the opened DP release, which every server
+        # computes too): check it is exactly that plan, and keep it out of the uniformity statistic.
+        from fedsyn.factor import FactorPlan
+
+        lo, hi = plan_msgs[OBSERVER]
+        assert hi - lo == 1
+        plan = FactorPlan.from_public(out["factor"])
+        np.testing.assert_array_equal(msgs[lo][: plan.loadings_fp.size + 4], np.concatenate([
+            plan.loadings_fp.view(np.uint64), plan.thresholds_fp.view(np.uint64), [np.uint64(plan.found)]]))
+        msgs = msgs[:lo] + msgs[hi:]
     pattern = {
         "messages": len(msgs),
         "elements": int(sum(m.size for m in msgs)),
