@@ -149,7 +149,7 @@ def test_threshold_bits_equal_three_comparisons_on_ties_and_extremes():
     near = np.concatenate([t + k for k in (-1, 0, 1)]).clip(-top, top)  # (9, d)
     x4 = np.concatenate([near, rng.integers(-top, top + 1, size=(40, d))])
     x4 = (x4 // 4) * 4  # 4 x
-    ts, xs = share_array(t, rng=rng), share_array(x4, rng=rng)
+    ts, xs = share_array(t, rng=rng), share_array(np.ascontiguousarray(x4.T), rng=rng)  # genes in rows
 
     def server(i, transport):
         party = Party.setup(i, transport, seed=8)
@@ -158,7 +158,7 @@ def test_threshold_bits_equal_three_comparisons_on_ties_and_extremes():
     got = run_parties(server)
     for g in got[1:]:
         np.testing.assert_array_equal(g, got[0])
-    want = (x4[None, :, :] >= t[:, None, :]).astype(np.uint64)
+    want = (x4.T[None, :, :] >= t[:, :, None]).astype(np.uint64)  # (3, d, n)
     np.testing.assert_array_equal(got[0], want)
 
 

@@ -431,14 +431,18 @@ def quartile_thresholds(party, values, *, binning: Binning = "select"):
     thresholds : AShare, shape (3, d)
     state : SelectionState
     """
-    n, d = values.shape
+    return _thresholds_by_gene(party, values.T, binning=binning)
+
+
+def _thresholds_by_gene(party, vt: AShare, *, binning: Binning):
+    """:func:`quartile_thresholds` of values laid out ``(d, n)``: every gene's samples contiguous."""
+    d, n = vt.shape
     if n < 1:
         raise InputError("Quantile binning needs at least one sample.")
     if binning not in ("select", "sort"):
         raise InputError(f"Unknown binning {binning!r}; use 'select' or 'sort'.")
     plan = QuartilePlan.for_n(n)
     b = index_bits(n)
-    vt = values.T  # (d, n): every gene's samples contiguous, for the shuffle and the selection
     idx = np.broadcast_to(np.arange(n, dtype=np.uint64), (d, n))
     keys = (vt << b).add_public(idx, party.index)
     keys_s, xt = shuffle(party, [keys, vt], axis=1, independent_columns=True)
@@ -475,10 +479,11 @@ def bin(party, values, *, binning: Binning = "select") -> BinningResult:  # noqa
     -------
     BinningResult
     """
-    thresholds, state = quartile_thresholds(party, values, binning=binning)
-    bits = threshold_bits(party, values * 4, thresholds)
+    vt = values.T  # (d, n): the shuffle, the selection and the threshold comparisons run gene by gene
+    thresholds, state = _thresholds_by_gene(party, vt, binning=binning)
+    bits = threshold_bits(party, vt * 4, thresholds)  # (3, d, n)
     return BinningResult(
-        bits=bits,
+        bits=AShare(bits.a.transpose(0, 2, 1), bits.b.transpose(0, 2, 1)),  # (3, n, d), a view
         thresholds=thresholds,
         selection_rounds=state.rounds,
         selection_comparisons=state.comparisons,
@@ -486,7 +491,10 @@ def bin(party, values, *, binning: Binning = "select") -> BinningResult:  # noqa
 
 
 def threshold_bits(party: Party, x4: AShare, thresholds: AShare) -> AShare:
-    """``c_j = [4 x >= T_j]`` for ``j = 1, 2, 3`` by a two-step oblivious binary search, shape ``(3, n, d)``.
+    """``c_j = [4 x >= T_j]`` for ``j = 1, 2, 3`` by a two-step oblivious binary search.
+
+    ``x4`` holds ``4 x`` laid out ``(d, n)`` (genes in rows), ``thresholds`` is
+    ``(3, d)``; returns the bits, shape ``(3, d, n)``.
 
     The thresholds of a gene are sorted (``T_1 <= T_2 <= T_3``: the quartile
     plan's positions increase), so the bin of ``x`` is found with two
@@ -507,7 +515,7 @@ def threshold_bits(party: Party, x4: AShare, thresholds: AShare) -> AShare:
     """
     i = party.index
     chunk = max(party.compare_chunk, THRESHOLD_CHUNK)
-    t1, t2, t3 = thresholds[0], thresholds[1], thresholds[2]  # (d,), broadcast over the samples
+    t1, t2, t3 = (thresholds[j].reshape(-1, 1) for j in range(3))  # (d, 1), broadcast over the samples
     c2 = ltz(party, x4 - t2, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, i)
     t = party.mul(c2, (t3 - t1).broadcast_to(x4.shape)) + t1
     cp = ltz(party, x4 - t, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, i)

@@ -185,6 +185,11 @@ def msb_bits(party: Party, x: AShare, *, bits: int = 64, _dabit=None):
     return msb ^ _group_generate(party, g, p, dab), dab
 
 
+def _rows(x: BShare, rows: slice) -> BShare:
+    """A view of some planes of ``x`` (``x[rows]`` without the copy that indexing a share makes)."""
+    return BShare(x.a[rows], x.b[rows])
+
+
 def _group_generate(party: Party, g: BShare, p: BShare, dab: _Piggyback) -> BShare:
     """The generate bit of the group of all positions of ``(g, p)`` (planes low to high): one plane.
 
@@ -197,10 +202,11 @@ def _group_generate(party: Party, g: BShare, p: BShare, dab: _Piggyback) -> BSha
         npairs = L // 2
         lo = slice(0, 2 * npairs, 2)
         hi = slice(1, 2 * npairs, 2)
-        g_lo, g_hi, p_lo, p_hi = g[lo], g[hi], p[lo], p[hi]
+        # row views (every row is contiguous; no copies of the planes)
+        g_lo, g_hi, p_lo, p_hi = _rows(g, lo), _rows(g, hi), _rows(p, lo), _rows(p, hi)
         pairs = [(p_hi, g_lo)]
         if npairs > 1:  # group 0's propagate is never used
-            pairs.append((p_hi[1:], p_lo[1:]))
+            pairs.append((_rows(p_hi, slice(1, None)), _rows(p_lo, slice(1, None))))
         outs, got = _and_round(party, pairs, dab.term())
         dab.advance(got)
         new_g = g_hi ^ outs[0]
