@@ -215,14 +215,14 @@ def _paper(party: Party, values: AShare, labels: AShare, params: ProtocolParams,
             marg = marginals.marginals(party, br.bits, labels)
         with party.phase("means"):
             s = binning.bin_sums(party, br.bits, vb)
-            m = binning.bin_means(party, s, marg.counts, n=n)
-        parts.append((marg.counts, marg.two_way, m, marg.label, br.bits if params.model == "factor" else None))
+        parts.append((marg.counts, marg.two_way, s, marg.label, br.bits if params.model == "factor" else None))
         _log_block(party, "paper", b, blocks)
         selection_rounds += br.selection_rounds
         selection_comparisons += br.selection_comparisons
     one_way = concatenate([p[0] for p in parts], axis=0)
     two_way = concatenate([p[1] for p in parts], axis=0)
-    means = concatenate([p[2] for p in parts], axis=0)
+    with party.phase("means"):  # one division for every gene: its ~410 rounds are paid once, not per block
+        means = binning.bin_means(party, concatenate([p[2] for p in parts], axis=0), one_way, n=n)
     label = parts[0][3]
     two_way_exact = two_way
     with party.phase("noise"):
