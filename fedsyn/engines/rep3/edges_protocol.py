@@ -116,21 +116,20 @@ def histogram(party: Party, clipped: AShare, params: ProtocolParams) -> AShare:
     n, d = clipped.shape
     lo, _ = params.range_fp
     w, h = params.grid_bits, params.hist_bits
-    u = clipped.sub_public(lo, party.index)  # in [0, 2^w)
-    # (h, n, d): bits w-h .. w-1 of u, i.e. the cell's bits, low first
+    u = clipped.T.sub_public(lo, party.index)  # (d, n), in [0, 2^w): every gene's samples contiguous
+    # (h, d, n): bits w-h .. w-1 of u, i.e. the cell's bits, low first
     bits = top_bits(party, u, bits=w, count=h, chunk=_chunk(party))
     low_n = h // 2
     cell_bits = [bits[j] for j in range(h)]
     lo_onehot = onehot_from_bits(party, cell_bits[:low_n]) if low_n else None
     hi_onehot = onehot_from_bits(party, cell_bits[low_n:])
     if lo_onehot is None:
-        return hi_onehot.sum(axis=1).T  # (d, 2^h)
-    # cell = hi * 2^low_n + lo: H[g, hi, lo] = sum_i hi_onehot[hi, i, g] lo_onehot[lo, i, g], one batched
-    # matrix product per gene, (2^high, n) @ (n, 2^low) (no (n, d, 2^h) temporaries)
-    x = hi_onehot.transpose(2, 0, 1)  # (d, 2^high, n)
-    y = lo_onehot.transpose(2, 1, 0)  # (d, n, 2^low)
-    return party.matmul(AShare(np.ascontiguousarray(x.a), np.ascontiguousarray(x.b)),
-                        AShare(np.ascontiguousarray(y.a), np.ascontiguousarray(y.b))).reshape(d, 1 << h)
+        return hi_onehot.sum(axis=2).T  # (d, 2^h)
+    # cell = hi * 2^low_n + lo: H[g, hi, lo] = sum_i hi_onehot[hi, g, i] lo_onehot[lo, g, i], one batched
+    # matrix product per gene, (2^high, n) @ (n, 2^low), on views (no (n, d, 2^h) temporaries, no copies)
+    x = AShare(hi_onehot.a.transpose(1, 0, 2), hi_onehot.b.transpose(1, 0, 2))  # (d, 2^high, n)
+    y = AShare(lo_onehot.a.transpose(1, 2, 0), lo_onehot.b.transpose(1, 2, 0))  # (d, n, 2^low)
+    return party.matmul(x, y).reshape(d, 1 << h)
 
 
 def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, params: ProtocolParams, *,

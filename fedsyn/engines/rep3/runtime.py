@@ -276,7 +276,11 @@ class Party:
         OUTPUT element per party. Each party sees one uniformly masked reshare
         (as in :meth:`mul`). Reveals nothing.
         """
-        z = ring_matmul(np.concatenate([x.a, x.b], axis=-1), np.concatenate([y.a + y.b, y.a], axis=-2))
+        if x.ndim == 2 and y.ndim == 2:  # one product of twice the inner size (BLAS for large ones)
+            z = ring_matmul(np.concatenate([x.a, x.b], axis=-1), np.concatenate([y.a + y.b, y.a], axis=-2))
+        else:  # batched: numpy's integer matmul takes strided operands as they are, no concatenated copies
+            z = np.matmul(x.a, y.a + y.b)
+            z += np.matmul(x.b, y.a)
         return self.reshare(z + self.zero_ring(z.shape))
 
     def dot(self, x: AShare, y: AShare, axis: int = -1) -> AShare:
