@@ -7,10 +7,10 @@ Kikuchi, Ikarashi, Chida, Takahashi, "Practically efficient multi-party sorting
 protocols from comparison sort algorithms", ICISC 2012):
 
 1. Make every key distinct: ``key = (x << b) + i`` with ``i`` the pooled sample
-   index and ``b`` the bits needed for ``n`` (values are below ``2**40`` in
-   magnitude, so keys stay below ``2**(41 + b)``). Equal values are ordered by
-   their index: ties are broken, never leaked.
-2. Shuffle ``(key, x)`` of every gene with its own uniformly random permutation
+   index and ``b`` the bits needed for ``n`` (at least 3; values are below
+   ``2**40`` in magnitude, so keys stay below ``2**(41 + b)``). Equal values are
+   ordered by their index: ties are broken, never leaked.
+2. Shuffle the keys of every gene with its own uniformly random permutation
    that no single server knows (:func:`fedsyn.engines.rep3.shuffle.shuffle`).
 3. Run a **lockstep multi-rank quickselect** over all genes at once. Every
    round compares every element of every active segment with the segment's
@@ -41,8 +41,10 @@ sample index is appended; equal values get distinct keys and the reference's
 tie rule ("a value equal to a boundary goes to the upper bin") is applied
 afterwards on the values, not the keys.
 
-With the selected (still secret-shared) order statistics ``v[lo]``,
-``v[lo + 1]`` the thresholds are local linear combinations
+The selected order statistics ``v[lo]``, ``v[lo + 1]`` are taken out of their
+(still secret-shared) keys by an exact truncation ``floor(key / 2^b)`` of those
+few keys only (:meth:`~fedsyn.engines.rep3.runtime.Party.truncate_exact`); the
+thresholds are then local linear combinations
 ``T_j = 4 v[lo] + k (v[lo + 1] - v[lo])`` and the comparison bits
 ``c_j = [4 x >= T_j]`` of all ``3 n d`` (sample, gene, quartile) triples come from
 ``2 n d`` secure comparisons of reduced width (operands below ``2**43``): an
@@ -94,9 +96,15 @@ def index_bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def key_shift(n: int) -> int:
+    """``b`` of the keys ``(x << b) + i``: the index bits, at least 3 (so that the exact truncation
+    :meth:`~fedsyn.engines.rep3.runtime.Party.truncate_exact` can take ``x`` back out of a key)."""
+    return max(3, index_bits(n))
+
+
 def key_cmp_bits(n: int) -> int:
     """Signed width of a difference of two keys ``(x << b) + i`` with ``|x| < 2**40``."""
-    return MAX_VALUE_BITS + index_bits(n) + 2
+    return MAX_VALUE_BITS + key_shift(n) + 2
 
 
 @dataclass
@@ -442,23 +450,25 @@ def _thresholds_by_gene(party, vt: AShare, *, binning: Binning):
     if binning not in ("select", "sort"):
         raise InputError(f"Unknown binning {binning!r}; use 'select' or 'sort'.")
     plan = QuartilePlan.for_n(n)
-    b = index_bits(n)
+    b = key_shift(n)
     idx = np.broadcast_to(np.arange(n, dtype=np.uint64), (d, n))
     keys = (vt << b).add_public(idx, party.index)
-    keys_s, xt = shuffle(party, [keys, vt], axis=1, independent_columns=True)
+    (keys_s,) = shuffle(party, [keys], axis=1, independent_columns=True)
     pos, state = select_order_statistics(
         party, keys_s, ranks=plan.ranks, full_sort=binning == "sort", cmp_bits=key_cmp_bits(n),
         sample=sample_size(n) if binning == "select" else 0,
     )
+    # the selected order statistics: x = floor(key / 2^b) exactly, for the (at most six) selected keys of
+    # every gene only -- cheaper than shuffling x along with the keys
+    genes = np.arange(d)[:, None]
+    v = party.truncate_exact(keys_s[genes, pos], b)  # (d, R), columns in rank order
     rank_col = {r: c for c, r in enumerate(sorted(set(plan.ranks)))}
-    genes = np.arange(d)
     parts = []
     for lo, k in zip(plan.lo, plan.k):
-        v_lo = xt[genes, pos[:, rank_col[lo]]]
+        v_lo = v[:, rank_col[lo]]
         t = v_lo * 4
         if k:
-            v_hi = xt[genes, pos[:, rank_col[lo + 1]]]
-            t = t + (v_hi - v_lo) * k
+            t = t + (v[:, rank_col[lo + 1]] - v_lo) * k
         parts.append(t)
     return stack(parts), state
 
