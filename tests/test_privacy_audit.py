@@ -130,7 +130,10 @@ def test_rep3_protocol1_outputs_of_neighbouring_datasets_overlap_table_by_table(
     for name in ("one_way", "two_way"):
         for k in range(4):  # one bin at a time: every gene repeats the same cell
             a, b = out0[name][:, k].ravel(), out1[name][:, k].ravel()
-            assert a.dtype == np.int64 and audit.support_overlap(a, b) > 0.95, (name, k)
+            # 300 draws each of the sigma-8 grid noise: the overlap is 0.979 +- 0.012, below 0.95 in 1.6 % and
+            # below 0.92 in 0.01 % of simulated pairs (0.95 failed by chance when the PRF streams moved); noise
+            # on the old sparse lattice gives 0.0
+            assert a.dtype == np.int64 and audit.support_overlap(a, b) > 0.9, (name, k)
 
 
 def test_rep3_strict_outputs_of_neighbouring_datasets_overlap_family_by_family():
