@@ -180,13 +180,13 @@ def protocol1_frame_limit(n_records: int, n_genes: int, n_labels: int) -> int:
 
     Derived from the public shapes of a run (``n`` pooled samples, ``d`` genes,
     ``L`` labels) and :data:`fedsyn.engines.rep3.protocol1.GENE_BLOCK_ELEMENTS`:
-    the largest messages are the shuffle of one gene block (two words per
-    sample and gene of the block), the threshold comparisons of a block (about
-    five words per sample and gene, sent in runs of at most 2^20 comparisons)
+    the largest messages are the shuffle of one gene block's keys (one word
+    per sample and gene of the block), a run of threshold comparisons (at most
+    2^20 comparisons, about two words each with the piggybacked daBit terms)
     and the outputs' reshare (one word per released cell). The bound allows
     eight words per element of a gene block, four per released cell and a
-    constant 32 MiB, a margin of three to eight over the measured maxima
-    (``tests/test_net.py`` checks it against recorded runs). Pass it as
+    constant 32 MiB; its shape term is two to eight times the measured maxima
+    (``tests/test_net.py`` checks both against recorded runs). Pass it as
     ``max_frame_bytes`` to :meth:`TLSTransport.connect`: a peer announcing more
     is refused before anything is allocated.
 
