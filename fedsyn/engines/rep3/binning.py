@@ -526,11 +526,27 @@ def threshold_bits(party: Party, x4: AShare, thresholds: AShare) -> AShare:
     i = party.index
     chunk = max(party.compare_chunk, THRESHOLD_CHUNK)
     t1, t2, t3 = (thresholds[j].reshape(-1, 1) for j in range(3))  # (d, 1), broadcast over the samples
-    c2 = ltz(party, x4 - t2, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, i)
-    t = party.mul(c2, (t3 - t1).broadcast_to(x4.shape)) + t1
-    cp = ltz(party, x4 - t, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, i)
+
+    def geq(t: AShare) -> AShare:
+        return ltz(party, x4 - t, bits=THRESHOLD_CMP_BITS, chunk=chunk).rsub_public(1, i)
+
+    return stack(search_three(party, geq, t1, t2, lambda c2: party.mul(c2, (t3 - t1).broadcast_to(x4.shape))))
+
+
+def search_three(party: Party, geq, t1, t2, step):
+    """``[x >= t_j]`` for sorted thresholds ``t_1 <= t_2 <= t_3`` by two comparisons and one product.
+
+    ``geq(t)`` is the secure ``[x >= t]`` (shares, ``t`` a share or public
+    array), ``step(c_2)`` returns ``c_2 (t_3 - t_1)`` (a product for secret
+    thresholds, local for public ones). ``c_2 = [x >= t_2]``;
+    ``c' = [x >= t_1 + c_2 (t_3 - t_1)]``; ``c_3 = c_2 c'``;
+    ``c_1 = c_2 + c' - c_3`` (1 when ``c_2 = 1``, else ``c'``). Exactly the
+    three comparisons' bits, ties included. Returns ``(c_1, c_2, c_3)``.
+    """
+    c2 = geq(t2)
+    cp = geq(t1 + step(c2))
     c3 = party.mul(c2, cp)
-    return stack([c2 + cp - c3, c2, c3])
+    return c2 + cp - c3, c2, c3
 
 
 def bin_counts(bits: AShare, n: int, party_index: int) -> AShare:

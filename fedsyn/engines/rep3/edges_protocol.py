@@ -47,7 +47,7 @@ import numpy as np
 from ...errors import ProtocolError
 from ...fixedpoint import MAX_VALUE_BITS
 from ...params import ProtocolParams
-from .binning import THRESHOLD_CHUNK, bin_sums
+from .binning import THRESHOLD_CHUNK, bin_sums, search_three
 from .compare import ltz, top_bits
 from .marginals import marginals
 from .runtime import Party
@@ -171,10 +171,8 @@ def edge_statistics(party: Party, clipped: AShare, labels: AShare, geometry, par
         return AShare.from_public(np.broadcast_to(v, (n, d)), i)
 
     # oblivious binary search over the sorted public a_0 <= e_1 <= e_2 <= e_3 <= b_3: three comparisons
-    c2 = geq(public(e[:, 1]))
-    cp = geq(public(e[:, 0]) + c2 * (e[:, 2] - e[:, 0]))  # e_3 above the median edge, e_1 below it
-    c3 = party.mul(c2, cp)
-    c1 = c2 + cp - c3
+    # (the edges' step is a public difference times a secret bit: local)
+    c1, c2, c3 = search_three(party, geq, public(e[:, 0]), public(e[:, 1]), lambda c: c * (e[:, 2] - e[:, 0]))
     # third step: a_0 in bins 0-2 (always passed in bins 1-2, as x >= e_1 >= a_0), b_3 + 1 in bin 3
     z = geq(public(a0) + c3 * (b3 + 1 - a0))
     above = party.mul(c3, z)  # [x > b_3] (0 below bin 3, where x < e_3 <= b_3)
